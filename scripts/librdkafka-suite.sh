@@ -1,0 +1,406 @@
+#!/usr/bin/env bash
+# Run librdkafka's own integration test suite (tests/ of the librdkafka source
+# vendored in the rdkafka-sys crate) against a freshly started Chronik broker.
+#
+#   scripts/librdkafka-suite.sh                 # build (once), start broker, run all
+#   scripts/librdkafka-suite.sh --tests 0001,0012
+#   scripts/librdkafka-suite.sh --list          # print the plan, run nothing
+#   scripts/librdkafka-suite.sh --build-only    # only install deps + build runner
+#   scripts/librdkafka-suite.sh --broker 127.0.0.1:9092   # use a running broker
+#
+# Options (and env equivalents):
+#   --tests LIST     comma list of test numbers (0001) or variant names
+#   --timeout S      per test-number wall clock limit  [LIBRDKAFKA_TEST_TIMEOUT=120]
+#   --budget S       whole-run limit; tests not started by then FAIL as "not run"
+#                                                     [LIBRDKAFKA_SUITE_BUDGET=1500]
+#   --jobs N         test numbers run concurrently    [LIBRDKAFKA_SUITE_JOBS=2]
+#   --kafka-version V  broker version the suite assumes (TEST_KAFKA_VERSION)
+#                                                     [LIBRDKAFKA_SUITE_KAFKA_VERSION=3.9.0]
+#   --broker H:P     do not start a broker, test this one
+#
+# Output: one line per test variant (PASS name / FAIL name (reason) /
+# SKIP name (reason)) and a closing "N passed, N failed, N skipped" line.
+# Exit status is non-zero if any test failed. Per-test logs, the broker log
+# and results.txt are kept in target/librdkafka-suite/runs/<timestamp>/.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SUITE_DIR=${LIBRDKAFKA_SUITE_DIR:-$ROOT/target/librdkafka-suite}
+RDK=$SUITE_DIR/librdkafka
+TESTS_DIR=$RDK/tests
+SKIP_FILE=$ROOT/tests/librdkafka/skip.txt
+CONF_TMPL=$ROOT/tests/librdkafka/test.conf.in
+
+PER_TEST_TIMEOUT=${LIBRDKAFKA_TEST_TIMEOUT:-120}
+BUDGET=${LIBRDKAFKA_SUITE_BUDGET:-1500}
+JOBS=${LIBRDKAFKA_SUITE_JOBS:-2}
+KAFKA_VERSION=${LIBRDKAFKA_SUITE_KAFKA_VERSION:-3.9.0}
+TIMEOUT_MULTIPLIER=${LIBRDKAFKA_SUITE_TIMEOUT_MULTIPLIER:-1.5}
+MAKE_JOBS=${LIBRDKAFKA_SUITE_MAKE_JOBS:-2}
+SELECT=""
+LIST_ONLY=0
+BUILD_ONLY=0
+BROKER=""
+
+usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --tests) SELECT=$2; shift 2 ;;
+        --tests=*) SELECT=${1#*=}; shift ;;
+        --list) LIST_ONLY=1; shift ;;
+        --build-only) BUILD_ONLY=1; shift ;;
+        --timeout) PER_TEST_TIMEOUT=$2; shift 2 ;;
+        --budget) BUDGET=$2; shift 2 ;;
+        --jobs) JOBS=$2; shift 2 ;;
+        --kafka-version) KAFKA_VERSION=$2; shift 2 ;;
+        --broker) BROKER=$2; shift 2 ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    esac
+done
+
+log() { echo "# $*" >&2; }
+die() { echo "error: $*" >&2; exit 2; }
+
+# ---------------------------------------------------------------- packages
+ensure_debs() {
+    local want=(build-essential pkg-config zlib1g-dev libssl-dev libsasl2-dev
+                libzstd-dev liblz4-dev)
+    local missing=() p
+    for p in "${want[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+            missing+=("$p")
+    done
+    # librdkafka's Makefile runs python3 (packaging/get_version.py).
+    command -v python3 >/dev/null || missing+=(python3)
+    [[ ${#missing[@]} -eq 0 ]] && return 0
+    log "installing Debian packages: ${missing[*]}"
+    local SUDO=""
+    [[ $(id -u) -ne 0 ]] && SUDO=sudo
+    $SUDO apt-get update -qq || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null ||
+        die "apt-get install ${missing[*]} failed"
+}
+
+# ------------------------------------------------- librdkafka source + build
+find_librdkafka_src() {
+    local ver dir cargo_home=${CARGO_HOME:-$HOME/.cargo}
+    ver=$(awk '/^name = "rdkafka-sys"$/ { getline; gsub(/"/, "", $3); print $3; exit }' \
+              "$ROOT/Cargo.lock" 2>/dev/null)
+    [[ -n $ver ]] || die "rdkafka-sys not found in Cargo.lock"
+    dir=$(ls -d "$cargo_home"/registry/src/*/"rdkafka-sys-$ver"/librdkafka 2>/dev/null | head -1)
+    if [[ -z $dir ]]; then
+        log "rdkafka-sys $ver not in the cargo registry yet: cargo fetch"
+        (cd "$ROOT" && cargo fetch -q) || die "cargo fetch failed"
+        dir=$(ls -d "$cargo_home"/registry/src/*/"rdkafka-sys-$ver"/librdkafka 2>/dev/null | head -1)
+    fi
+    [[ -n $dir && -f $dir/tests/test.c ]] || die "librdkafka source of rdkafka-sys $ver not found"
+    echo "$dir"
+}
+
+build_suite() {
+    local src stamp t0
+    src=$(find_librdkafka_src) || exit 2
+    stamp="$src"
+    if [[ -x $TESTS_DIR/test-runner && -e $RDK/src/librdkafka.so.1 &&
+          -e $RDK/src-cpp/librdkafka++.so.1 &&
+          "$(cat "$SUITE_DIR/.built-from" 2>/dev/null)" == "$stamp" ]]; then
+        log "reusing librdkafka test build in $RDK"
+        return 0
+    fi
+    ensure_debs
+    t0=$(date +%s)
+    mkdir -p "$SUITE_DIR"
+    rm -rf "$RDK" "$SUITE_DIR/.built-from"
+    log "copying $src -> $RDK"
+    cp -a "$src" "$RDK" || die "copy failed"
+    log "building librdkafka + test-runner (make -j$MAKE_JOBS), log: $SUITE_DIR/build.log"
+    (
+        cd "$RDK" &&
+        ./configure --no-download --disable-curl &&
+        nice -n 10 make -j"$MAKE_JOBS" libs &&
+        nice -n 10 make -j"$MAKE_JOBS" -C tests build
+    ) >"$SUITE_DIR/build.log" 2>&1 || { tail -30 "$SUITE_DIR/build.log" >&2; die "build failed"; }
+    echo "$stamp" >"$SUITE_DIR/.built-from"
+    log "built in $(( $(date +%s) - t0 )) s"
+}
+
+# ------------------------------------------------------------------- plan
+# Parses tests[] in tests/test.c and tests/librdkafka/skip.txt. Emits
+#   V <num> <name> run|skip <reason>     one per test variant
+#   N <num> <extra run-test.sh args>     one per test number to run
+make_plan() {
+    python3 - "$TESTS_DIR/test.c" "$SKIP_FILE" "$SELECT" <<'PY'
+import re, sys
+testc, skipf, select = sys.argv[1], sys.argv[2], sys.argv[3]
+src = open(testc).read()
+body = src[src.index('struct test tests[] = {'):]
+body = body[:body.index('{NULL}};')]
+body = re.sub(r'/\*.*?\*/', '', body, flags=re.S)
+tests = []
+for m in re.finditer(r'_TEST\(\s*(\w+)\s*,(.*?)\)\s*,\s*(?=_TEST\(|#|$)', body, flags=re.S):
+    name, rest = m.group(1), m.group(2)
+    flags = set(f.strip() for f in rest.split(',')[0].split('|'))
+    sc = re.search(r'\.scenario\s*=\s*"([^"]*)"', rest)
+    tests.append((name[:4], name, flags, sc.group(1) if sc else 'default'))
+skips = {}
+for line in open(skipf):
+    line = line.strip()
+    if not line or line.startswith('#'):
+        continue
+    key, _, reason = line.partition(' ')
+    skips[key] = reason.strip() or 'listed in skip.txt'
+known = {t[1] for t in tests} | {t[0] for t in tests}
+for k in skips:
+    if k not in known:
+        sys.stderr.write('warning: skip.txt entry %s matches no test\n' % k)
+sel = [s.strip() for s in select.split(',') if s.strip()]
+def selected(num, name):
+    return not sel or any(s == num or s == name for s in sel)
+bynum = {}
+for num, name, flags, scenario in tests:
+    if 'TEST_F_MANUAL' in flags or not selected(num, name):
+        continue
+    if name in skips:
+        reason = skips[name]
+    elif num in skips:
+        reason = skips[num]
+    elif 'TEST_F_SOCKEM' in flags:
+        reason = 'harness-only: sockem test, excluded by -E'
+    elif 'TEST_F_KNOWN_ISSUE' in flags:
+        reason = 'test-runner: upstream TEST_F_KNOWN_ISSUE, not run by default'
+    elif 'default' not in scenario.split(','):
+        reason = 'test-runner: needs scenario %s (broker with auto.create.topics.enable=false)' % scenario
+    else:
+        reason = ''
+    bynum.setdefault(num, []).append((name, 'TEST_F_LOCAL' in flags, reason))
+    print('V\t%s\t%s\t%s\t%s' % (num, name, 'skip' if reason else 'run', reason))
+for num, vs in bynum.items():
+    run = [v for v in vs if not v[2]]
+    if not run:
+        continue
+    listed = [v for v in vs if v[2] and (v[0] in skips or num in skips)]
+    args = ''
+    # Keep skip-listed variants from running when flags can separate them.
+    if listed and all(v[1] for v in listed) and not any(v[1] for v in run):
+        args = '-L'
+    elif listed and not any(v[1] for v in listed) and all(v[1] for v in run):
+        args = '-l'
+    print('N\t%s\t%s' % (num, args))
+PY
+}
+
+# --------------------------------------------------------------- results
+# parse_result <num> <log> <rc> <timed_out> <names...>: prints result lines.
+parse_result() {
+    python3 - "$@" <<'PY'
+import os, re, sys
+num, logf, rc, timed_out = sys.argv[1:5]
+names = sys.argv[5:]
+text = open(logf, errors='replace').read()
+text = re.sub(r'\x1b\[[0-9;]*m', '', text)
+rows = {}
+for line in text.splitlines():
+    m = re.match(r'^\|\s*(\d{4}\w*)\s*\|\s*(\w+)\s*\|\s*[-\d.]+s\s*\|\s*(.*)$', line)
+    if m:
+        rows[m.group(1)] = (m.group(2), m.group(3).strip())
+def first_failure(name=None):
+    """The first '### Test "X" failed at FILE:LINE:FUNC() at DATE: ###'
+    block (for test `name` if it has one), as 'FILE:LINE:FUNC(): message'."""
+    lines = text.splitlines()
+    hits = []
+    for i, l in enumerate(lines):
+        m = re.match(r'^### Test "([^"]+)" failed at (\S+?) at .*###$', l)
+        if not m:
+            continue
+        msg = []
+        for x in lines[i + 1:i + 4]:
+            if not x.strip() or x.startswith(('[', '%', '###', 'test-runner:', './run-test.sh')):
+                break
+            msg.append(x.strip())
+        hits.append((m.group(1), '%s: %s' % (m.group(2), ' '.join(msg))))
+    for t, msg in hits:
+        if t == name:
+            return msg
+    for t, msg in hits:
+        if t != '<MAIN>':
+            return msg
+    if hits:
+        return hits[0][1]
+    return ''
+for n in names:
+    state, extra = rows.get(n, (None, ''))
+    if state == 'PASSED':
+        print('PASS %s' % n)
+    elif state == 'SKIPPED':
+        print('SKIP %s (%s)' % (n, extra or 'skipped by test-runner'))
+    elif state == 'FAILED':
+        print('FAIL %s (%s)' % (n, extra or first_failure(n) or 'failed'))
+    else:
+        if timed_out == '1':
+            why = 'killed: hit the %ss per-test wall clock timeout' % os.environ.get('PER_TEST_TIMEOUT', '?')
+        elif state:
+            why = 'test-runner reported state %s' % state
+        else:
+            why = 'no result in test-runner summary (exit code %s)' % rc
+        ff = first_failure(n)
+        print('FAIL %s (%s%s)' % (n, why, '; ' + ff if ff else ''))
+PY
+}
+
+# ----------------------------------------------------------------- broker
+BROKER_PID=""
+DATA_DIR=""
+declare -A RUNNING=()
+kill_tree() { # pid: the process and its descendants, by id
+    local c
+    for c in $(pgrep -P "$1" 2>/dev/null); do kill_tree "$c"; done
+    kill "$1" 2>/dev/null
+}
+cleanup() {
+    local p
+    for p in "${RUNNING[@]}"; do kill_tree "$p"; done
+    if [[ -n $BROKER_PID ]] && kill -0 "$BROKER_PID" 2>/dev/null; then
+        kill "$BROKER_PID" 2>/dev/null
+        for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.5; done
+        kill -9 "$BROKER_PID" 2>/dev/null
+    fi
+    [[ -n $DATA_DIR ]] && rm -rf "$DATA_DIR"
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_port() { # host port seconds
+    local i
+    for ((i = 0; i < $3 * 4; i++)); do
+        (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && return 0
+        [[ -n $BROKER_PID ]] && ! kill -0 "$BROKER_PID" 2>/dev/null && return 1
+        sleep 0.25
+    done
+    return 1
+}
+
+start_broker() {
+    local bin=$ROOT/target/debug/chronik-server
+    if [[ ! -x $bin ]]; then
+        log "building chronik-server (cargo build -p chronik-server)"
+        (cd "$ROOT" && CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2} cargo build -q -p chronik-server) ||
+            die "cargo build -p chronik-server failed"
+    fi
+    [[ -n $DATA_DIR ]] || DATA_DIR=$(mktemp -d /tmp/chronik-librdkafka-XXXXXX)
+    [[ -n ${PORT:-} ]] || PORT=$(free_port)
+    "$bin" start --listen "127.0.0.1:$PORT" --data-dir "$DATA_DIR" >>"$RUN_DIR/broker.log" 2>&1 &
+    BROKER_PID=$!
+    if ! wait_port 127.0.0.1 "$PORT" 60; then
+        tail -20 "$RUN_DIR/broker.log" >&2
+        die "chronik-server did not accept connections on 127.0.0.1:$PORT (log: $RUN_DIR/broker.log)"
+    fi
+    BROKER=127.0.0.1:$PORT
+    log "chronik-server pid $BROKER_PID listening on $BROKER (data: $DATA_DIR)"
+}
+
+# -------------------------------------------------------------------- main
+if [[ $LIST_ONLY -eq 1 && -f $TESTS_DIR/test.c ]]; then :; else build_suite; fi
+[[ $BUILD_ONLY -eq 1 ]] && exit 0
+[[ -f $TESTS_DIR/test.c ]] || build_suite
+
+PLAN=$(make_plan) || die "could not make the test plan"
+declare -A NAMES=() ARGS=()
+NUMS=()
+SKIPPED=0
+while IFS=$'\t' read -r kind a b c d; do
+    if [[ $kind == V ]]; then
+        if [[ $c == run ]]; then NAMES[$a]+="$b "; fi
+    elif [[ $kind == N ]]; then
+        NUMS+=("$a"); ARGS[$a]=$b
+    fi
+done <<<"$PLAN"
+
+if [[ $LIST_ONLY -eq 1 ]]; then
+    while IFS=$'\t' read -r kind a b c d; do
+        [[ $kind == V ]] || continue
+        if [[ $c == run ]]; then echo "RUN  $b   [TESTS=$a ./run-test.sh -Q -E ${ARGS[$a]:-}]"
+        else echo "SKIP $b ($d)"; fi
+    done <<<"$PLAN"
+    echo "# ${#NUMS[@]} test numbers to run; per-test timeout ${PER_TEST_TIMEOUT}s, budget ${BUDGET}s, jobs $JOBS"
+    exit 0
+fi
+
+RUN_DIR=$SUITE_DIR/runs/$(date +%Y%m%d-%H%M%S)
+mkdir -p "$RUN_DIR"
+RESULTS=$RUN_DIR/results.txt
+: >"$RESULTS"
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [[ -z $BROKER ]]; then
+    start_broker
+else
+    wait_port "${BROKER%:*}" "${BROKER##*:}" 10 || die "broker $BROKER does not accept connections"
+fi
+
+sed -e "s|@BROKERS@|$BROKER|" -e "s|@TIMEOUT_MULTIPLIER@|$TIMEOUT_MULTIPLIER|" \
+    "$CONF_TMPL" >"$TESTS_DIR/test.conf"
+log "test.conf -> $TESTS_DIR/test.conf; logs in $RUN_DIR"
+
+emit() { echo "$1"; echo "$1" >>"$RESULTS"; }
+
+# Skips known from the plan are reported first.
+while IFS=$'\t' read -r kind a b c d; do
+    [[ $kind == V && $c == skip ]] && emit "SKIP $b ($d)"
+done <<<"$PLAN"
+
+run_one() { # num
+    local num=$1 logf=$RUN_DIR/$1.log rc timed_out=0
+    (
+        cd "$TESTS_DIR" &&
+        env -u CI -u KAFKA_PATH -u ZK_ADDRESS -u BROKERS -u TEST_DEBUG \
+            TESTS="$num" TEST_KAFKA_VERSION="$KAFKA_VERSION" TEST_LEVEL=2 \
+            RDKAFKA_TEST_CONF=test.conf \
+            timeout -k 15 "$PER_TEST_TIMEOUT" ./run-test.sh -Q -E ${ARGS[$num]:-}
+    ) >"$logf" 2>&1
+    rc=$?
+    [[ $rc -eq 124 || $rc -eq 137 ]] && timed_out=1
+    # shellcheck disable=SC2086
+    parse_result "$num" "$logf" "$rc" "$timed_out" ${NAMES[$num]} >"$RUN_DIR/$num.res.tmp"
+    mv "$RUN_DIR/$num.res.tmp" "$RUN_DIR/$num.res"
+}
+
+START=$(date +%s)
+export PER_TEST_TIMEOUT
+collect() {
+    local n
+    for n in "${!RUNNING[@]}"; do
+        [[ -f $RUN_DIR/$n.res ]] || continue
+        wait "${RUNNING[$n]}" 2>/dev/null
+        unset "RUNNING[$n]"
+        while IFS= read -r l; do emit "$l"; done <"$RUN_DIR/$n.res"
+        if [[ -n $BROKER_PID ]] && ! kill -0 "$BROKER_PID" 2>/dev/null; then
+            wait "$BROKER_PID" 2>/dev/null; local brc=$?
+            emit "NOTE broker exited (status $brc) while $n was running; log: $RUN_DIR/broker.log; restarting it"
+            BROKER_PID=""
+            start_broker
+        fi
+    done
+}
+
+for num in "${NUMS[@]}"; do
+    while [[ ${#RUNNING[@]} -ge $JOBS ]]; do wait -n 2>/dev/null; collect; sleep 0.1; done
+    if (( $(date +%s) - START > BUDGET )); then
+        for n in ${NAMES[$num]}; do emit "FAIL $n (not run: suite time budget of ${BUDGET}s exhausted)"; done
+        continue
+    fi
+    run_one "$num" &
+    RUNNING[$num]=$!
+done
+while [[ ${#RUNNING[@]} -gt 0 ]]; do wait -n 2>/dev/null; collect; sleep 0.1; done
+
+PASSED=$(grep -c '^PASS ' "$RESULTS")
+FAILED=$(grep -c '^FAIL ' "$RESULTS")
+SKIPPED=$(grep -c '^SKIP ' "$RESULTS")
+log "run took $(( $(date +%s) - START )) s; results: $RESULTS"
+echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
+[[ $FAILED -eq 0 ]]
