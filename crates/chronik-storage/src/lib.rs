@@ -1,0 +1,38 @@
+//! Chronik's log layer: the on-disk storage of one broker's partitions.
+//!
+//! It knows nothing of the network or of Kafka requests; the broker's partition layer
+//! calls it with record batches that were already validated.
+//!
+//! # Layout
+//! - [`batch`]: a RecordBatch v2 header view — parse, validate (CRC-32C), patch in place.
+//! - [`offset_index`] / [`time_index`]: sparse per-segment indexes.
+//! - [`segment`]: one `.log` data file plus its indexes; append, read, recover.
+//! - [`log`]: [`Log`], the ordered segments of one partition: offsets, rolling,
+//!   reads, retention, truncation, the log start offset and recovery at open.
+//! - [`leader_epoch`]: the leader epoch cache (OffsetForLeaderEpoch).
+//! - [`cleaner`]: log compaction.
+//! - [`group_commit`]: one fsync thread shared by all partitions.
+//! - [`config`]: [`LogConfig`]; [`error`]: [`StorageError`].
+//!
+//! Architecture invariant: stored batches are the producer's bytes; only `baseOffset`
+//! and `partitionLeaderEpoch` are patched (plus the timestamp fields and CRC under
+//! LogAppendTime). Only compaction re-encodes records, preserving their offsets.
+
+pub mod batch;
+pub mod cleaner;
+pub mod config;
+pub mod error;
+pub mod group_commit;
+pub mod leader_epoch;
+pub mod log;
+pub mod offset_index;
+pub mod segment;
+pub mod time_index;
+
+pub use batch::{batches, parse_header, validate_batch, BatchError, BatchHeader, BatchIter};
+pub use cleaner::CompactionStats;
+pub use config::{CleanupPolicy, LogConfig, TimestampType};
+pub use error::{Result, StorageError};
+pub use group_commit::{GroupCommit, SyncHandle};
+pub use log::{AppendInfo, Log, ReadResult};
+pub use segment::Segment;
