@@ -1,0 +1,169 @@
+//! Test harness: starts real `chronik-server` processes on 127.0.0.1 ports and kills them for real.
+//!
+//! The binaries are looked up in the workspace target directory (`target/debug` unless
+//! `CHRONIK_TARGET_DIR` or `CARGO_TARGET_DIR` says otherwise), so build them first:
+//! `cargo build --workspace --bins` (the README's test command does this).
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Directory holding the workspace's built binaries.
+pub fn target_bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("CHRONIK_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    target.join("debug")
+}
+
+/// Path of the `chronik-server` binary.
+pub fn server_bin() -> PathBuf {
+    target_bin_dir().join("chronik-server")
+}
+
+/// Path of the `chronik-bench` binary.
+pub fn bench_bin() -> PathBuf {
+    target_bin_dir().join("chronik-bench")
+}
+
+/// A port that was free a moment ago. The server binds it right after; the window for a race is
+/// small and a collision shows up as a start failure, not as a wrong result.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on 127.0.0.1")
+}
+
+/// One broker process with its own data directory.
+pub struct Broker {
+    child: Option<Child>,
+    port: u16,
+    data_dir: tempfile::TempDir,
+    extra_args: Vec<String>,
+}
+
+impl Broker {
+    /// Starts a single-node broker on a fresh port with a fresh data directory.
+    pub fn start() -> Broker {
+        Broker::start_with(&[])
+    }
+
+    /// Starts a broker with extra `chronik-server start` flags.
+    pub fn start_with(extra_args: &[&str]) -> Broker {
+        let mut broker = Broker {
+            child: None,
+            port: free_port(),
+            data_dir: tempfile::tempdir().expect("temp data dir"),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+        };
+        broker.spawn();
+        broker
+    }
+
+    /// `host:port` for clients.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.data_dir.path()
+    }
+
+    /// SIGKILL: no shutdown hook runs, as in a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait: the graceful path.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the process again on the same port and data directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    fn spawn(&mut self) {
+        let bin = server_bin();
+        assert!(
+            bin.exists(),
+            "{} not built: run `cargo build --workspace --bins` first",
+            bin.display()
+        );
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.path().join("broker.log"))
+            .expect("broker log file");
+        let child = Command::new(bin)
+            .arg("start")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--data-dir")
+            .arg(self.data_dir.path().join("data"))
+            .args(&self.extra_args)
+            .env("RUST_LOG", std::env::var("CHRONIK_TEST_LOG").unwrap_or("info".into()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log clone"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn chronik-server");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("chronik-server exited early ({status}); log:\n{}", self.log());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("chronik-server did not listen within 30 s; log:\n{}", self.log());
+    }
+
+    /// What the broker wrote to stdout/stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.path().join("broker.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

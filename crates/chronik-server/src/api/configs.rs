@@ -1,0 +1,286 @@
+//! DescribeConfigs (32), AlterConfigs (33) and IncrementalAlterConfigs (44) for topics, plus a
+//! read-only view of the broker's own settings. Topic changes go through the controller, which
+//! validates them and has every partition apply the new settings at once.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
+use kafka_protocol::messages::{
+    alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest,
+    AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::create_topics::{SOURCE_DEFAULT, SOURCE_TOPIC};
+use super::str_bytes;
+use crate::broker::Broker;
+use crate::controller::ControllerError;
+use crate::metadata::topic_config::{effective_value, TOPIC_CONFIG_NAMES};
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+const SOURCE_STATIC_BROKER: i8 = 4;
+
+/// config_type of DescribeConfigs v3+.
+fn config_type(name: &str) -> i8 {
+    const STRING: i8 = 2;
+    const INT: i8 = 3;
+    const LONG: i8 = 5;
+    const LIST: i8 = 7;
+    match name {
+        "cleanup.policy" => LIST,
+        "message.timestamp.type" => STRING,
+        "max.message.bytes" | "min.insync.replicas" | "segment.bytes" | "num.partitions" => INT,
+        "auto.create.topics.enable" => 1,
+        _ => LONG,
+    }
+}
+
+fn entry(
+    name: &str,
+    value: String,
+    source: i8,
+    read_only: bool,
+    version: i16,
+) -> DescribeConfigsResourceResult {
+    let mut result = DescribeConfigsResourceResult::default()
+        .with_name(str_bytes(name))
+        .with_value(Some(str_bytes(&value)))
+        .with_read_only(read_only)
+        .with_config_source(source);
+    if version >= 3 {
+        result = result.with_config_type(config_type(name));
+    }
+    result
+}
+
+fn wanted(keys: &Option<Vec<StrBytes>>, name: &str) -> bool {
+    keys.as_ref()
+        .is_none_or(|keys| keys.is_empty() || keys.iter().any(|k| k.as_str() == name))
+}
+
+pub fn describe(
+    broker: &Broker,
+    request: DescribeConfigsRequest,
+    version: i16,
+) -> DescribeConfigsResponse {
+    let results = request
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let result = DescribeConfigsResult::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone());
+            match resource.resource_type {
+                RESOURCE_TOPIC => match broker.metadata.topic(resource.resource_name.as_str()) {
+                    Some(topic) => result.with_configs(
+                        TOPIC_CONFIG_NAMES
+                            .iter()
+                            .filter(|name| wanted(&resource.configuration_keys, name))
+                            .map(|name| {
+                                let (value, is_default) =
+                                    effective_value(&broker.config.log, &topic.configs, name);
+                                let source = if is_default {
+                                    SOURCE_DEFAULT
+                                } else {
+                                    SOURCE_TOPIC
+                                };
+                                entry(name, value, source, false, version)
+                            })
+                            .collect(),
+                    ),
+                    None => result
+                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                        .with_error_message(Some(str_bytes("unknown topic"))),
+                },
+                RESOURCE_BROKER => result.with_configs(
+                    broker_configs(broker)
+                        .into_iter()
+                        .filter(|(name, _)| wanted(&resource.configuration_keys, name))
+                        .map(|(name, value)| {
+                            entry(name, value, SOURCE_STATIC_BROKER, true, version)
+                        })
+                        .collect(),
+                ),
+                _ => result
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(Some(str_bytes("unsupported resource type"))),
+            }
+        })
+        .collect();
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+fn broker_configs(broker: &Broker) -> Vec<(&'static str, String)> {
+    let c = &broker.config;
+    vec![
+        (
+            "auto.create.topics.enable",
+            c.auto_create_topics.to_string(),
+        ),
+        ("num.partitions", c.num_partitions.to_string()),
+        (
+            "default.replication.factor",
+            c.default_replication_factor.to_string(),
+        ),
+        (
+            "socket.request.max.bytes",
+            c.socket_request_max_bytes.to_string(),
+        ),
+        ("log.segment.bytes", c.log.segment_bytes.to_string()),
+        ("log.retention.ms", c.log.retention_ms.to_string()),
+        ("log.retention.bytes", c.log.retention_bytes.to_string()),
+        ("log.cleanup.policy", c.log.cleanup_policy.clone()),
+        ("message.max.bytes", c.log.max_message_bytes.to_string()),
+        ("min.insync.replicas", c.log.min_insync_replicas.to_string()),
+        (
+            "offsets.topic.num.partitions",
+            c.offsets_topic_num_partitions.to_string(),
+        ),
+    ]
+}
+
+/// Applies a whole new set of overrides to one resource.
+fn apply(
+    broker: &Broker,
+    resource_type: i8,
+    name: &str,
+    configs: Result<BTreeMap<String, String>, ControllerError>,
+    validate_only: bool,
+) -> Result<(), ControllerError> {
+    match resource_type {
+        RESOURCE_TOPIC => broker
+            .controller
+            .set_topic_configs(name, configs?, validate_only),
+        RESOURCE_BROKER => Err(ControllerError {
+            code: ResponseError::InvalidRequest.code(),
+            message: "broker configs are static: change the config file and restart".into(),
+        }),
+        _ => Err(ControllerError {
+            code: ResponseError::InvalidRequest.code(),
+            message: "unsupported resource type".into(),
+        }),
+    }
+}
+
+/// AlterConfigs replaces every override of the resource.
+pub fn alter(broker: &Broker, request: AlterConfigsRequest) -> AlterConfigsResponse {
+    let responses = request
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let configs = resource
+                .configs
+                .iter()
+                .filter_map(|c| {
+                    c.value
+                        .as_ref()
+                        .map(|v| (c.name.to_string(), v.to_string()))
+                })
+                .collect();
+            let outcome = apply(
+                broker,
+                resource.resource_type,
+                resource.resource_name.as_str(),
+                Ok(configs),
+                request.validate_only,
+            );
+            let response = alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name);
+            match outcome {
+                Ok(()) => response,
+                Err(e) => response
+                    .with_error_code(e.code)
+                    .with_error_message(Some(str_bytes(&e.message))),
+            }
+        })
+        .collect();
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+/// IncrementalAlterConfigs applies SET / DELETE / APPEND / SUBTRACT to the current overrides.
+pub fn incremental_alter(
+    broker: &Broker,
+    request: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let responses = request
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let name = resource.resource_name.as_str();
+            let configs = match broker.metadata.topic(name) {
+                Some(topic) if resource.resource_type == RESOURCE_TOPIC => {
+                    let mut configs = topic.configs.clone();
+                    resource
+                        .configs
+                        .iter()
+                        .try_for_each(|c| {
+                            let key = c.name.to_string();
+                            let value = c.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
+                            let current = effective_value(&broker.config.log, &configs, &key).0;
+                            let mut list: Vec<String> = current
+                                .split(',')
+                                .map(str::trim)
+                                .filter(|s| !s.is_empty())
+                                .map(str::to_string)
+                                .collect();
+                            match c.config_operation {
+                                0 => {
+                                    configs.insert(key, value);
+                                }
+                                1 => {
+                                    configs.remove(&key);
+                                }
+                                2 => {
+                                    for v in value.split(',').map(str::trim) {
+                                        if !list.iter().any(|x| x == v) {
+                                            list.push(v.to_string());
+                                        }
+                                    }
+                                    configs.insert(key, list.join(","));
+                                }
+                                3 => {
+                                    let remove: Vec<&str> =
+                                        value.split(',').map(str::trim).collect();
+                                    list.retain(|x| !remove.contains(&x.as_str()));
+                                    configs.insert(key, list.join(","));
+                                }
+                                op => {
+                                    return Err(ControllerError {
+                                        code: ResponseError::InvalidRequest.code(),
+                                        message: format!("unknown config operation {op}"),
+                                    })
+                                }
+                            }
+                            Ok(())
+                        })
+                        .map(|_| configs)
+                }
+                _ => Ok(BTreeMap::new()),
+            };
+            let outcome = apply(
+                broker,
+                resource.resource_type,
+                name,
+                configs,
+                request.validate_only,
+            );
+            let response =
+                incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                    .with_resource_type(resource.resource_type)
+                    .with_resource_name(resource.resource_name.clone());
+            match outcome {
+                Ok(()) => response,
+                Err(e) => response
+                    .with_error_code(e.code)
+                    .with_error_message(Some(str_bytes(&e.message))),
+            }
+        })
+        .collect();
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}

@@ -1,0 +1,44 @@
+//! DeleteRecords (key 21): move a partition's log start offset forward (-1 = high watermark);
+//! whole segments below it are deleted.
+
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
+use kafka_protocol::ResponseError;
+
+use crate::broker::Broker;
+
+pub fn handle(broker: &Broker, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let result = DeleteRecordsPartitionResult::default()
+                        .with_partition_index(p.partition_index)
+                        .with_low_watermark(-1);
+                    match broker
+                        .replicas
+                        .partition(topic.name.as_str(), p.partition_index)
+                    {
+                        None => {
+                            result.with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                        }
+                        Some(partition) => match partition.delete_records_before(p.offset) {
+                            Ok(low_watermark) => result.with_low_watermark(low_watermark),
+                            Err(e) => result.with_error_code(e.code()),
+                        },
+                    }
+                })
+                .collect();
+            DeleteRecordsTopicResult::default()
+                .with_name(topic.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    DeleteRecordsResponse::default().with_topics(topics)
+}

@@ -1,0 +1,51 @@
+//! DeleteTopics (key 20): by name (all versions) or by topic id (v6+); the data leaves the disk.
+
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
+use kafka_protocol::ResponseError;
+use uuid::Uuid;
+
+use super::str_bytes;
+use crate::broker::Broker;
+
+pub fn handle(broker: &Broker, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
+    // v0-5 list names; v6 lists (name or id) states.
+    let targets: Vec<(Option<TopicName>, Uuid)> = if request.topics.is_empty() {
+        request
+            .topic_names
+            .into_iter()
+            .map(|n| (Some(n), Uuid::nil()))
+            .collect()
+    } else {
+        request
+            .topics
+            .into_iter()
+            .map(|t| (t.name, t.topic_id))
+            .collect()
+    };
+    let responses = targets
+        .into_iter()
+        .map(|(name, id)| {
+            let name = match name {
+                Some(name) => Ok(name.to_string()),
+                None => broker
+                    .metadata
+                    .topic_by_id(id)
+                    .map(|t| t.name)
+                    .ok_or(ResponseError::UnknownTopicId.code()),
+            };
+            let result = DeletableTopicResult::default().with_topic_id(id);
+            match name.map(|n| (broker.controller.delete_topic(&n), n)) {
+                Ok((Ok(topic), n)) => result
+                    .with_name(Some(TopicName(str_bytes(&n))))
+                    .with_topic_id(topic.id),
+                Ok((Err(e), n)) => result
+                    .with_name(Some(TopicName(str_bytes(&n))))
+                    .with_error_code(e.code)
+                    .with_error_message(Some(str_bytes(&e.message))),
+                Err(code) => result.with_error_code(code),
+            }
+        })
+        .collect();
+    DeleteTopicsResponse::default().with_responses(responses)
+}

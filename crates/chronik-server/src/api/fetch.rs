@@ -1,0 +1,97 @@
+//! Fetch (key 1) for consumers: whole batches from each requested partition up to the high
+//! watermark, within partition_max_bytes and max_bytes (at least one batch even if larger),
+//! long-polling until min_bytes or max_wait_ms.
+//!
+//! Fetch sessions (KIP-227) are answered session-less: session id 0 tells the client no session
+//! was created, so it keeps sending full requests; an incremental request for a session we
+//! never created gets FETCH_SESSION_ID_NOT_FOUND. Topics are named by id from v13.
+
+use std::time::Duration;
+
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::ResponseError;
+
+use super::str_bytes;
+use crate::broker::Broker;
+use crate::replica::FetchPartition;
+
+/// Upper bound on a long-poll, whatever the client asks.
+const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
+
+pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
+    if request.session_id != 0 || request.session_epoch > 0 {
+        return FetchResponse::default()
+            .with_error_code(ResponseError::FetchSessionIdNotFound.code())
+            .with_session_id(0);
+    }
+    let mut wanted = Vec::new();
+    let mut layout = Vec::new();
+    for topic in &request.topics {
+        let name = if version >= 13 {
+            broker.metadata.topic_by_id(topic.topic_id).map(|t| t.name)
+        } else {
+            Some(topic.topic.to_string())
+        };
+        let partitions: Vec<i32> = topic.partitions.iter().map(|p| p.partition).collect();
+        if let Some(name) = &name {
+            wanted.extend(topic.partitions.iter().map(|p| FetchPartition {
+                topic: name.clone(),
+                partition: p.partition,
+                offset: p.fetch_offset,
+                max_bytes: p.partition_max_bytes.max(0) as usize,
+            }));
+        }
+        layout.push((
+            topic.topic.clone(),
+            topic.topic_id,
+            name.is_some(),
+            partitions,
+        ));
+    }
+    let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
+    let fetched = broker
+        .replicas
+        .fetch(
+            &wanted,
+            request.max_bytes.max(0) as usize,
+            request.min_bytes.max(0) as usize,
+            max_wait,
+        )
+        .await;
+    let mut fetched = fetched.into_iter();
+    let responses = layout
+        .into_iter()
+        .map(|(topic, topic_id, known, partitions)| {
+            let partitions = partitions
+                .into_iter()
+                .map(|index| {
+                    let data = PartitionData::default().with_partition_index(index);
+                    if !known {
+                        return data
+                            .with_error_code(ResponseError::UnknownTopicId.code())
+                            .with_high_watermark(-1)
+                            .with_last_stable_offset(-1)
+                            .with_log_start_offset(-1)
+                            .with_records(Some(Default::default()));
+                    }
+                    let f = fetched.next().unwrap_or_default();
+                    data.with_error_code(f.error_code)
+                        .with_high_watermark(f.high_watermark)
+                        .with_last_stable_offset(f.high_watermark)
+                        .with_log_start_offset(f.log_start_offset)
+                        .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1))
+                        // Never null: librdkafka rejects a MessageSetSize of -1.
+                        .with_records(Some(f.records))
+                })
+                .collect();
+            FetchableTopicResponse::default()
+                .with_topic(TopicName(str_bytes(topic.as_str())))
+                .with_topic_id(topic_id)
+                .with_partitions(partitions)
+        })
+        .collect();
+    FetchResponse::default()
+        .with_session_id(0)
+        .with_responses(responses)
+}

@@ -1,0 +1,37 @@
+//! InitProducerId (key 22) for idempotent producers: a fresh producer id at epoch 0, or, when a
+//! producer re-initialises its own id (KIP-360), the same id at the next epoch, which fences the
+//! old epoch. Transactional ids are refused until transactions are built.
+
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+use kafka_protocol::ResponseError;
+use tracing::warn;
+
+use crate::broker::Broker;
+
+pub fn handle(broker: &Broker, request: InitProducerIdRequest) -> InitProducerIdResponse {
+    let response = InitProducerIdResponse::default()
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1)
+        .with_ongoing_txn_producer_id(ProducerId(-1))
+        .with_ongoing_txn_producer_epoch(-1);
+    if request.transactional_id.is_some() {
+        return response.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+    }
+    if request.producer_id.0 >= 0
+        && request.producer_epoch >= 0
+        && request.producer_epoch < i16::MAX - 1
+    {
+        return response
+            .with_producer_id(request.producer_id)
+            .with_producer_epoch(request.producer_epoch + 1);
+    }
+    match broker.producer_ids.next_id() {
+        Ok(id) => response
+            .with_producer_id(ProducerId(id))
+            .with_producer_epoch(0),
+        Err(e) => {
+            warn!(error = %e, "allocating a producer id");
+            response.with_error_code(ResponseError::KafkaStorageError.code())
+        }
+    }
+}

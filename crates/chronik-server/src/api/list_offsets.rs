@@ -1,0 +1,70 @@
+//! ListOffsets (key 2): earliest (-2), latest (-1), max timestamp (-3) or the first offset at or
+//! after a timestamp, per partition.
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::ResponseError;
+
+use crate::broker::Broker;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+
+pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let response = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index)
+                        .with_timestamp(-1)
+                        .with_offset(-1)
+                        .with_leader_epoch(-1);
+                    let Some(partition) = broker
+                        .replicas
+                        .partition(topic.name.as_str(), p.partition_index)
+                    else {
+                        return response
+                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    };
+                    // The field exists from v4; older versions must leave it at its default.
+                    let epoch = if version >= 4 {
+                        partition.leader_epoch()
+                    } else {
+                        -1
+                    };
+                    let found = match p.timestamp {
+                        LATEST => Ok(Some((partition.high_watermark(), -1))),
+                        EARLIEST => Ok(Some((partition.log_start_offset(), -1))),
+                        MAX_TIMESTAMP => Ok(partition.max_timestamp_offset()),
+                        ts if ts >= 0 => partition.offset_for_timestamp(ts).map_err(|e| e.code()),
+                        // -4 (earliest local) and -5 (latest tiered) equal earliest/latest without tiering.
+                        -4 => Ok(Some((partition.log_start_offset(), -1))),
+                        -5 => Ok(Some((partition.high_watermark(), -1))),
+                        _ => Err(ResponseError::InvalidRequest.code()),
+                    };
+                    match found {
+                        Ok(Some((offset, timestamp))) => response
+                            .with_offset(offset)
+                            .with_timestamp(timestamp)
+                            .with_leader_epoch(epoch),
+                        // No record at or after the timestamp: offset -1, as Kafka answers.
+                        Ok(None) => response.with_leader_epoch(epoch),
+                        Err(code) => response.with_error_code(code),
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(topic.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}

@@ -1,0 +1,113 @@
+//! Metadata (key 3): brokers, cluster id, controller, and topics with their partitions, leaders
+//! and replicas. Unknown topics are auto-created when both the request and the broker allow it.
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::ResponseError;
+use uuid::Uuid;
+
+use super::str_bytes;
+use crate::broker::Broker;
+use crate::controller::Controller;
+use crate::metadata::TopicMetadata;
+
+pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
+    let topics = match request.topics {
+        // Null (v1+) means every topic.
+        None => broker
+            .metadata
+            .topics()
+            .iter()
+            .map(|t| topic_response(broker, t))
+            .collect(),
+        Some(requested) => requested
+            .iter()
+            .map(|t| match &t.name {
+                Some(name) => lookup_by_name(
+                    broker,
+                    name,
+                    request.allow_auto_topic_creation || version < 4,
+                ),
+                None => match broker.metadata.topic_by_id(t.topic_id) {
+                    Some(topic) => topic_response(broker, &topic),
+                    None => MetadataResponseTopic::default()
+                        .with_error_code(ResponseError::UnknownTopicId.code())
+                        .with_topic_id(t.topic_id),
+                },
+            })
+            .collect(),
+    };
+    MetadataResponse::default()
+        .with_brokers(vec![self_broker(broker)])
+        .with_cluster_id(Some(str_bytes(&broker.metadata.cluster_id())))
+        .with_controller_id(BrokerId(broker.config.node_id))
+        .with_topics(topics)
+        .with_cluster_authorized_operations(i32::MIN)
+}
+
+fn lookup_by_name(
+    broker: &Broker,
+    name: &TopicName,
+    allow_auto_create: bool,
+) -> MetadataResponseTopic {
+    let found = if allow_auto_create {
+        broker.controller.get_or_auto_create(name.as_str())
+    } else {
+        broker
+            .metadata
+            .topic(name.as_str())
+            .ok_or_else(|| crate::controller::ControllerError {
+                code: ResponseError::UnknownTopicOrPartition.code(),
+                message: String::new(),
+            })
+    };
+    match found {
+        Ok(topic) => topic_response(broker, &topic),
+        Err(e) => {
+            let code = if Controller::validate_topic_name(name.as_str()).is_err() {
+                ResponseError::InvalidTopicException.code()
+            } else {
+                e.code
+            };
+            MetadataResponseTopic::default()
+                .with_name(Some(name.clone()))
+                .with_error_code(code)
+                .with_topic_id(Uuid::nil())
+        }
+    }
+}
+
+pub fn self_broker(broker: &Broker) -> MetadataResponseBroker {
+    let (host, port) = broker.advertised.clone();
+    MetadataResponseBroker::default()
+        .with_node_id(BrokerId(broker.config.node_id))
+        .with_host(str_bytes(&host))
+        .with_port(port)
+}
+
+fn topic_response(broker: &Broker, topic: &TopicMetadata) -> MetadataResponseTopic {
+    let node = BrokerId(broker.config.node_id);
+    let partitions = (0..topic.partitions)
+        .map(|index| {
+            let epoch = broker
+                .replicas
+                .partition(&topic.name, index)
+                .map(|p| p.leader_epoch())
+                .unwrap_or(0);
+            MetadataResponsePartition::default()
+                .with_partition_index(index)
+                .with_leader_id(node)
+                .with_leader_epoch(epoch)
+                .with_replica_nodes(vec![node])
+                .with_isr_nodes(vec![node])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(str_bytes(&topic.name))))
+        .with_topic_id(topic.id)
+        .with_is_internal(topic.internal)
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(i32::MIN)
+}

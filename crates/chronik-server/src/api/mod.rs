@@ -1,0 +1,199 @@
+//! The API layer: one handler per Kafka API key, and the single dispatch point `handle_frame`.
+//!
+//! A handler decodes nothing itself (kafka-protocol does), checks what the request asks against
+//! the broker's state, calls the layer below (controller, replica manager, coordinators) and
+//! builds the response. It never touches files. Per-partition failures become per-partition
+//! error codes; only a frame that cannot be understood closes the connection, as Kafka does.
+
+mod api_versions;
+mod configs;
+mod create_partitions;
+mod create_topics;
+mod delete_records;
+mod delete_topics;
+mod describe_cluster;
+mod fetch;
+mod init_producer_id;
+mod list_offsets;
+mod metadata;
+mod offset_for_leader_epoch;
+mod produce;
+
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::FutureExt;
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use tracing::{debug, error, trace};
+
+use crate::broker::Broker;
+
+/// What the connection does with a request.
+pub enum Outcome {
+    /// Write this frame (size prefix included).
+    Respond(Bytes),
+    /// acks=0 produce: Kafka sends nothing back.
+    NoResponse,
+    /// Unparseable or unsupported request: close the connection, as Kafka does.
+    Close(&'static str),
+}
+
+/// The versions this broker implements, per API key. ApiVersions advertises exactly these.
+pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
+    let range = key.valid_versions();
+    let implemented = matches!(
+        key,
+        ApiKey::Produce
+            | ApiKey::Fetch
+            | ApiKey::ListOffsets
+            | ApiKey::Metadata
+            | ApiKey::ApiVersions
+            | ApiKey::CreateTopics
+            | ApiKey::DeleteTopics
+            | ApiKey::DeleteRecords
+            | ApiKey::InitProducerId
+            | ApiKey::OffsetForLeaderEpoch
+            | ApiKey::DescribeConfigs
+            | ApiKey::AlterConfigs
+            | ApiKey::CreatePartitions
+            | ApiKey::IncrementalAlterConfigs
+            | ApiKey::DescribeCluster
+    );
+    implemented.then_some((range.min, range.max))
+}
+
+/// Decodes one request frame, runs its handler and encodes the response frame.
+pub async fn handle_frame(broker: Arc<Broker>, frame: Bytes) -> Outcome {
+    // A handler bug must cost one connection, not the broker. Shared state sits behind
+    // non-poisoning locks whose holders never await, so unwinding cannot leave a lock held.
+    match std::panic::AssertUnwindSafe(dispatch(broker, frame))
+        .catch_unwind()
+        .await
+    {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            error!("request handler panicked; closing the connection");
+            Outcome::Close("handler panicked")
+        }
+    }
+}
+
+async fn dispatch(broker: Arc<Broker>, frame: Bytes) -> Outcome {
+    let api_key_raw = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let Ok(api_key) = ApiKey::try_from(api_key_raw) else {
+        debug!(api_key_raw, "unknown API key");
+        return Outcome::Close("unknown API key");
+    };
+    let Some((min, max)) = supported_versions(api_key) else {
+        debug!(?api_key, "API not implemented");
+        return Outcome::Close("API not implemented");
+    };
+    if version < min || version > max {
+        if api_key == ApiKey::ApiVersions {
+            // KIP-511: answer a too-new ApiVersions with v0 + UNSUPPORTED_VERSION + our list.
+            return respond(
+                correlation_id,
+                ApiKey::ApiVersions,
+                0,
+                ResponseKind::ApiVersions(api_versions::unsupported_version_response()),
+            );
+        }
+        debug!(?api_key, version, "unsupported version");
+        return Outcome::Close("unsupported API version");
+    }
+    let mut body = frame;
+    let header = match RequestHeader::decode(&mut body, api_key.request_header_version(version)) {
+        Ok(header) => header,
+        Err(e) => {
+            debug!(?api_key, error = %e, "malformed request header");
+            return Outcome::Close("malformed request header");
+        }
+    };
+    let request = match RequestKind::decode(api_key, &mut body, version) {
+        Ok(request) => request,
+        Err(e) => {
+            debug!(?api_key, version, error = %e, "malformed request body");
+            return Outcome::Close("malformed request body");
+        }
+    };
+    trace!(?api_key, version, correlation_id, "request");
+    let response = match request {
+        RequestKind::ApiVersions(req) => {
+            Some(ResponseKind::ApiVersions(api_versions::handle(&req)))
+        }
+        RequestKind::Metadata(req) => Some(ResponseKind::Metadata(metadata::handle(
+            &broker, req, version,
+        ))),
+        RequestKind::Produce(req) => produce::handle(&broker, req, version)
+            .await
+            .map(ResponseKind::Produce),
+        RequestKind::Fetch(req) => Some(ResponseKind::Fetch(
+            fetch::handle(&broker, req, version).await,
+        )),
+        RequestKind::ListOffsets(req) => Some(ResponseKind::ListOffsets(list_offsets::handle(
+            &broker, req, version,
+        ))),
+        RequestKind::OffsetForLeaderEpoch(req) => Some(ResponseKind::OffsetForLeaderEpoch(
+            offset_for_leader_epoch::handle(&broker, req),
+        )),
+        RequestKind::CreateTopics(req) => Some(ResponseKind::CreateTopics(create_topics::handle(
+            &broker, req, version,
+        ))),
+        RequestKind::DeleteTopics(req) => Some(ResponseKind::DeleteTopics(delete_topics::handle(
+            &broker, req,
+        ))),
+        RequestKind::CreatePartitions(req) => Some(ResponseKind::CreatePartitions(
+            create_partitions::handle(&broker, req),
+        )),
+        RequestKind::DescribeConfigs(req) => Some(ResponseKind::DescribeConfigs(
+            configs::describe(&broker, req, version),
+        )),
+        RequestKind::AlterConfigs(req) => {
+            Some(ResponseKind::AlterConfigs(configs::alter(&broker, req)))
+        }
+        RequestKind::IncrementalAlterConfigs(req) => Some(ResponseKind::IncrementalAlterConfigs(
+            configs::incremental_alter(&broker, req),
+        )),
+        RequestKind::DescribeCluster(req) => Some(ResponseKind::DescribeCluster(
+            describe_cluster::handle(&broker, req),
+        )),
+        RequestKind::DeleteRecords(req) => Some(ResponseKind::DeleteRecords(
+            delete_records::handle(&broker, req),
+        )),
+        RequestKind::InitProducerId(req) => Some(ResponseKind::InitProducerId(
+            init_producer_id::handle(&broker, req),
+        )),
+        _ => return Outcome::Close("API not implemented"),
+    };
+    match response {
+        Some(response) => respond(header.correlation_id, api_key, version, response),
+        None => Outcome::NoResponse,
+    }
+}
+
+/// Encodes the size prefix, the response header (its version depends on the API key and
+/// version, never on the connection) and the body.
+fn respond(correlation_id: i32, api_key: ApiKey, version: i16, response: ResponseKind) -> Outcome {
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let header_version = api_key.response_header_version(version);
+    let mut buf = BytesMut::with_capacity(64);
+    buf.put_i32(0);
+    if let Err(e) = header
+        .encode(&mut buf, header_version)
+        .and_then(|_| response.encode(&mut buf, version))
+    {
+        error!(?api_key, version, error = %e, "encoding response failed");
+        return Outcome::Close("response encoding failed");
+    }
+    let size = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&size.to_be_bytes());
+    Outcome::Respond(buf.freeze())
+}
+
+/// Shorthand for kafka-protocol's string type.
+pub(crate) fn str_bytes(s: &str) -> kafka_protocol::protocol::StrBytes {
+    kafka_protocol::protocol::StrBytes::from_string(s.to_string())
+}

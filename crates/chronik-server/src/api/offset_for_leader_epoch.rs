@@ -1,0 +1,51 @@
+//! OffsetForLeaderEpoch (key 23): the end offset of a leader epoch, so a consumer or follower can
+//! detect that its log diverged from the leader's and truncate.
+
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
+use kafka_protocol::ResponseError;
+
+use crate::broker::Broker;
+
+pub fn handle(
+    broker: &Broker,
+    request: OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let result = EpochEndOffset::default()
+                        .with_partition(p.partition)
+                        .with_leader_epoch(-1)
+                        .with_end_offset(-1);
+                    let Some(partition) =
+                        broker.replicas.partition(topic.topic.as_str(), p.partition)
+                    else {
+                        return result
+                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    };
+                    let current = partition.leader_epoch();
+                    if p.current_leader_epoch >= 0 && p.current_leader_epoch < current {
+                        return result.with_error_code(ResponseError::FencedLeaderEpoch.code());
+                    }
+                    if p.current_leader_epoch > current {
+                        return result.with_error_code(ResponseError::UnknownLeaderEpoch.code());
+                    }
+                    let (epoch, end_offset) = partition.end_offset_for_epoch(p.leader_epoch);
+                    result.with_leader_epoch(epoch).with_end_offset(end_offset)
+                })
+                .collect();
+            OffsetForLeaderTopicResult::default()
+                .with_topic(topic.topic)
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetForLeaderEpochResponse::default().with_topics(topics)
+}

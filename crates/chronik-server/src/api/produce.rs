@@ -1,0 +1,85 @@
+//! Produce (key 0): validate and append each partition's batches, then answer according to acks:
+//! acks=0 gets no response at all; acks=1 and acks=all are answered once the data is durable as
+//! the flush policy requires (one group-commit wait covering every partition of the request).
+//! A partition that fails gets its own error code; it never reports success for unwritten data.
+
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::ResponseError;
+
+use super::str_bytes;
+use crate::broker::Broker;
+
+pub async fn handle(
+    broker: &Broker,
+    request: ProduceRequest,
+    version: i16,
+) -> Option<ProduceResponse> {
+    let acks = request.acks;
+    let mut sync_handles = Vec::new();
+    let mut responses = Vec::with_capacity(request.topic_data.len());
+    let invalid_acks = !matches!(acks, -1..=1);
+    let transactional = request.transactional_id.is_some();
+    for topic in request.topic_data {
+        // v13+ names topics by id.
+        let name = if version >= 13 {
+            broker.metadata.topic_by_id(topic.topic_id).map(|t| t.name)
+        } else {
+            Some(topic.name.to_string())
+        };
+        let known: Result<&str, i16> = match &name {
+            _ if invalid_acks => Err(ResponseError::InvalidRequiredAcks.code()),
+            // Transactions are not built yet; refuse rather than write outside a transaction.
+            _ if transactional => Err(ResponseError::TransactionalIdAuthorizationFailed.code()),
+            Some(name) => Ok(name.as_str()),
+            None => Err(ResponseError::UnknownTopicId.code()),
+        };
+        let partition_responses = topic
+            .partition_data
+            .iter()
+            .map(|p| {
+                let response = PartitionProduceResponse::default()
+                    .with_index(p.index)
+                    .with_base_offset(-1)
+                    .with_log_append_time_ms(-1)
+                    .with_log_start_offset(-1);
+                let result = known.and_then(|topic| {
+                    let records = p.records.clone().unwrap_or_default();
+                    broker.replicas.append(topic, p.index, &records, acks)
+                });
+                match result {
+                    Ok(appended) => {
+                        sync_handles.extend(appended.sync);
+                        response
+                            .with_base_offset(appended.base_offset)
+                            .with_log_append_time_ms(appended.log_append_time)
+                            .with_log_start_offset(appended.log_start_offset)
+                    }
+                    Err(code) => response.with_error_code(code),
+                }
+            })
+            .collect();
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(TopicName(str_bytes(name.as_deref().unwrap_or(""))))
+                .with_topic_id(topic.topic_id)
+                .with_partition_responses(partition_responses),
+        );
+    }
+    if acks == 0 {
+        return None;
+    }
+    if let Err(code) = broker.replicas.wait_durable(sync_handles).await {
+        // Written but not known to be durable: the producer must not take it as acknowledged.
+        for partition in responses
+            .iter_mut()
+            .flat_map(|t| t.partition_responses.iter_mut())
+        {
+            if partition.error_code == 0 {
+                partition.error_code = code;
+                partition.base_offset = -1;
+            }
+        }
+    }
+    Some(ProduceResponse::default().with_responses(responses))
+}

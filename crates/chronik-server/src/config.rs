@@ -1,0 +1,255 @@
+//! Broker configuration: defaults, overridden by a TOML file, then by `CHRONIK_*` env vars and flags.
+//!
+//! Every field here is read somewhere; the README's configuration table lists them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+/// When appended data reaches the disk before a produce is acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum FlushPolicy {
+    /// acks=1/all are answered after a group-commit fsync shared by all partitions and requests,
+    /// so `kill -9` right after an ack loses nothing. The single-node default.
+    GroupCommit,
+    /// Leave flushing to the OS page cache (Kafka's default; durability comes from replication).
+    Os,
+}
+
+/// The effective broker configuration, logged at start.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Broker id, as shown in Metadata responses.
+    pub node_id: i32,
+    /// Address the Kafka listener binds.
+    pub listen: SocketAddr,
+    /// `host:port` clients are told to connect to; defaults to `listen`.
+    pub advertised_address: Option<String>,
+    /// Where logs and metadata live.
+    pub data_dir: PathBuf,
+    /// Cluster id reported to clients (generated once and kept in the data dir when unset).
+    pub cluster_id: Option<String>,
+    /// Create a topic when a client asks for metadata of, or produces to, an unknown one.
+    pub auto_create_topics: bool,
+    /// Partition count of auto-created topics and of CreateTopics with num_partitions = -1.
+    pub num_partitions: i32,
+    /// Replication factor used when a request leaves it to the broker.
+    pub default_replication_factor: i16,
+    /// Largest request frame accepted, in bytes (Kafka's socket.request.max.bytes).
+    pub socket_request_max_bytes: usize,
+    /// How acknowledged data is made durable.
+    pub flush_policy: FlushPolicy,
+    /// How often retention and compaction run, in milliseconds.
+    pub log_retention_check_interval_ms: u64,
+    /// Broker-wide defaults of topic-level log configs.
+    pub log: LogDefaults,
+    /// Partitions of the internal `__consumer_offsets` topic.
+    pub offsets_topic_num_partitions: i32,
+    /// How long committed offsets of an empty group are kept, in minutes.
+    pub offsets_retention_minutes: i64,
+    /// Delay before the first rebalance of a new group, in milliseconds.
+    pub group_initial_rebalance_delay_ms: u64,
+    /// Bounds on consumer session timeouts, in milliseconds.
+    pub group_min_session_timeout_ms: i32,
+    pub group_max_session_timeout_ms: i32,
+}
+
+/// Defaults for topic configs (each can be overridden per topic).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogDefaults {
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    pub cleanup_policy: String,
+    pub delete_retention_ms: i64,
+    pub max_message_bytes: i32,
+    pub min_insync_replicas: i32,
+    pub message_timestamp_type: String,
+}
+
+impl Default for LogDefaults {
+    fn default() -> Self {
+        LogDefaults {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            cleanup_policy: "delete".into(),
+            delete_retention_ms: 24 * 3600 * 1000,
+            max_message_bytes: 1_048_588,
+            min_insync_replicas: 1,
+            message_timestamp_type: "CreateTime".into(),
+        }
+    }
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            node_id: 1,
+            listen: "127.0.0.1:9092".parse().expect("static address"),
+            advertised_address: None,
+            data_dir: PathBuf::from("./data"),
+            cluster_id: None,
+            auto_create_topics: true,
+            num_partitions: 1,
+            default_replication_factor: 1,
+            socket_request_max_bytes: 100 * 1024 * 1024,
+            flush_policy: FlushPolicy::GroupCommit,
+            log_retention_check_interval_ms: 5 * 60 * 1000,
+            log: LogDefaults::default(),
+            offsets_topic_num_partitions: 50,
+            offsets_retention_minutes: 7 * 24 * 60,
+            group_initial_rebalance_delay_ms: 3000,
+            group_min_session_timeout_ms: 6000,
+            group_max_session_timeout_ms: 1_800_000,
+        }
+    }
+}
+
+/// Flags and env vars of `chronik-server start`; each overrides the TOML file when given.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct StartArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "CHRONIK_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[arg(long, env = "CHRONIK_NODE_ID")]
+    pub node_id: Option<i32>,
+    /// Address to bind, e.g. 0.0.0.0:9092.
+    #[arg(long, env = "CHRONIK_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// host:port advertised to clients.
+    #[arg(long, env = "CHRONIK_ADVERTISED_ADDRESS")]
+    pub advertised_address: Option<String>,
+    #[arg(long, env = "CHRONIK_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long, env = "CHRONIK_AUTO_CREATE_TOPICS")]
+    pub auto_create_topics: Option<bool>,
+    #[arg(long, env = "CHRONIK_NUM_PARTITIONS")]
+    pub num_partitions: Option<i32>,
+    #[arg(long, env = "CHRONIK_FLUSH_POLICY", value_enum)]
+    pub flush_policy: Option<FlushPolicy>,
+    #[arg(long, env = "CHRONIK_LOG_RETENTION_CHECK_INTERVAL_MS")]
+    pub log_retention_check_interval_ms: Option<u64>,
+    #[arg(long, env = "CHRONIK_SOCKET_REQUEST_MAX_BYTES")]
+    pub socket_request_max_bytes: Option<usize>,
+    #[arg(long, env = "CHRONIK_OFFSETS_TOPIC_NUM_PARTITIONS")]
+    pub offsets_topic_num_partitions: Option<i32>,
+    #[arg(long, env = "CHRONIK_GROUP_INITIAL_REBALANCE_DELAY_MS")]
+    pub group_initial_rebalance_delay_ms: Option<u64>,
+}
+
+impl BrokerConfig {
+    /// Builds the effective configuration: defaults ← TOML file ← env/flags.
+    pub fn load(args: &StartArgs) -> anyhow::Result<BrokerConfig> {
+        let mut config = match &args.config {
+            Some(path) => BrokerConfig::from_toml_file(path)?,
+            None => BrokerConfig::default(),
+        };
+        macro_rules! override_with {
+            ($($field:ident),*) => {$(
+                if let Some(value) = args.$field.clone() {
+                    config.$field = value;
+                }
+            )*};
+        }
+        override_with!(
+            node_id,
+            listen,
+            data_dir,
+            auto_create_topics,
+            num_partitions,
+            flush_policy,
+            log_retention_check_interval_ms,
+            socket_request_max_bytes,
+            offsets_topic_num_partitions,
+            group_initial_rebalance_delay_ms
+        );
+        if args.advertised_address.is_some() {
+            config.advertised_address = args.advertised_address.clone();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_toml_file(path: &Path) -> anyhow::Result<BrokerConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.num_partitions < 1 {
+            bail!("num_partitions must be at least 1");
+        }
+        if self.offsets_topic_num_partitions < 1 {
+            bail!("offsets_topic_num_partitions must be at least 1");
+        }
+        if self.socket_request_max_bytes < 1024 {
+            bail!("socket_request_max_bytes must be at least 1024");
+        }
+        self.advertised_host_port()?;
+        Ok(())
+    }
+
+    /// The (host, port) clients are told to use.
+    pub fn advertised_host_port(&self) -> anyhow::Result<(String, i32)> {
+        match &self.advertised_address {
+            None => Ok((self.listen.ip().to_string(), self.listen.port() as i32)),
+            Some(addr) => {
+                let (host, port) = addr
+                    .rsplit_once(':')
+                    .with_context(|| format!("advertised address {addr:?} is not host:port"))?;
+                let port: u16 = port
+                    .parse()
+                    .with_context(|| format!("advertised address {addr:?} has a bad port"))?;
+                Ok((host.trim_matches(['[', ']']).to_string(), port as i32))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_and_file_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chronik.toml");
+        std::fs::write(
+            &path,
+            "node_id = 7\nnum_partitions = 3\nadvertised_address = \"broker.example:19092\"\n[log]\nretention_ms = 1000\n",
+        )
+        .unwrap();
+        let args = StartArgs {
+            config: Some(path),
+            num_partitions: Some(5),
+            ..Default::default()
+        };
+        let config = BrokerConfig::load(&args).unwrap();
+        assert_eq!(config.node_id, 7);
+        assert_eq!(config.num_partitions, 5);
+        assert_eq!(config.log.retention_ms, 1000);
+        assert_eq!(
+            config.advertised_host_port().unwrap(),
+            ("broker.example".to_string(), 19092)
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_rejected() {
+        assert!(toml::from_str::<BrokerConfig>("no_such_key = 1").is_err());
+        let args = StartArgs {
+            num_partitions: Some(0),
+            ..Default::default()
+        };
+        assert!(BrokerConfig::load(&args).is_err());
+    }
+}

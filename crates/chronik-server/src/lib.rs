@@ -1,0 +1,19 @@
+//! Chronik: a Kafka-compatible broker.
+//!
+//! Layout, in the direction data flows:
+//! - `network`: accepts connections, frames requests, writes responses in request order.
+//! - `api`: one handler per Kafka API key, behind the single dispatch point `api::handle_frame`.
+//! - `controller`: the only writer of cluster metadata (topics, partition counts, configs).
+//! - `metadata`: the persisted topic catalogue and the topic-config rules.
+//! - `replica`: the partitions this broker hosts, produce/fetch through them, producer state.
+//! - `chronik_storage` (its own crate): the segmented log on disk.
+//! - `broker`: wiring and the run loop; `config`: settings; `producer_ids`: id allocation.
+
+pub mod api;
+pub mod broker;
+pub mod config;
+pub mod controller;
+pub mod metadata;
+pub mod network;
+pub mod producer_ids;
+pub mod replica;

@@ -1,0 +1,51 @@
+//! `chronik-server`: the broker binary.
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use chronik_server::config::{BrokerConfig, StartArgs};
+
+#[derive(Parser)]
+#[command(
+    name = "chronik-server",
+    version,
+    about = "Chronik: a Kafka-compatible streaming broker"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a broker (single node by default, data in ./data, listening on 127.0.0.1:9092).
+    Start(StartArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Start(args) => {
+            let config = BrokerConfig::load(&args)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(chronik_server::broker::run(config, shutdown_signal()))
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,7 @@
+//! The network layer: accepts TCP connections (`server`) and turns each into a stream of request
+//! frames whose responses go back in request order (`connection`). It knows frames, not APIs.
+
+pub mod connection;
+pub mod server;
+
+pub use server::serve;

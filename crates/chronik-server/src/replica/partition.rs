@@ -1,0 +1,326 @@
+//! `Partition`: one topic-partition replica hosted by this broker — its leader epoch, high
+//! watermark, idempotent-producer state and its `Log`.
+//!
+//! Concurrency notes: the log and the producer table sit behind one mutex (`PartitionLog`), held
+//! only for an append's offset assignment and write, or a read's index lookup and positional
+//! read — never across an await or an fsync. That single writer makes offset assignment atomic
+//! and ordered. The high watermark lives in a `watch` channel outside the lock: it only moves
+//! forward, and every move wakes the fetches long-polling on this partition.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use bytes::{Bytes, BytesMut};
+use chronik_storage::batch::{batches, validate_batch};
+use chronik_storage::{Log, ReadResult, StorageError, SyncHandle};
+use kafka_protocol::ResponseError;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::producer_state::{BatchMeta, ProducerStateTable, SequenceCheck};
+use crate::metadata::topic_config::PartitionSettings;
+
+/// A partition-level failure; mapped to a Kafka error code at the API edge.
+#[derive(Debug, thiserror::Error)]
+pub enum PartitionError {
+    #[error("corrupt record batch: {0}")]
+    CorruptMessage(String),
+    #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
+    MessageTooLarge { size: usize, max: i32 },
+    #[error("out of order sequence number")]
+    OutOfOrderSequence,
+    #[error("producer epoch is stale")]
+    InvalidProducerEpoch,
+    #[error("offset out of range")]
+    OffsetOutOfRange,
+    #[error("{isr} in-sync replicas, min.insync.replicas is {min}")]
+    NotEnoughReplicas { isr: i32, min: i32 },
+    #[error("storage error: {0}")]
+    Storage(StorageError),
+}
+
+impl PartitionError {
+    pub fn code(&self) -> i16 {
+        match self {
+            PartitionError::CorruptMessage(_) => ResponseError::CorruptMessage.code(),
+            PartitionError::MessageTooLarge { .. } => ResponseError::MessageTooLarge.code(),
+            PartitionError::OutOfOrderSequence => ResponseError::OutOfOrderSequenceNumber.code(),
+            PartitionError::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch.code(),
+            PartitionError::OffsetOutOfRange => ResponseError::OffsetOutOfRange.code(),
+            PartitionError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas.code(),
+            PartitionError::Storage(_) => ResponseError::KafkaStorageError.code(),
+        }
+    }
+}
+
+impl From<StorageError> for PartitionError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::OffsetOutOfRange { .. } => PartitionError::OffsetOutOfRange,
+            other => PartitionError::Storage(other),
+        }
+    }
+}
+
+/// The result of a successful append.
+#[derive(Debug)]
+pub struct Appended {
+    pub base_offset: i64,
+    pub log_append_time: i64,
+    pub log_start_offset: i64,
+    /// Files to fsync before acknowledging; None for a duplicate that was not written again.
+    pub sync: Option<SyncHandle>,
+}
+
+struct PartitionLog {
+    log: Log,
+    producers: ProducerStateTable,
+    settings: PartitionSettings,
+}
+
+pub struct Partition {
+    pub topic: String,
+    pub topic_id: Uuid,
+    pub index: i32,
+    leader_epoch: AtomicI32,
+    inner: Mutex<PartitionLog>,
+    high_watermark: watch::Sender<i64>,
+}
+
+impl Partition {
+    /// Opens (recovering if needed) the log in `dir` and rebuilds producer state from it.
+    pub fn open(
+        dir: &Path,
+        topic: &str,
+        topic_id: Uuid,
+        index: i32,
+        leader_epoch: i32,
+        settings: PartitionSettings,
+    ) -> Result<Partition, StorageError> {
+        let log = Log::open(dir, settings.log.clone())?;
+        let mut producers = ProducerStateTable::default();
+        log.scan_batch_headers(log.log_start_offset(), |h| {
+            if h.has_producer_id() {
+                producers.record(
+                    h.producer_id,
+                    h.producer_epoch,
+                    BatchMeta {
+                        first_seq: h.base_sequence,
+                        last_seq: h.base_sequence.wrapping_add(h.last_offset_delta),
+                        first_offset: h.base_offset,
+                        last_offset: h.last_offset(),
+                    },
+                );
+            }
+        })?;
+        // A single replica is its whole ISR: everything in its log is committed.
+        let (high_watermark, _) = watch::channel(log.log_end_offset());
+        Ok(Partition {
+            topic: topic.to_string(),
+            topic_id,
+            index,
+            leader_epoch: AtomicI32::new(leader_epoch),
+            inner: Mutex::new(PartitionLog {
+                log,
+                producers,
+                settings,
+            }),
+            high_watermark,
+        })
+    }
+
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch.load(Ordering::Acquire)
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        *self.high_watermark.borrow()
+    }
+
+    /// A receiver that sees every high-watermark advance (for long-polling fetches).
+    pub fn subscribe_high_watermark(&self) -> watch::Receiver<i64> {
+        self.high_watermark.subscribe()
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.inner.lock().log.log_start_offset()
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.inner.lock().log.log_end_offset()
+    }
+
+    pub fn min_insync_replicas(&self) -> i32 {
+        self.inner.lock().settings.min_insync_replicas
+    }
+
+    /// Size of the in-sync replica set. A single node is always its own ISR.
+    pub fn isr_size(&self) -> i32 {
+        1
+    }
+
+    pub fn update_settings(&self, settings: PartitionSettings) {
+        let mut inner = self.inner.lock();
+        inner.log.set_config(settings.log.clone());
+        inner.settings = settings;
+    }
+
+    /// Validates the producer's batches, assigns offsets and appends them as one write.
+    pub fn append(&self, records: &Bytes, now_ms: i64) -> Result<Appended, PartitionError> {
+        let max_message_bytes = self.inner.lock().settings.log.max_message_bytes;
+        let mut headers = Vec::new();
+        let mut end = 0;
+        for item in batches(records) {
+            let (_, range) = item.map_err(|e| PartitionError::CorruptMessage(e.to_string()))?;
+            let header = validate_batch(&records[range.clone()])
+                .map_err(|e| PartitionError::CorruptMessage(e.to_string()))?;
+            if header.total_size() > max_message_bytes.max(0) as usize {
+                return Err(PartitionError::MessageTooLarge {
+                    size: header.total_size(),
+                    max: max_message_bytes,
+                });
+            }
+            if header.records_count <= 0 {
+                return Err(PartitionError::CorruptMessage("empty record batch".into()));
+            }
+            end = range.end;
+            headers.push(header);
+        }
+        if headers.is_empty() || end != records.len() {
+            return Err(PartitionError::CorruptMessage(
+                "records do not hold whole record batches".into(),
+            ));
+        }
+        let mut buf = BytesMut::from(&records[..]);
+
+        let mut inner = self.inner.lock();
+        for h in headers.iter().filter(|h| h.has_producer_id()) {
+            let last_seq = h.base_sequence.wrapping_add(h.last_offset_delta);
+            match inner
+                .producers
+                .check(h.producer_id, h.producer_epoch, h.base_sequence, last_seq)
+            {
+                SequenceCheck::Append => {}
+                SequenceCheck::Duplicate(meta) if headers.len() == 1 => {
+                    return Ok(Appended {
+                        base_offset: meta.first_offset,
+                        log_append_time: -1,
+                        log_start_offset: inner.log.log_start_offset(),
+                        sync: None,
+                    });
+                }
+                SequenceCheck::Duplicate(_) | SequenceCheck::OutOfOrder => {
+                    return Err(PartitionError::OutOfOrderSequence)
+                }
+                SequenceCheck::Fenced => return Err(PartitionError::InvalidProducerEpoch),
+            }
+        }
+        let info = inner.log.append(&mut buf, self.leader_epoch(), now_ms)?;
+        let mut offset = info.first_offset;
+        for h in &headers {
+            let first_offset = offset;
+            offset += h.last_offset_delta as i64 + 1;
+            if h.has_producer_id() {
+                inner.producers.record(
+                    h.producer_id,
+                    h.producer_epoch,
+                    BatchMeta {
+                        first_seq: h.base_sequence,
+                        last_seq: h.base_sequence.wrapping_add(h.last_offset_delta),
+                        first_offset,
+                        last_offset: offset - 1,
+                    },
+                );
+            }
+        }
+        let log_start_offset = inner.log.log_start_offset();
+        let log_end_offset = inner.log.log_end_offset();
+        drop(inner);
+        self.maybe_advance_high_watermark(log_end_offset);
+        Ok(Appended {
+            base_offset: info.first_offset,
+            log_append_time: info.log_append_time,
+            log_start_offset,
+            sync: Some(info.sync),
+        })
+    }
+
+    /// Moves the high watermark forward (never backward) and wakes waiting fetches.
+    fn maybe_advance_high_watermark(&self, candidate: i64) {
+        self.high_watermark.send_if_modified(|hw| {
+            if candidate > *hw {
+                *hw = candidate;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Reads whole batches from `offset`, never beyond the high watermark.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+    ) -> Result<ReadResult, PartitionError> {
+        let high_watermark = self.high_watermark();
+        let inner = self.inner.lock();
+        if offset > high_watermark || offset < inner.log.log_start_offset() {
+            return Err(PartitionError::OffsetOutOfRange);
+        }
+        Ok(inner
+            .log
+            .read(offset, max_bytes, high_watermark, min_one_batch)?)
+    }
+
+    /// ListOffsets by timestamp: the first record with timestamp >= `timestamp`, below the HW.
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> Result<Option<(i64, i64)>, PartitionError> {
+        let high_watermark = self.high_watermark();
+        let found = self.inner.lock().log.offset_for_timestamp(timestamp)?;
+        Ok(found.filter(|(offset, _)| *offset < high_watermark))
+    }
+
+    /// ListOffsets MAX_TIMESTAMP: the record with the largest timestamp.
+    pub fn max_timestamp_offset(&self) -> Option<(i64, i64)> {
+        self.inner.lock().log.max_timestamp_offset()
+    }
+
+    /// OffsetForLeaderEpoch: (epoch, end offset) as Kafka defines it.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.inner.lock().log.end_offset_for_epoch(epoch)
+    }
+
+    /// DeleteRecords: moves the log start offset up to `offset` (-1 means the high watermark).
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64, PartitionError> {
+        let high_watermark = self.high_watermark();
+        let target = if offset == -1 { high_watermark } else { offset };
+        let mut inner = self.inner.lock();
+        if target > high_watermark || target < 0 {
+            return Err(PartitionError::OffsetOutOfRange);
+        }
+        Ok(inner.log.delete_records_before(target)?)
+    }
+
+    /// Retention and compaction; called by the background log cleaner.
+    pub fn clean(&self, now_ms: i64) -> Result<(), PartitionError> {
+        let mut inner = self.inner.lock();
+        inner.log.enforce_retention(now_ms)?;
+        // COMPACT-PENDING inner.log.compact(now_ms)?;
+        Ok(())
+    }
+
+    /// Flushes and marks the log cleanly closed.
+    pub fn close(self) -> Result<(), StorageError> {
+        self.inner.into_inner().log.close()
+    }
+
+    /// Removes the log and its directory.
+    pub fn delete(self) -> Result<(), StorageError> {
+        self.inner.into_inner().log.delete()
+    }
+}

@@ -1,0 +1,289 @@
+//! `ReplicaManager`: the partitions this broker hosts, and the two hot paths through them —
+//! append (then wait until durable, as the flush policy requires) and fetch (with long-poll).
+//!
+//! It is driven by metadata: `reconcile_topic` creates missing partitions of a topic and
+//! `remove_topic` deletes a topic's partitions and their files. Handlers never touch files.
+//!
+//! Concurrency: the partition map is behind an `RwLock` taken only to look up or change entries;
+//! no lock is held across an await. Durability waits are group-commit completions (the storage
+//! layer's `GroupCommit` thread); fetch long-polls wait on high-watermark `watch` channels.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use chronik_storage::{GroupCommit, SyncHandle};
+use futures::future::{join_all, select_all};
+use kafka_protocol::ResponseError;
+use parking_lot::RwLock;
+use tracing::{debug, warn};
+
+use super::partition::{Appended, Partition, PartitionError};
+use crate::config::{FlushPolicy, LogDefaults};
+use crate::metadata::topic_config::resolve;
+use crate::metadata::TopicMetadata;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// One partition of a fetch request.
+#[derive(Clone, Debug)]
+pub struct FetchPartition {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub max_bytes: usize,
+}
+
+/// What a fetch returns for one partition.
+#[derive(Clone, Debug, Default)]
+pub struct FetchedPartition {
+    pub error_code: i16,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub records: Bytes,
+}
+
+pub struct ReplicaManager {
+    data_dir: PathBuf,
+    defaults: LogDefaults,
+    partitions: RwLock<HashMap<(String, i32), Arc<Partition>>>,
+    group_commit: Option<Arc<GroupCommit>>,
+}
+
+impl ReplicaManager {
+    pub fn new(data_dir: PathBuf, defaults: LogDefaults, flush_policy: FlushPolicy) -> Self {
+        let group_commit = match flush_policy {
+            FlushPolicy::GroupCommit => Some(GroupCommit::start()),
+            FlushPolicy::Os => None,
+        };
+        ReplicaManager {
+            data_dir,
+            defaults,
+            partitions: RwLock::new(HashMap::new()),
+            group_commit,
+        }
+    }
+
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
+        self.partitions
+            .read()
+            .get(&(topic.to_string(), partition))
+            .cloned()
+    }
+
+    /// Every hosted partition (for the log cleaner and metrics).
+    pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
+        self.partitions.read().values().cloned().collect()
+    }
+
+    fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
+        self.data_dir.join(format!("{topic}-{partition}"))
+    }
+
+    /// Opens or creates every partition of `topic` that is not hosted yet, and applies its
+    /// current config to those that are.
+    pub fn reconcile_topic(&self, topic: &TopicMetadata) -> Result<(), PartitionError> {
+        let settings = resolve(&self.defaults, &topic.configs);
+        for index in 0..topic.partitions {
+            if let Some(existing) = self.partition(&topic.name, index) {
+                existing.update_settings(settings.clone());
+                continue;
+            }
+            let partition = Partition::open(
+                &self.partition_dir(&topic.name, index),
+                &topic.name,
+                topic.id,
+                index,
+                0,
+                settings.clone(),
+            )?;
+            self.partitions
+                .write()
+                .entry((topic.name.clone(), index))
+                .or_insert_with(|| Arc::new(partition));
+        }
+        Ok(())
+    }
+
+    /// Stops hosting `topic` and removes its data from disk.
+    pub fn remove_topic(&self, topic: &TopicMetadata) {
+        let removed: Vec<Arc<Partition>> = {
+            let mut partitions = self.partitions.write();
+            (0..topic.partitions)
+                .filter_map(|i| partitions.remove(&(topic.name.clone(), i)))
+                .collect()
+        };
+        for partition in removed {
+            let dir = self.partition_dir(&topic.name, partition.index);
+            match Arc::try_unwrap(partition) {
+                Ok(partition) => {
+                    if let Err(e) = partition.delete() {
+                        warn!(dir = %dir.display(), error = %e, "deleting partition data");
+                    }
+                }
+                // A request still holds it: its files are unlinked under it, which is harmless.
+                Err(_) => {
+                    if let Err(e) = std::fs::remove_dir_all(&dir) {
+                        warn!(dir = %dir.display(), error = %e, "deleting partition data");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Appends a producer's records to one partition. `acks` decides only the ISR check here;
+    /// waiting for durability is `wait_durable`.
+    pub fn append(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: &Bytes,
+        acks: i16,
+    ) -> Result<Appended, i16> {
+        let Some(p) = self.partition(topic, partition) else {
+            return Err(ResponseError::UnknownTopicOrPartition.code());
+        };
+        if acks == -1 && p.isr_size() < p.min_insync_replicas() {
+            return Err(PartitionError::NotEnoughReplicas {
+                isr: p.isr_size(),
+                min: p.min_insync_replicas(),
+            }
+            .code());
+        }
+        p.append(records, now_ms()).map_err(|e| {
+            debug!(topic, partition, error = %e, "append refused");
+            e.code()
+        })
+    }
+
+    /// Resolves when every handle's bytes are on disk (group commit), or at once when the flush
+    /// policy leaves flushing to the OS. Err carries a Kafka error code.
+    pub async fn wait_durable(&self, handles: Vec<SyncHandle>) -> Result<(), i16> {
+        let Some(group_commit) = &self.group_commit else {
+            return Ok(());
+        };
+        let waits = handles.into_iter().map(|h| group_commit.sync(h));
+        for result in join_all(waits).await {
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    warn!(error = %e, "fsync failed");
+                    return Err(ResponseError::KafkaStorageError.code());
+                }
+                Err(_) => return Err(ResponseError::KafkaStorageError.code()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the requested partitions; if fewer than `min_bytes` are available, waits for
+    /// appends (woken by high-watermark moves) until `max_wait`.
+    pub async fn fetch(
+        &self,
+        requests: &[FetchPartition],
+        max_bytes: usize,
+        min_bytes: usize,
+        max_wait: Duration,
+    ) -> Vec<FetchedPartition> {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        let partitions: Vec<Option<Arc<Partition>>> = requests
+            .iter()
+            .map(|r| self.partition(&r.topic, r.partition))
+            .collect();
+        // Subscribe before the first read so an append between read and wait is not missed.
+        let mut watchers: Vec<_> = partitions
+            .iter()
+            .flatten()
+            .map(|p| p.subscribe_high_watermark())
+            .collect();
+        loop {
+            let results = Self::read_once(requests, &partitions, max_bytes);
+            let total: usize = results.iter().map(|r| r.records.len()).sum();
+            let any_error = results.iter().any(|r| r.error_code != 0);
+            if total >= min_bytes.max(1) || any_error || watchers.is_empty() {
+                return results;
+            }
+            let woken = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
+            match tokio::time::timeout_at(deadline, woken).await {
+                Ok(_) if tokio::time::Instant::now() < deadline => continue,
+                _ => return Self::read_once(requests, &partitions, max_bytes),
+            }
+        }
+    }
+
+    fn read_once(
+        requests: &[FetchPartition],
+        partitions: &[Option<Arc<Partition>>],
+        max_bytes: usize,
+    ) -> Vec<FetchedPartition> {
+        let mut remaining = max_bytes;
+        let mut have_data = false;
+        requests
+            .iter()
+            .zip(partitions)
+            .map(|(request, partition)| {
+                let Some(p) = partition else {
+                    return FetchedPartition {
+                        error_code: ResponseError::UnknownTopicOrPartition.code(),
+                        high_watermark: -1,
+                        log_start_offset: -1,
+                        records: Bytes::new(),
+                    };
+                };
+                let mut fetched = FetchedPartition {
+                    error_code: 0,
+                    high_watermark: p.high_watermark(),
+                    log_start_offset: p.log_start_offset(),
+                    records: Bytes::new(),
+                };
+                let limit = request.max_bytes.min(remaining);
+                // KIP-74: the first partition with data returns at least one whole batch, so a
+                // batch larger than the limits never blocks the consumer.
+                match p.read(request.offset, limit, !have_data) {
+                    Ok(read) => {
+                        remaining = remaining.saturating_sub(read.bytes.len());
+                        have_data |= !read.bytes.is_empty();
+                        fetched.records = read.bytes;
+                    }
+                    Err(e) => fetched.error_code = e.code(),
+                }
+                fetched
+            })
+            .collect()
+    }
+
+    /// Retention and compaction over every partition; run periodically off the async workers.
+    pub fn clean_logs(&self) {
+        let now = now_ms();
+        for partition in self.all_partitions() {
+            if let Err(e) = partition.clean(now) {
+                warn!(topic = %partition.topic, partition = partition.index, error = %e, "log cleaning failed");
+            }
+        }
+    }
+
+    /// Flushes and closes every log (clean shutdown).
+    pub fn shutdown(&self) {
+        let partitions: Vec<_> = self.partitions.write().drain().map(|(_, p)| p).collect();
+        for partition in partitions {
+            match Arc::try_unwrap(partition) {
+                Ok(p) => {
+                    if let Err(e) = p.close() {
+                        warn!(error = %e, "closing partition");
+                    }
+                }
+                Err(p) => {
+                    warn!(topic = %p.topic, partition = p.index, "partition still in use at shutdown; left for recovery")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The whole test suite: unit and property tests, end-to-end tests of real broker processes with
+# librdkafka, a pure-Python client (kafka-python) and Debian's kcat, and librdkafka's own
+# integration suite. Installs what it needs (Debian packages, a Python venv under target/).
+# Usage: ./scripts/test.sh            (everything)
+#        ./scripts/test.sh --quick    (cargo tests only)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=false
+[ "${1:-}" = "--quick" ] && quick=true
+
+need_apt=()
+command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
+if [ ${#need_apt[@]} -gt 0 ] && [ "$quick" = false ]; then
+  echo "== installing Debian packages: ${need_apt[*]}"
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"; 
+  else sudo apt-get update -qq && sudo apt-get install -y -qq "${need_apt[@]}"; fi
+fi
+
+echo "== building the workspace (one target dir for every test binary)"
+cargo build --workspace --bins --all-targets
+
+echo "== cargo tests"
+cargo test --workspace --no-fail-fast
+
+if [ "$quick" = true ]; then exit 0; fi
+
+echo "== Python client tests (kafka-python)"
+venv=target/pyenv
+if [ ! -x "$venv/bin/python" ]; then python3 -m venv "$venv"; fi
+"$venv/bin/pip" install -q -r tests/python/requirements.txt
+"$venv/bin/python" -m pytest -q tests/python
+
+echo "== kcat (Debian's, librdkafka 2.0.2)"
+./scripts/kcat-smoke.sh
+
+echo "== librdkafka's own integration suite"
+./scripts/librdkafka-suite.sh
