@@ -287,3 +287,112 @@ impl Iterator for BatchIter<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::{batch, kv_batch};
+    use kafka_protocol::records::Compression;
+
+    #[test]
+    fn parses_encoder_output_for_every_compression() {
+        for compression in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let buf = kv_batch(
+                &[
+                    (Some("a"), Some("1"), 1000),
+                    (Some("b"), None, 1005),
+                    (None, Some("3"), 1002),
+                ],
+                compression,
+            );
+            let h = validate_batch(&buf).unwrap();
+            assert_eq!(h.base_offset, 0);
+            assert_eq!(h.magic, 2);
+            assert_eq!(h.records_count, 3);
+            assert_eq!(h.last_offset_delta, 2);
+            assert_eq!(h.last_offset(), 2);
+            assert_eq!(h.base_timestamp, 1000);
+            assert_eq!(h.max_timestamp, 1005);
+            assert_eq!(h.total_size(), buf.len());
+            assert_eq!(h.compression(), compression as u8);
+            assert!(!h.is_control() && !h.is_transactional() && !h.has_producer_id());
+            assert!(!h.timestamp_type_is_log_append());
+        }
+    }
+
+    #[test]
+    fn patching_offset_and_epoch_keeps_crc_valid() {
+        let mut buf = batch(5, 10);
+        patch_base_offset(&mut buf, 1234);
+        patch_partition_leader_epoch(&mut buf, 7);
+        let h = validate_batch(&buf).unwrap();
+        assert_eq!(h.base_offset, 1234);
+        assert_eq!(h.partition_leader_epoch, 7);
+        assert_eq!(h.last_offset(), 1238);
+    }
+
+    #[test]
+    fn log_append_time_recomputes_crc() {
+        let mut buf = batch(3, 10);
+        set_log_append_time(&mut buf, 99_999);
+        let h = validate_batch(&buf).unwrap();
+        assert!(h.timestamp_type_is_log_append());
+        assert_eq!(h.max_timestamp, 99_999);
+    }
+
+    #[test]
+    fn detects_corruption_truncation_and_bad_magic() {
+        let buf = batch(3, 10);
+        let mut flipped = buf.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 0x40;
+        assert!(matches!(
+            validate_batch(&flipped),
+            Err(BatchError::CorruptCrc { .. })
+        ));
+        assert!(matches!(
+            validate_batch(&buf[..buf.len() - 1]),
+            Err(BatchError::Truncated { .. })
+        ));
+        assert!(matches!(
+            parse_header(&buf[..60]),
+            Err(BatchError::Truncated { .. })
+        ));
+        let mut magic = buf.clone();
+        magic[16] = 1;
+        assert_eq!(validate_batch(&magic), Err(BatchError::BadMagic(1)));
+        let mut len = buf.clone();
+        len[8..12].copy_from_slice(&10i32.to_be_bytes());
+        assert_eq!(parse_header(&len), Err(BatchError::InvalidLength(10)));
+        let mut count = buf.clone();
+        count[57..61].copy_from_slice(&2i32.to_be_bytes());
+        // recordsCount is CRC-covered, so fix the CRC to isolate the count check.
+        let crc = crc32c::crc32c(&count[21..]);
+        count[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(matches!(
+            validate_batch(&count),
+            Err(BatchError::InvalidRecordCount { .. })
+        ));
+        assert!(validate_stored_batch(&count).is_ok());
+    }
+
+    #[test]
+    fn iterates_concatenated_batches() {
+        let mut buf = batch(2, 0);
+        let second = batch(4, 0);
+        buf.extend_from_slice(&second);
+        let items: Vec<_> = batches(&buf).collect::<Result<_, _>>().unwrap();
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0].0.records_count, 2);
+        assert_eq!(items[1].1, buf.len() - second.len()..buf.len());
+        let torn: Vec<_> = batches(&buf[..buf.len() - 3]).collect();
+        assert_eq!(torn.len(), 2);
+        assert!(matches!(torn[1], Err(BatchError::Truncated { .. })));
+    }
+}

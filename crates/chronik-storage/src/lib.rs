@@ -29,6 +29,11 @@ pub mod offset_index;
 pub mod segment;
 pub mod time_index;
 
+#[cfg(test)]
+mod log_tests;
+#[cfg(test)]
+mod test_util;
+
 pub use batch::{batches, parse_header, validate_batch, BatchError, BatchHeader, BatchIter};
 pub use cleaner::CompactionStats;
 pub use config::{CleanupPolicy, LogConfig, TimestampType};

@@ -210,7 +210,7 @@ impl Log {
             next += header.last_offset_delta as i64 + 1;
             pos += header.total_size();
         }
-        self.active_mut().append(batches)?;
+        self.active_mut().append(batches, now_ms)?;
         self.epochs.assign(leader_epoch, first_offset)?;
         let mut files = std::mem::take(&mut self.rolled_unsynced);
         files.push(self.active().file().clone());

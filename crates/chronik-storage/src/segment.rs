@@ -7,6 +7,11 @@
 //! positional writes at the end of the file and is not fsynced here: callers fsync the
 //! shared `Arc<File>` (group commit) outside the log lock.
 //!
+//! Invariant: batches in a segment are contiguous — the first starts at the segment's
+//! base offset and each next one at the previous one's last offset + 1 (compaction keeps
+//! emptied batches to preserve this). Recovery relies on it to catch corruption of
+//! `baseOffset`, which the CRC does not cover.
+//!
 //! Crash behaviour: a crash can leave a torn or corrupt tail (a partial batch, or bytes
 //! that never reached the disk). [`Segment::recover`] scans every batch from the start,
 //! validates its CRC, truncates the file at the first bad one and rebuilds both indexes
@@ -159,7 +164,7 @@ impl Segment {
         while let Some(header) = self.header_at(pos).ok().flatten() {
             let total = header.total_size() as u64;
             if pos + total > self.size
-                || header.base_offset < self.next_offset
+                || header.base_offset != self.next_offset
                 || header.last_offset() - self.base_offset > u32::MAX as i64
             {
                 break;
@@ -207,8 +212,11 @@ impl Segment {
                 .header_at(pos)?
                 .ok_or_else(|| StorageError::Corrupt("torn batch header".into()))?;
             let total = header.total_size() as u64;
-            if pos + total > self.size {
+            if pos + total > self.size || header.last_offset() < header.base_offset {
                 return Err(StorageError::Corrupt("torn batch".into()));
+            }
+            if self.next_offset != self.base_offset && header.base_offset != self.next_offset {
+                return Err(StorageError::Corrupt("non-contiguous batch offsets".into()));
             }
             self.note_batch(&header);
             self.bytes_since_last_index += total;
@@ -243,7 +251,11 @@ impl Segment {
 
     /// Appends already offset-patched batches with one positional write and indexes them.
     /// On a failed write the file is cut back to its previous size.
-    pub fn append(&mut self, batches: &[u8]) -> Result<()> {
+    /// `now_ms` becomes the segment's creation time if it is the first append.
+    pub fn append(&mut self, batches: &[u8], now_ms: i64) -> Result<()> {
+        if self.size == 0 {
+            self.created_ms = now_ms;
+        }
         if let Err(e) = self.file.write_all_at(batches, self.size) {
             let _ = self.file.set_len(self.size);
             return Err(e.into());
