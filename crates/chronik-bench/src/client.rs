@@ -46,15 +46,22 @@ pub fn producer(args: &Args) -> Result<FutureProducer> {
         .context("creating the librdkafka producer")
 }
 
-/// Consumer settings; `group` is needed only for subscribe.
+/// Consumer settings. `group` is the group to subscribe with; without one the
+/// consumer only `assign`s, but librdkafka refuses `assign` without any group.id
+/// ("Local: Unknown group"), so it gets a private one it never joins or commits to.
 pub fn consumer_config(args: &Args, group: Option<&str>) -> ClientConfig {
     let mut c = base_config(args);
     c.set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false");
-    if let Some(g) = group {
-        c.set("group.id", g);
-    }
+    match group {
+        Some(g) => c.set("group.id", g),
+        None => c.set(
+            "group.id",
+            format!("chronik-bench-assign-{}", std::process::id()),
+        ),
+    };
     c
 }
 

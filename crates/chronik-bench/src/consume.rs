@@ -17,6 +17,7 @@ use anyhow::{Context, Result};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::watch;
 
 use crate::cli::Args;
 use crate::client::{consumer_config, partitions_and_watermarks};
@@ -83,6 +84,10 @@ pub async fn run(args: &Args, plan: &RunPlan, run_id: u32) -> Result<Report> {
         plan.message_count.map_or(i64::MAX, |n| n as i64),
     ));
     let content = Arc::new(Content::default());
+    // Set when the message count is reached, so consumers blocked on an exhausted
+    // partition stop too instead of waiting for the idle timeout.
+    let (done_tx, done_rx) = watch::channel(false);
+    let done_tx = Arc::new(done_tx);
     let mut cells = Vec::new();
     let mut handles = Vec::new();
     for consumer in consumers {
@@ -94,6 +99,7 @@ pub async fn run(args: &Args, plan: &RunPlan, run_id: u32) -> Result<Report> {
             until,
             quota.clone(),
             content.clone(),
+            (done_tx.clone(), done_rx.clone()),
         )));
     }
     let progress = Progress::start(
@@ -106,15 +112,18 @@ pub async fn run(args: &Args, plan: &RunPlan, run_id: u32) -> Result<Report> {
     let mut totals = Totals::default();
     let mut first_error = None;
     let mut idle = false;
+    let mut last_at: Option<Instant> = None;
     for h in handles {
-        let (t, err, was_idle) = h.await?;
-        totals.merge(&t);
-        idle |= was_idle;
+        let end = h.await?;
+        totals.merge(&end.totals);
+        idle |= end.idle;
+        last_at = last_at.max(end.last_at);
         if first_error.is_none() {
-            first_error = err;
+            first_error = end.first_error;
         }
     }
-    let finished_at = Instant::now();
+    // The measured window ends with the last message, not with the idle wait after it.
+    let finished_at = last_at.unwrap_or_else(Instant::now);
     let rows = progress.finish().await;
     let measured = finished_at
         .saturating_duration_since(measure_from)
@@ -155,23 +164,36 @@ pub async fn run(args: &Args, plan: &RunPlan, run_id: u32) -> Result<Report> {
     Ok(report)
 }
 
-/// Returns the task's totals, its first error, and whether it stopped for idleness.
+/// How a consumer task ended.
+struct TaskEnd {
+    totals: Totals,
+    first_error: Option<String>,
+    /// Stopped for lack of messages.
+    idle: bool,
+    last_at: Option<Instant>,
+}
+
 async fn consumer_task(
     consumer: StreamConsumer,
     mut rec: Recorder,
     until: Option<Instant>,
     quota: Arc<AtomicI64>,
     content: Arc<Content>,
-) -> (Totals, Option<String>, bool) {
+    (done_tx, mut done_rx): (Arc<watch::Sender<bool>>, watch::Receiver<bool>),
+) -> TaskEnd {
     let mut first_error = None;
     let mut idle = false;
+    let mut last_at = None;
     loop {
         let now = Instant::now();
-        if until.is_some_and(|u| now >= u) || quota.load(Ordering::Relaxed) <= 0 {
+        if until.is_some_and(|u| now >= u) || *done_rx.borrow_and_update() {
             break;
         }
         let wait_until = until.unwrap_or(now + IDLE_TIMEOUT);
-        let got = tokio::time::timeout_at(wait_until.into(), consumer.recv()).await;
+        let got = tokio::select! {
+            got = tokio::time::timeout_at(wait_until.into(), consumer.recv()) => got,
+            _ = done_rx.changed() => continue,
+        };
         let done = Instant::now();
         match got {
             Err(_) => {
@@ -179,9 +201,14 @@ async fn consumer_task(
                 break;
             }
             Ok(Ok(m)) => {
-                if quota.fetch_sub(1, Ordering::Relaxed) <= 0 {
+                let left = quota.fetch_sub(1, Ordering::Relaxed);
+                if left <= 0 {
                     break;
                 }
+                if left == 1 {
+                    done_tx.send_replace(true);
+                }
+                last_at = Some(done);
                 let value = m.payload().unwrap_or_default();
                 match decode(value) {
                     Ok(_) => {
@@ -214,5 +241,10 @@ async fn consumer_task(
             }
         }
     }
-    (rec.finish(), first_error, idle)
+    TaskEnd {
+        totals: rec.finish(),
+        first_error,
+        idle,
+        last_at,
+    }
 }

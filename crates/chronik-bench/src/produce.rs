@@ -95,10 +95,7 @@ pub type Spawned = (Vec<Arc<IntervalCell>>, Vec<JoinHandle<ProducerResult>>);
 
 /// Builds the shared producers and spawns the `-c` tasks. Returns their interval
 /// cells (for progress) and handles.
-pub fn spawn(
-    ctx: Arc<ProduceCtx>,
-    plan: &RunPlan,
-) -> anyhow::Result<Spawned> {
+pub fn spawn(ctx: Arc<ProduceCtx>, plan: &RunPlan) -> anyhow::Result<Spawned> {
     let instances = ctx.args.producer_instances.min(ctx.args.concurrency);
     let producers: Vec<FutureProducer> = (0..instances)
         .map(|_| crate::client::producer(&ctx.args))

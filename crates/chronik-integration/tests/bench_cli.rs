@@ -69,7 +69,11 @@ fn bad_flags_fail_with_a_clear_error() {
     ];
     for (args, expect) in cases {
         let out = bench(args);
-        assert!(!out.status.success(), "{args:?} accepted\n{}", describe(&out));
+        assert!(
+            !out.status.success(),
+            "{args:?} accepted\n{}",
+            describe(&out)
+        );
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             stderr.contains(expect),
@@ -83,14 +87,7 @@ fn bad_flags_fail_with_a_clear_error() {
 fn nothing_acknowledged_is_a_failure() {
     // Nobody listens on this port: no message can be acknowledged.
     let bootstrap = format!("127.0.0.1:{}", free_port());
-    let out = bench(&[
-        "-b",
-        &bootstrap,
-        "-d",
-        "1s",
-        "--message-timeout-ms",
-        "1500",
-    ]);
+    let out = bench(&["-b", &bootstrap, "-d", "1s", "--message-timeout-ms", "1500"]);
     assert!(!out.status.success(), "{}", describe(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("nothing was acknowledged"),
@@ -127,7 +124,12 @@ fn produce_with_validate_reads_back_everything_acknowledged() {
         "--csv-output",
         csv.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}\nbroker log:\n{}", describe(&out), broker.log());
+    assert!(
+        out.status.success(),
+        "{}\nbroker log:\n{}",
+        describe(&out),
+        broker.log()
+    );
     let j = report(&json);
     let measured = field(&j, 2, "messages");
     let warmup = field(&j, 2, "warmup_messages");
@@ -168,7 +170,12 @@ fn produce_then_consume_counts_match() {
         "--json-output",
         pjson.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}\nbroker log:\n{}", describe(&out), broker.log());
+    assert!(
+        out.status.success(),
+        "{}\nbroker log:\n{}",
+        describe(&out),
+        broker.log()
+    );
     let p = report(&pjson);
     assert_eq!(field(&p, 2, "acknowledged"), 1000, "{p}");
     assert_eq!(field(&p, 4, "matched"), 1000, "{p}");
@@ -187,7 +194,12 @@ fn produce_then_consume_counts_match() {
         "--json-output",
         cjson.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}\nbroker log:\n{}", describe(&out), broker.log());
+    assert!(
+        out.status.success(),
+        "{}\nbroker log:\n{}",
+        describe(&out),
+        broker.log()
+    );
     let c = report(&cjson);
     assert_eq!(field(&c, 2, "messages"), 1000, "{c}");
     assert_eq!(field(&c, 2, "errors"), 0, "{c}");
@@ -218,7 +230,12 @@ fn round_trip_measures_arrivals_of_everything_acknowledged() {
         "--json-output",
         json.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}\nbroker log:\n{}", describe(&out), broker.log());
+    assert!(
+        out.status.success(),
+        "{}\nbroker log:\n{}",
+        describe(&out),
+        broker.log()
+    );
     let j = report(&json);
     let arrived = field(&j, 2, "messages") + field(&j, 2, "warmup_messages");
     assert!(arrived > 0, "{j}");
@@ -247,10 +264,18 @@ fn open_loop_rate_limit_paces_sends() {
         "--json-output",
         json.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}\nbroker log:\n{}", describe(&out), broker.log());
+    assert!(
+        out.status.success(),
+        "{}\nbroker log:\n{}",
+        describe(&out),
+        broker.log()
+    );
     let j = report(&json);
     let acked = field(&j, 2, "acknowledged");
-    assert!((300..=500).contains(&acked), "expected ~400 at 200 msg/s for 2 s:\n{j}");
+    assert!(
+        (300..=500).contains(&acked),
+        "expected ~400 at 200 msg/s for 2 s:\n{j}"
+    );
     assert_eq!(field(&j, 4, "missing"), 0, "{j}");
 }
 
@@ -273,7 +298,12 @@ fn metadata_mode_completes_cycles() {
         "--json-output",
         json.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}\nbroker log:\n{}", describe(&out), broker.log());
+    assert!(
+        out.status.success(),
+        "{}\nbroker log:\n{}",
+        describe(&out),
+        broker.log()
+    );
     let j = report(&json);
     assert!(field(&j, 2, "messages") > 0, "{j}");
     assert_eq!(field(&j, 2, "errors"), 0, "{j}");
