@@ -7,8 +7,10 @@
 //! - `metadata`: the persisted topic catalogue and the topic-config rules.
 //! - `replica`: the partitions this broker hosts, produce/fetch through them, producer state.
 //! - `chronik_storage` (its own crate): the segmented log on disk.
+//! - `allocator`: keeps hostile array lengths from aborting the process.
 //! - `broker`: wiring and the run loop; `config`: settings; `producer_ids`: id allocation.
 
+pub mod allocator;
 pub mod api;
 pub mod broker;
 pub mod config;

@@ -3,7 +3,11 @@
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use chronik_server::allocator::ReserveLargeAllocations;
 use chronik_server::config::{BrokerConfig, StartArgs};
+
+#[global_allocator]
+static ALLOCATOR: ReserveLargeAllocations = ReserveLargeAllocations;
 
 #[derive(Parser)]
 #[command(
