@@ -310,7 +310,7 @@ impl Partition {
     pub fn clean(&self, now_ms: i64) -> Result<(), PartitionError> {
         let mut inner = self.inner.lock();
         inner.log.enforce_retention(now_ms)?;
-        // COMPACT-PENDING inner.log.compact(now_ms)?;
+        inner.log.compact(now_ms)?;
         Ok(())
     }
 
