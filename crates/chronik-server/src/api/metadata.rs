@@ -14,14 +14,19 @@ use crate::controller::Controller;
 use crate::metadata::TopicMetadata;
 
 pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
+    let all_topics = match &request.topics {
+        // Null (v1+) means every topic; so does an empty list in v0.
+        None => true,
+        Some(topics) => version == 0 && topics.is_empty(),
+    };
     let topics = match request.topics {
-        // Null (v1+) means every topic.
-        None => broker
+        _ if all_topics => broker
             .metadata
             .topics()
             .iter()
             .map(|t| topic_response(broker, t))
             .collect(),
+        None => Vec::new(),
         Some(requested) => requested
             .iter()
             .map(|t| match &t.name {
