@@ -506,6 +506,15 @@ impl Log {
         self.epochs.entries()
     }
 
+    /// One compaction pass (only when the cleanup policy includes Compact); see
+    /// `cleaner.rs`. Offsets of surviving records never change.
+    pub fn compact(&mut self, now_ms: i64) -> Result<crate::cleaner::CompactionStats> {
+        if !self.config.cleanup_policy.includes_compact() {
+            return Ok(Default::default());
+        }
+        crate::cleaner::compact(self, now_ms)
+    }
+
     pub fn set_config(&mut self, config: LogConfig) {
         self.config = config;
     }
