@@ -41,3 +41,19 @@ pub use error::{Result, StorageError};
 pub use group_commit::{GroupCommit, SyncHandle};
 pub use log::{AppendInfo, Log, ReadResult};
 pub use segment::Segment;
+
+#[cfg(test)]
+mod tidy {
+    /// Every module opens with a `//!` doc saying what it owns.
+    #[test]
+    fn every_module_has_module_docs() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        for entry in std::fs::read_dir(src).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                assert!(text.starts_with("//!"), "{} lacks //! docs", path.display());
+            }
+        }
+    }
+}
