@@ -543,3 +543,23 @@ fn compaction_only_with_compact_policy() {
     fill(&mut log, 40, 3, 0);
     assert_eq!(log.compact(1000).unwrap(), Default::default());
 }
+
+#[test]
+fn one_append_of_several_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    let mut buf = batch(2, 0);
+    buf.extend_from_slice(&batch(3, 0));
+    buf.extend_from_slice(&batch(1, 0));
+    let info = log.append(&mut buf, 2, 0).unwrap();
+    assert_eq!((info.first_offset, info.last_offset), (0, 5));
+    let bases: Vec<i64> = all_batches(&log).iter().map(|(b, _)| *b).collect();
+    assert_eq!(bases, vec![0, 2, 5]);
+    let mut big = batch(1, 0);
+    big.resize(2_000_000, 0);
+    big[8..12].copy_from_slice(&((2_000_000 - 12) as i32).to_be_bytes());
+    assert!(matches!(
+        log.append(&mut big, 2, 0),
+        Err(StorageError::MessageTooLarge { .. })
+    ));
+}
