@@ -557,7 +557,7 @@ fn one_append_of_several_batches() {
     assert_eq!(bases, vec![0, 2, 5]);
     let mut big = batch(1, 0);
     big.resize(2_000_000, 0);
-    big[8..12].copy_from_slice(&((2_000_000 - 12) as i32).to_be_bytes());
+    big[8..12].copy_from_slice(&(2_000_000i32 - 12).to_be_bytes());
     assert!(matches!(
         log.append(&mut big, 2, 0),
         Err(StorageError::MessageTooLarge { .. })
