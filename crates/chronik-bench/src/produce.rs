@@ -25,7 +25,8 @@ use tokio::task::JoinHandle;
 use crate::cli::Args;
 use crate::config::RunPlan;
 use crate::payload::{unix_nanos, MessageBuilder};
-use crate::stats::{IntervalCell, Recorder, Totals};
+use crate::stats::{new_histogram, IntervalCell, Recorder, Totals};
+use hdrhistogram::Histogram;
 
 /// In open loop a task keeps at most this many messages outstanding; past it, sends
 /// wait (and their latency, counted from the schedule, grows).
@@ -81,6 +82,9 @@ pub struct ProducerResult {
     /// `acked_seqs[seq]`: whether `seq` was acknowledged (only with `track_acks`).
     pub acked_seqs: Vec<bool>,
     pub first_error: Option<String>,
+    /// Open loop: how late each measured send left against its schedule (µs). This
+    /// lateness (the bench's own timer and scheduling) is part of the open-loop latency.
+    pub send_lag: Histogram<u64>,
 }
 
 struct Pending {
@@ -171,6 +175,7 @@ async fn producer_task(
         acked: 0,
         acked_seqs: Vec::new(),
         first_error: None,
+        send_lag: new_histogram(),
     };
     // Stagger tasks across one interval so open-loop sends do not come in bursts.
     let mut next_at = match ctx.pace {
@@ -203,6 +208,10 @@ async fn producer_task(
             let record = FutureRecord::to(&ctx.topic).key(key).payload(value);
             match producer.send_result(record) {
                 Ok(fut) => {
+                    if ctx.pace.is_some() && now >= ctx.measure_from {
+                        let lag = now.duration_since(started).as_micros() as u64;
+                        result.send_lag.saturating_record(lag.max(1));
+                    }
                     pending.push(Pending {
                         fut,
                         started,
@@ -304,6 +313,8 @@ pub struct ProduceOutcome {
     /// Per producer id: which sequences were acknowledged (with `track_acks`).
     pub acked_seqs: Vec<Vec<bool>>,
     pub first_error: Option<String>,
+    /// Open loop: lateness of sends against their schedule.
+    pub send_lag: Histogram<u64>,
     /// When the last task finished (the last acknowledgement arrived).
     pub finished_at: Instant,
 }
@@ -315,6 +326,7 @@ pub async fn join(handles: Vec<JoinHandle<ProducerResult>>) -> anyhow::Result<Pr
         acked: 0,
         acked_seqs: Vec::new(),
         first_error: None,
+        send_lag: new_histogram(),
         finished_at: Instant::now(),
     };
     let mut results = Vec::with_capacity(handles.len());
@@ -327,6 +339,9 @@ pub async fn join(handles: Vec<JoinHandle<ProducerResult>>) -> anyhow::Result<Pr
         out.totals.merge(&r.totals);
         out.sent += r.sent;
         out.acked += r.acked;
+        out.send_lag
+            .add(&r.send_lag)
+            .expect("histograms share bounds");
         if out.first_error.is_none() {
             out.first_error = r.first_error;
         }

@@ -103,6 +103,17 @@ pub fn producer_verdict(report: &mut Report, out: &ProduceOutcome) {
     report.sent = Some(out.sent);
     report.acknowledged = Some(out.acked);
     report.first_error = out.first_error.clone();
+    if !out.send_lag.is_empty() {
+        report.other_latencies.push(crate::report::NamedLatency {
+            name: "send lag".into(),
+            latency: crate::stats::LatencySummary::of(&out.send_lag),
+        });
+        report.notes.push(
+            "open loop: latency counts from the scheduled send; `send lag` is how late the \
+             bench itself sent (timer resolution ~1 ms, CPU contention)"
+                .into(),
+        );
+    }
     if out.acked == 0 {
         report.failures.push("nothing was acknowledged".to_string());
     }
