@@ -26,6 +26,9 @@ done
 log() { echo "# $*" >&2; }
 die() { echo "error: $*" >&2; exit 2; }
 
+# The main part is one brace group: bash parses it whole before running it,
+# so editing this file during a run cannot break the run.
+{
 if ! command -v kcat >/dev/null; then
     log "installing Debian's kcat"
     SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO=sudo
@@ -81,11 +84,17 @@ FAILED=0
 pass() { echo "PASS $1"; PASSED=$((PASSED + 1)); }
 fail() { echo "FAIL $1 ($2)"; FAILED=$((FAILED + 1)); }
 # Last meaningful stderr line of a kcat run, for failure reasons.
-why() { grep -v '^\s*$' "$1" 2>/dev/null | tail -1 | cut -c1-300; }
+why() {
+    local l
+    l=$(grep -E 'ERROR|FAIL|rror' "$1" 2>/dev/null | tail -1)
+    [[ -n $l ]] || l=$(grep -v '^\s*$' "$1" 2>/dev/null | tail -1)
+    echo "${l:0:300}"
+}
 
 kc() { # name args... : runs kcat with a timeout, stdout/stderr to RUN_DIR/name.{out,err}
-    local name=$1; shift
-    timeout -k 5 "$KCAT_TIMEOUT" kcat -b "$BROKER" "$@" >"$RUN_DIR/$name.out" 2>"$RUN_DIR/$name.err"
+    local name=$1 limit=$KCAT_TIMEOUT; shift
+    [[ $name == group* ]] && limit=$((KCAT_TIMEOUT * 2))
+    timeout -k 5 "$limit" kcat -b "$BROKER" "$@" >"$RUN_DIR/$name.out" 2>"$RUN_DIR/$name.err"
 }
 
 SUFFIX=$$_$RANDOM
@@ -137,8 +146,8 @@ fi
 
 # 5. keys, and offsets as the consumer sees them.
 KTOPIC=kcat_smoke_keys_$SUFFIX
-if printf 'k1:v1\nk2:v2\n' | kc produce-keys -P -t "$KTOPIC" -K: &&
-   kc consume-keys -C -t "$KTOPIC" -o beginning -e -q -f '%o %k=%s\n' &&
+if printf 'k1:v1\nk2:v2\n' | kc produce-keys -P -t "$KTOPIC" -p 0 -K: &&
+   kc consume-keys -C -t "$KTOPIC" -p 0 -o beginning -e -q -f '%o %k=%s\n' &&
    [[ $(cat "$RUN_DIR/consume-keys.out") == $'0 k1=v1\n1 k2=v2' ]]; then
     pass keys-offsets
 else
@@ -159,7 +168,9 @@ done
 
 # 7. group consumer: kcat -G joins a group, gets the partition, reads all.
 GROUP=kcat_smoke_group_$SUFFIX
-if kc group -G "$GROUP" "$TOPIC" -X auto.offset.reset=earliest -e -q; then
+# A short session timeout bounds the wait for a member that did not leave.
+GOPTS=(-X auto.offset.reset=earliest -X session.timeout.ms=10000)
+if kc group -G "$GROUP" "$TOPIC" "${GOPTS[@]}" -e; then
     if [[ $(sort "$RUN_DIR/group.out") == "$(sort <<<"$EXPECTED")" ]]; then
         pass group-consumer
     else
@@ -171,7 +182,7 @@ fi
 
 # 8. the group committed its offsets: a new member resumes after message 5.
 printf 'message-6\n' | kc produce-more -P -t "$TOPIC" >/dev/null
-if kc group-resume -G "$GROUP" "$TOPIC" -X auto.offset.reset=earliest -e -q; then
+if kc group-resume -G "$GROUP" "$TOPIC" "${GOPTS[@]}" -e; then
     if [[ $(cat "$RUN_DIR/group-resume.out") == "message-6" ]]; then
         pass group-commit-resume
     else
@@ -184,3 +195,5 @@ fi
 log "logs: $RUN_DIR"
 echo "$PASSED passed, $FAILED failed"
 [[ $FAILED -eq 0 ]]
+exit $?
+}

@@ -229,6 +229,17 @@ def first_failure(name=None):
     if hits:
         return hits[0][1]
     return ''
+def progress(name):
+    """What the log says about `name` when there is no summary row."""
+    st = None
+    for l in text.splitlines():
+        if re.search(r'=+ Running test %s =+' % re.escape(name), l):
+            st = st or 'started'
+        elif re.search(r'=+ Test %s PASSED =+' % re.escape(name), l):
+            st = 'passed'
+        elif re.match(r'^\[%s\s.*SKIPPING TEST: (.*)$' % re.escape(name), l):
+            st = 'skip:' + re.match(r'.*SKIPPING TEST: (.*)$', l).group(1).strip()
+    return st
 for n in names:
     state, extra = rows.get(n, (None, ''))
     if state == 'PASSED':
@@ -237,14 +248,23 @@ for n in names:
         print('SKIP %s (%s)' % (n, extra or 'skipped by test-runner'))
     elif state == 'FAILED':
         print('FAIL %s (%s)' % (n, extra or first_failure(n) or 'failed'))
+    elif state is None and progress(n) == 'passed':
+        print('PASS %s' % n)
+    elif state is None and (progress(n) or '').startswith('skip:'):
+        print('SKIP %s (%s)' % (n, progress(n)[5:]))
     else:
+        own = first_failure(n) if re.search(r'### Test "%s" failed' % re.escape(n), text) else ''
         if timed_out == '1':
             why = 'killed: hit the %ss per-test wall clock timeout' % os.environ.get('PER_TEST_TIMEOUT', '?')
         elif state:
             why = 'test-runner reported state %s' % state
+        elif own:
+            why = 'test-runner exited %s before its summary' % rc
+        elif progress(n) == 'started':
+            why = 'did not finish: test-runner (exit %s) was aborted by another test' % rc
         else:
-            why = 'no result in test-runner summary (exit code %s)' % rc
-        ff = first_failure(n)
+            why = 'not started: test-runner exited %s' % rc
+        ff = own or first_failure(n)
         print('FAIL %s (%s%s)' % (n, why, '; ' + ff if ff else ''))
 PY
 }
@@ -302,6 +322,9 @@ start_broker() {
     log "chronik-server pid $BROKER_PID listening on $BROKER (data: $DATA_DIR)"
 }
 
+# The main part is one brace group: bash parses it whole before running it,
+# so editing this file during a run cannot break the run.
+{
 # -------------------------------------------------------------------- main
 if [[ $LIST_ONLY -eq 1 && -f $TESTS_DIR/test.c ]]; then :; else build_suite; fi
 [[ $BUILD_ONLY -eq 1 ]] && exit 0
@@ -404,3 +427,5 @@ SKIPPED=$(grep -c '^SKIP ' "$RESULTS")
 log "run took $(( $(date +%s) - START )) s; results: $RESULTS"
 echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
 [[ $FAILED -eq 0 ]]
+exit $?
+}
