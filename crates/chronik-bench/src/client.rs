@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureProducer;
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::cli::Args;
+use crate::client_log::BenchContext;
 
 /// Time allowed for one metadata / watermark / admin request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -29,7 +29,7 @@ pub fn base_config(args: &Args) -> ClientConfig {
 
 /// Producer settings. No idempotence, so the broker sees plain produce requests; a
 /// retried batch may then be stored twice, which `--validate` reports as duplicates.
-pub fn producer(args: &Args) -> Result<FutureProducer> {
+pub fn producer(args: &Args) -> Result<FutureProducer<BenchContext>> {
     let outstanding = u64::from(args.concurrency) * u64::from(args.in_flight);
     // librdkafka's local queue must hold everything the tasks keep outstanding, or
     // the bench would measure its own queue-full retries.
@@ -42,7 +42,7 @@ pub fn producer(args: &Args) -> Result<FutureProducer> {
         .set("enable.idempotence", "false")
         .set("message.timeout.ms", args.message_timeout_ms.to_string())
         .set("queue.buffering.max.messages", queue.to_string())
-        .create()
+        .create_with_context(BenchContext)
         .context("creating the librdkafka producer")
 }
 
@@ -65,9 +65,9 @@ pub fn consumer_config(args: &Args, group: Option<&str>) -> ClientConfig {
     c
 }
 
-pub fn admin(args: &Args) -> Result<AdminClient<DefaultClientContext>> {
+pub fn admin(args: &Args) -> Result<AdminClient<BenchContext>> {
     base_config(args)
-        .create()
+        .create_with_context(BenchContext)
         .context("creating the librdkafka admin client")
 }
 
@@ -79,7 +79,7 @@ fn admin_options() -> AdminOptions {
 
 /// Creates `topic`; returns false if it already existed.
 pub async fn create_topic(
-    admin: &AdminClient<DefaultClientContext>,
+    admin: &AdminClient<BenchContext>,
     topic: &str,
     partitions: i32,
     replication: i32,
@@ -97,7 +97,7 @@ pub async fn create_topic(
     }
 }
 
-pub async fn delete_topic(admin: &AdminClient<DefaultClientContext>, topic: &str) -> Result<()> {
+pub async fn delete_topic(admin: &AdminClient<BenchContext>, topic: &str) -> Result<()> {
     let results = admin
         .delete_topics(&[topic], &admin_options())
         .await
@@ -110,7 +110,7 @@ pub async fn delete_topic(admin: &AdminClient<DefaultClientContext>, topic: &str
 }
 
 /// Partition ids of `topic` per a Metadata request, or an error if it has none.
-pub fn partitions_blocking(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>> {
+pub fn partitions_blocking(consumer: &BaseConsumer<BenchContext>, topic: &str) -> Result<Vec<i32>> {
     let md = consumer
         .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
         .with_context(|| format!("Metadata request for {topic}"))?;
@@ -135,7 +135,7 @@ pub fn partitions_blocking(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i
 
 /// (low, high) watermark of each partition, in the order of `partitions`.
 pub fn watermarks_blocking(
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<BenchContext>,
     topic: &str,
     partitions: &[i32],
 ) -> Result<Vec<(i64, i64)>> {
@@ -154,9 +154,9 @@ pub async fn partitions_and_watermarks(
     args: &Args,
     topic: &str,
 ) -> Result<(Vec<i32>, Vec<(i64, i64)>)> {
-    let consumer: Arc<BaseConsumer> = Arc::new(
+    let consumer: Arc<BaseConsumer<BenchContext>> = Arc::new(
         consumer_config(args, None)
-            .create()
+            .create_with_context(BenchContext)
             .context("creating the librdkafka consumer")?,
     );
     let topic = topic.to_string();

@@ -21,6 +21,7 @@ use tokio::sync::watch;
 
 use crate::cli::Args;
 use crate::client::{consumer_config, partitions_and_watermarks};
+use crate::client_log::BenchContext;
 use crate::config::RunPlan;
 use crate::payload::{decode, DecodeError};
 use crate::progress::Progress;
@@ -44,8 +45,8 @@ pub async fn run(args: &Args, plan: &RunPlan, run_id: u32) -> Result<Report> {
     match &args.consumer_group {
         Some(group) => {
             for _ in 0..c {
-                let consumer: StreamConsumer = consumer_config(args, Some(group))
-                    .create()
+                let consumer: StreamConsumer<BenchContext> = consumer_config(args, Some(group))
+                    .create_with_context(BenchContext)
                     .context("creating a group consumer")?;
                 consumer
                     .subscribe(&[&args.topic])
@@ -68,8 +69,8 @@ pub async fn run(args: &Args, plan: &RunPlan, run_id: u32) -> Result<Report> {
                 for p in partitions.iter().skip(i).step_by(c) {
                     tpl.add_partition_offset(&args.topic, *p, Offset::Beginning)?;
                 }
-                let consumer: StreamConsumer = consumer_config(args, None)
-                    .create()
+                let consumer: StreamConsumer<BenchContext> = consumer_config(args, None)
+                    .create_with_context(BenchContext)
                     .context("creating a consumer")?;
                 consumer.assign(&tpl).context("assigning partitions")?;
                 consumers.push(consumer);
@@ -174,7 +175,7 @@ struct TaskEnd {
 }
 
 async fn consumer_task(
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<BenchContext>,
     mut rec: Recorder,
     until: Option<Instant>,
     quota: Arc<AtomicI64>,

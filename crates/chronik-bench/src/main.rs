@@ -13,6 +13,7 @@
 
 mod cli;
 mod client;
+mod client_log;
 mod config;
 mod consume;
 mod metadata;

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use rdkafka::admin::AdminClient;
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::cli::Args;
 use crate::client::{self, consumer_config, REQUEST_TIMEOUT};
+use crate::client_log::BenchContext;
 use crate::config::RunPlan;
 use crate::progress::Progress;
 use crate::report::{NamedLatency, Report, Settings};
@@ -25,8 +25,8 @@ use crate::stats::{LatencySummary, Recorder, Totals};
 const VISIBLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 struct Shared {
-    admin: AdminClient<DefaultClientContext>,
-    meta: Arc<BaseConsumer>,
+    admin: AdminClient<BenchContext>,
+    meta: Arc<BaseConsumer<BenchContext>>,
     prefix: String,
     partitions: i32,
     replication: i32,
@@ -49,7 +49,7 @@ pub async fn run(args: &Args, plan: &RunPlan, run_id: u32) -> Result<Report> {
         admin: client::admin(args)?,
         meta: Arc::new(
             consumer_config(args, None)
-                .create()
+                .create_with_context(BenchContext)
                 .context("creating the metadata client")?,
         ),
         prefix: format!("{}-meta-{run_id:08x}", args.topic),

@@ -23,6 +23,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use tokio::task::JoinHandle;
 
 use crate::cli::Args;
+use crate::client_log::BenchContext;
 use crate::config::RunPlan;
 use crate::payload::{unix_nanos, MessageBuilder};
 use crate::stats::{new_histogram, IntervalCell, Recorder, Totals};
@@ -101,7 +102,7 @@ pub type Spawned = (Vec<Arc<IntervalCell>>, Vec<JoinHandle<ProducerResult>>);
 /// cells (for progress) and handles.
 pub fn spawn(ctx: Arc<ProduceCtx>, plan: &RunPlan) -> anyhow::Result<Spawned> {
     let instances = ctx.args.producer_instances.min(ctx.args.concurrency);
-    let producers: Vec<FutureProducer> = (0..instances)
+    let producers: Vec<FutureProducer<BenchContext>> = (0..instances)
         .map(|_| crate::client::producer(&ctx.args))
         .collect::<anyhow::Result<_>>()?;
     let c = u64::from(ctx.args.concurrency);
@@ -149,7 +150,7 @@ use std::future::Future as _;
 
 async fn producer_task(
     ctx: Arc<ProduceCtx>,
-    producer: FutureProducer,
+    producer: FutureProducer<BenchContext>,
     id: u32,
     quota: u64,
     mut rec: Recorder,

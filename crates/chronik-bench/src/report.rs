@@ -89,6 +89,9 @@ pub struct Report {
     pub validation: Option<ValidationReport>,
     pub intervals: Vec<IntervalRow>,
     pub notes: Vec<String>,
+    /// Warnings and errors librdkafka reported during the run, and the first distinct ones.
+    pub client_warnings: u64,
+    pub client_warning_samples: Vec<String>,
     /// Why the run failed, if it did (the process then exits non-zero).
     pub failures: Vec<String>,
 }
@@ -128,6 +131,8 @@ impl Report {
             validation: None,
             intervals,
             notes: Vec::new(),
+            client_warnings: 0,
+            client_warning_samples: Vec::new(),
             failures: Vec::new(),
         }
     }
@@ -225,6 +230,16 @@ impl Report {
         }
         if let Some(e) = &self.first_error {
             let _ = writeln!(o, "first error   {e}");
+        }
+        if self.client_warnings > 0 {
+            let _ = writeln!(
+                o,
+                "librdkafka    {} warning(s)/error(s), first distinct ones:",
+                self.client_warnings
+            );
+            for w in &self.client_warning_samples {
+                let _ = writeln!(o, "              {w}");
+            }
         }
         for n in &self.notes {
             let _ = writeln!(o, "note          {n}");

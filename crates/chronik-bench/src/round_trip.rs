@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use crate::cli::Args;
 use crate::client::{consumer_config, partitions_and_watermarks};
+use crate::client_log::BenchContext;
 use crate::config::RunPlan;
 use crate::payload::{decode, unix_nanos, DecodeError};
 use crate::produce::{self, ProduceCtx};
@@ -46,8 +47,8 @@ pub async fn run(args: &Args, plan: &RunPlan, run_id: u32) -> Result<Report> {
     for (p, (_, high)) in partitions.iter().zip(&marks) {
         tpl.add_partition_offset(&args.topic, *p, Offset::Offset(*high))?;
     }
-    let consumer: StreamConsumer = consumer_config(args, None)
-        .create()
+    let consumer: StreamConsumer<BenchContext> = consumer_config(args, None)
+        .create_with_context(BenchContext)
         .context("creating the round-trip consumer")?;
     consumer.assign(&tpl).context("assigning partitions")?;
 
@@ -115,7 +116,7 @@ pub async fn run(args: &Args, plan: &RunPlan, run_id: u32) -> Result<Report> {
 }
 
 async fn receive(
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<BenchContext>,
     mut rec: Recorder,
     run_id: u32,
     mut stop: watch::Receiver<StopAt>,

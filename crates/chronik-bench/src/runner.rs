@@ -54,6 +54,7 @@ pub async fn run(args: Args, plan: RunPlan) -> Result<Report> {
                 .push(format!("could not delete topic {}: {e:#}", args.topic)),
         }
     }
+    (report.client_warnings, report.client_warning_samples) = crate::client_log::snapshot();
     Ok(report)
 }
 

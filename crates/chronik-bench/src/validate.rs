@@ -17,6 +17,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::cli::Args;
 use crate::client::{consumer_config, partitions_blocking, watermarks_blocking};
+use crate::client_log::BenchContext;
 use crate::payload::{decode, DecodeError};
 
 /// Outcome of a read-back.
@@ -148,9 +149,9 @@ pub fn read_back(
 ) -> Result<ValidationReport> {
     let started = Instant::now();
     let deadline = started + args.validate_timeout;
-    let consumer: BaseConsumer = consumer_config(args, None)
+    let consumer: BaseConsumer<BenchContext> = consumer_config(args, None)
         .set("fetch.max.bytes", "52428800")
-        .create()
+        .create_with_context(BenchContext)
         .context("creating the validation consumer")?;
     let partitions = partitions_blocking(&consumer, topic)?;
     let mut high: Vec<i64> = watermarks_blocking(&consumer, topic, &partitions)?

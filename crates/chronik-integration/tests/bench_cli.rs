@@ -308,3 +308,61 @@ fn metadata_mode_completes_cycles() {
     assert!(field(&j, 2, "messages") > 0, "{j}");
     assert_eq!(field(&j, 2, "errors"), 0, "{j}");
 }
+
+#[test]
+#[ignore = "chronik-server does not advertise FindCoordinator/JoinGroup yet: librdkafka finds no group coordinator"]
+fn consume_with_a_group_reads_everything() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("group.json");
+    let out = bench(&[
+        "-b",
+        &broker.bootstrap(),
+        "-t",
+        "bench-group",
+        "--create-topic",
+        "-p",
+        "4",
+        "-c",
+        "4",
+        "-n",
+        "2000",
+        "--validate",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}\nbroker log:\n{}",
+        describe(&out),
+        broker.log()
+    );
+    let out = bench(&[
+        "-b",
+        &broker.bootstrap(),
+        "-t",
+        "bench-group",
+        "-m",
+        "consume",
+        "-c",
+        "2",
+        "--consumer-group",
+        "bench-group-1",
+        "-n",
+        "2000",
+        "-d",
+        "20s",
+        "--json-output",
+        json.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}\nbroker log:\n{}",
+        describe(&out),
+        broker.log()
+    );
+    let j = report(&json);
+    assert_eq!(
+        field(&j, 2, "messages") + field(&j, 2, "warmup_messages"),
+        2000,
+        "{j}"
+    );
+}
