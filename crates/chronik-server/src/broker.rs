@@ -17,6 +17,7 @@ use tracing::info;
 
 use crate::config::BrokerConfig;
 use crate::controller::Controller;
+use crate::coordinator::GroupCoordinator;
 use crate::metadata::MetadataStore;
 use crate::producer_ids::ProducerIdManager;
 use crate::replica::ReplicaManager;
@@ -30,6 +31,8 @@ pub struct Broker {
     pub replicas: Arc<ReplicaManager>,
     pub controller: Controller,
     pub producer_ids: ProducerIdManager,
+    /// Consumer groups and committed offsets (`__consumer_offsets`).
+    pub groups: Arc<GroupCoordinator>,
 }
 
 impl Broker {
@@ -50,6 +53,12 @@ impl Broker {
         ));
         let controller = Controller::new(config.clone(), metadata.clone(), replicas.clone());
         controller.reconcile_all()?;
+        let groups = Arc::new(GroupCoordinator::new(
+            config.clone(),
+            metadata.clone(),
+            replicas.clone(),
+        ));
+        groups.load()?;
         let producer_ids = ProducerIdManager::open(&meta_dir)?;
         Ok(Arc::new(Broker {
             advertised: config.advertised_host_port()?,
@@ -58,6 +67,7 @@ impl Broker {
             replicas,
             controller,
             producer_ids,
+            groups,
         }))
     }
 }
@@ -79,8 +89,12 @@ pub async fn run(
         "broker started"
     );
     let cleaner = tokio::spawn(run_log_cleaner(broker.clone()));
+    let group_timers = tokio::spawn(broker.groups.clone().run_timers());
+    let offset_expiry = tokio::spawn(broker.groups.clone().run_offset_expiry());
     crate::network::serve(listener, broker.clone(), shutdown).await;
     cleaner.abort();
+    group_timers.abort();
+    offset_expiry.abort();
     info!("shutting down: closing logs");
     let replicas = broker.replicas.clone();
     tokio::task::spawn_blocking(move || replicas.shutdown()).await?;

@@ -5,6 +5,7 @@
 //! - `api`: one handler per Kafka API key, behind the single dispatch point `api::handle_frame`.
 //! - `controller`: the only writer of cluster metadata (topics, partition counts, configs).
 //! - `metadata`: the persisted topic catalogue and the topic-config rules.
+//! - `coordinator`: consumer groups and committed offsets, persisted in `__consumer_offsets`.
 //! - `replica`: the partitions this broker hosts, produce/fetch through them, producer state.
 //! - `chronik_storage` (its own crate): the segmented log on disk.
 //! - `allocator`: keeps hostile array lengths from aborting the process.
@@ -15,6 +16,7 @@ pub mod api;
 pub mod broker;
 pub mod config;
 pub mod controller;
+pub mod coordinator;
 pub mod metadata;
 pub mod network;
 pub mod producer_ids;
