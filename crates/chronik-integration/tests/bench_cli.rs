@@ -366,3 +366,47 @@ fn consume_with_a_group_reads_everything() {
         "{j}"
     );
 }
+
+#[test]
+fn acknowledged_messages_survive_a_broker_crash_mid_run() {
+    let mut broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("crash.json");
+    let child = Command::new(bench_bin())
+        .args([
+            "-b",
+            &broker.bootstrap(),
+            "-t",
+            "bench-crash",
+            "--create-topic",
+            "-p",
+            "2",
+            "-c",
+            "8",
+            "-d",
+            "4s",
+            "--validate",
+            "--json-output",
+            json.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run chronik-bench");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // SIGKILL and start again on the same port and data directory.
+    broker.restart();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\nbroker log:\n{}",
+        describe(&out),
+        broker.log()
+    );
+    let j = report(&json);
+    let acked = field(&j, 2, "acknowledged");
+    assert!(acked > 0, "{j}");
+    assert_eq!(field(&j, 4, "matched"), acked, "{j}");
+    assert_eq!(field(&j, 4, "missing"), 0, "{j}");
+    assert_eq!(field(&j, 4, "corrupt"), 0, "{j}");
+}
