@@ -88,6 +88,14 @@ async fn run_produce(args: &Args, plan: &RunPlan, run_id: u32) -> Result<Report>
         rows,
     );
     producer_verdict(&mut report, &out);
+    if args.rate_limit.is_none() {
+        report.notes.push(
+            "closed loop: a stalled broker also stalls the sends, so percentiles undercount \
+             stalls (coordinated omission); look at max and the interval series, or use \
+             --rate-limit for latency under a fixed load"
+                .into(),
+        );
+    }
     if args.validate {
         validate_into(&mut report, args, run_id, out.acked_seqs).await?;
     } else {
