@@ -310,7 +310,6 @@ fn metadata_mode_completes_cycles() {
 }
 
 #[test]
-#[ignore = "chronik-server does not advertise FindCoordinator/JoinGroup yet: librdkafka finds no group coordinator"]
 fn consume_with_a_group_reads_everything() {
     let broker = Broker::start();
     let dir = tempfile::tempdir().unwrap();
