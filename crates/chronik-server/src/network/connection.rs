@@ -6,7 +6,7 @@
 //! request (the bounded queue is the connection's backpressure), and the writer loop here that
 //! drives those futures concurrently in a `FuturesOrdered` and writes each response as its turn
 //! comes. A frame with an absurd length, a request the API layer refuses, or a write error ends
-//! this connection only.
+//! this connection only. Frames are checked by `request_bounds` before the API layer decodes them.
 
 use std::sync::Arc;
 
@@ -79,6 +79,13 @@ async fn read_frames(
                 return;
             }
         };
+        if let Err(refused) = super::request_bounds::check_frame(&frame) {
+            let reason = refused.reason();
+            let _ = queue
+                .send(Box::pin(async move { Outcome::Close(reason) }))
+                .await;
+            return;
+        }
         let broker = broker.clone();
         if queue
             .send(Box::pin(api::handle_frame(broker, frame)))

@@ -2,6 +2,7 @@
 //! frames whose responses go back in request order (`connection`). It knows frames, not APIs.
 
 pub mod connection;
+pub mod request_bounds;
 pub mod server;
 
 pub use server::serve;

@@ -1,0 +1,641 @@
+//! Pre-decode validation of request frames: every array length must fit in the bytes left.
+//!
+//! kafka-protocol's decoders call `Vec::with_capacity(n)` with the element count read off the
+//! wire, before decoding a single element. A few bytes claiming 2^31-1 topics make the broker
+//! ask for ~150 GB; when the allocator refuses (an address-space limit, strict overcommit), Rust
+//! aborts the whole process — no panic to catch. So before a frame reaches the decoder, this
+//! module walks it with the request schemas below (field types and the versions they exist in,
+//! as the Kafka message definitions give them) and refuses a frame in which any array claims more
+//! elements than the remaining bytes could hold (each element takes at least its minimum wire
+//! size). Kafka's own decoders make the same check.
+//!
+//! The walk only ever refuses impossible lengths; any other malformation (truncation, bad
+//! tags, negative lengths) is left to the real decoder, which fails cleanly on it. APIs with no
+//! schema here are passed through; their requests have no arrays, or are not handled yet.
+
+use kafka_protocol::messages::ApiKey;
+
+/// A field's wire type. `Str`, `Bytes` and `Array` are compact in flexible versions.
+#[derive(Clone, Copy)]
+enum Ty {
+    I8,
+    I16,
+    I32,
+    I64,
+    Uuid,
+    Str,
+    Bytes,
+    Array(&'static Ty),
+    Struct(&'static Struct),
+}
+
+/// A field and the request versions it is present in (inclusive).
+struct Field(Ty, i16, i16);
+
+/// A struct: its fields in wire order, then (flexible versions) its tagged fields, of which the
+/// decoder reads the known ones — (tag, first version, type) — by type rather than by size.
+struct Struct {
+    fields: &'static [Field],
+    tagged: &'static [(u32, i16, Ty)],
+}
+
+const ALL: i16 = i16::MAX;
+
+const fn all(ty: Ty) -> Field {
+    Field(ty, 0, ALL)
+}
+const fn since(v: i16, ty: Ty) -> Field {
+    Field(ty, v, ALL)
+}
+const fn until(v: i16, ty: Ty) -> Field {
+    Field(ty, 0, v)
+}
+const fn st(fields: &'static [Field]) -> Struct {
+    Struct { fields, tagged: &[] }
+}
+
+use Ty::*;
+
+// Produce (0)
+static PRODUCE_PARTITION: Struct = st(&[all(I32), all(Bytes)]);
+static PRODUCE_TOPIC: Struct = st(&[
+    until(12, Str),
+    since(13, Uuid),
+    all(Array(&Struct(&PRODUCE_PARTITION))),
+]);
+static PRODUCE: Struct = st(&[
+    all(Str),
+    all(I16),
+    all(I32),
+    all(Array(&Struct(&PRODUCE_TOPIC))),
+]);
+
+// Fetch (1)
+static FETCH_PARTITION: Struct = Struct {
+    fields: &[
+        all(I32),
+        since(9, I32),
+        all(I64),
+        since(12, I32),
+        since(5, I64),
+        all(I32),
+    ],
+    tagged: &[(0, 17, Uuid), (1, 18, I64)],
+};
+static FETCH_TOPIC: Struct = st(&[
+    until(12, Str),
+    since(13, Uuid),
+    all(Array(&Struct(&FETCH_PARTITION))),
+]);
+static FORGOTTEN_TOPIC: Struct = st(&[
+    Field(Str, 7, 12),
+    since(13, Uuid),
+    since(7, Array(&I32)),
+]);
+static REPLICA_STATE: Struct = st(&[since(15, I32), since(15, I64)]);
+static FETCH: Struct = Struct {
+    fields: &[
+        until(14, I32),
+        all(I32),
+        all(I32),
+        all(I32),
+        all(I8),
+        since(7, I32),
+        since(7, I32),
+        all(Array(&Struct(&FETCH_TOPIC))),
+        since(7, Array(&Struct(&FORGOTTEN_TOPIC))),
+        since(11, Str),
+    ],
+    tagged: &[(0, 12, Str), (1, 15, Struct(&REPLICA_STATE))],
+};
+
+// ListOffsets (2)
+static LIST_OFFSETS_PARTITION: Struct = st(&[all(I32), since(4, I32), all(I64)]);
+static LIST_OFFSETS_TOPIC: Struct = st(&[
+    all(Str),
+    all(Array(&Struct(&LIST_OFFSETS_PARTITION))),
+]);
+static LIST_OFFSETS: Struct = st(&[
+    all(I32),
+    since(2, I8),
+    all(Array(&Struct(&LIST_OFFSETS_TOPIC))),
+    since(10, I32),
+]);
+
+// Metadata (3)
+static METADATA_TOPIC: Struct = st(&[since(10, Uuid), all(Str)]);
+static METADATA: Struct = st(&[
+    all(Array(&Struct(&METADATA_TOPIC))),
+    since(4, I8),
+    Field(I8, 8, 10),
+    since(8, I8),
+]);
+
+// OffsetCommit (8)
+static OFFSET_COMMIT_PARTITION: Struct = st(&[all(I32), all(I64), since(6, I32), all(Str)]);
+static OFFSET_COMMIT_TOPIC: Struct = st(&[
+    all(Str),
+    all(Array(&Struct(&OFFSET_COMMIT_PARTITION))),
+]);
+static OFFSET_COMMIT: Struct = st(&[
+    all(Str),
+    all(I32),
+    all(Str),
+    since(7, Str),
+    until(4, I64),
+    all(Array(&Struct(&OFFSET_COMMIT_TOPIC))),
+]);
+
+// OffsetFetch (9)
+static OFFSET_FETCH_TOPIC: Struct = st(&[until(7, Str), until(7, Array(&I32))]);
+static OFFSET_FETCH_GROUP_TOPIC: Struct = st(&[since(8, Str), since(8, Array(&I32))]);
+static OFFSET_FETCH_GROUP: Struct = st(&[
+    since(8, Str),
+    since(9, Str),
+    since(9, I32),
+    since(8, Array(&Struct(&OFFSET_FETCH_GROUP_TOPIC))),
+]);
+static OFFSET_FETCH: Struct = st(&[
+    until(7, Str),
+    until(7, Array(&Struct(&OFFSET_FETCH_TOPIC))),
+    since(8, Array(&Struct(&OFFSET_FETCH_GROUP))),
+    since(7, I8),
+]);
+
+// FindCoordinator (10)
+static FIND_COORDINATOR: Struct = st(&[until(3, Str), since(1, I8), since(4, Array(&Str))]);
+
+// JoinGroup (11)
+static JOIN_GROUP_PROTOCOL: Struct = st(&[all(Str), all(Bytes)]);
+static JOIN_GROUP: Struct = st(&[
+    all(Str),
+    all(I32),
+    since(1, I32),
+    all(Str),
+    since(5, Str),
+    all(Str),
+    all(Array(&Struct(&JOIN_GROUP_PROTOCOL))),
+    since(8, Str),
+]);
+
+// LeaveGroup (13)
+static MEMBER_IDENTITY: Struct = st(&[since(3, Str), since(3, Str), since(5, Str)]);
+static LEAVE_GROUP: Struct = st(&[
+    all(Str),
+    until(2, Str),
+    since(3, Array(&Struct(&MEMBER_IDENTITY))),
+]);
+
+// SyncGroup (14)
+static SYNC_GROUP_ASSIGNMENT: Struct = st(&[all(Str), all(Bytes)]);
+static SYNC_GROUP: Struct = st(&[
+    all(Str),
+    all(I32),
+    all(Str),
+    since(3, Str),
+    since(5, Str),
+    since(5, Str),
+    all(Array(&Struct(&SYNC_GROUP_ASSIGNMENT))),
+]);
+
+// DescribeGroups (15), ListGroups (16)
+static DESCRIBE_GROUPS: Struct = st(&[all(Array(&Str)), since(3, I8)]);
+static LIST_GROUPS: Struct = st(&[since(4, Array(&Str)), since(5, Array(&Str))]);
+
+// CreateTopics (19)
+static CREATABLE_ASSIGNMENT: Struct = st(&[all(I32), all(Array(&I32))]);
+static CREATABLE_CONFIG: Struct = st(&[all(Str), all(Str)]);
+static CREATABLE_TOPIC: Struct = st(&[
+    all(Str),
+    all(I32),
+    all(I16),
+    all(Array(&Struct(&CREATABLE_ASSIGNMENT))),
+    all(Array(&Struct(&CREATABLE_CONFIG))),
+]);
+static CREATE_TOPICS: Struct = st(&[
+    all(Array(&Struct(&CREATABLE_TOPIC))),
+    all(I32),
+    all(I8),
+]);
+
+// DeleteTopics (20)
+static DELETE_TOPIC_STATE: Struct = st(&[since(6, Str), since(6, Uuid)]);
+static DELETE_TOPICS: Struct = st(&[
+    since(6, Array(&Struct(&DELETE_TOPIC_STATE))),
+    until(5, Array(&Str)),
+    all(I32),
+]);
+
+// DeleteRecords (21)
+static DELETE_RECORDS_PARTITION: Struct = st(&[all(I32), all(I64)]);
+static DELETE_RECORDS_TOPIC: Struct = st(&[
+    all(Str),
+    all(Array(&Struct(&DELETE_RECORDS_PARTITION))),
+]);
+static DELETE_RECORDS: Struct = st(&[all(Array(&Struct(&DELETE_RECORDS_TOPIC))), all(I32)]);
+
+// OffsetForLeaderEpoch (23)
+static OFFSET_FOR_LEADER_PARTITION: Struct = st(&[all(I32), all(I32), all(I32)]);
+static OFFSET_FOR_LEADER_TOPIC: Struct = st(&[
+    all(Str),
+    all(Array(&Struct(&OFFSET_FOR_LEADER_PARTITION))),
+]);
+static OFFSET_FOR_LEADER_EPOCH: Struct = st(&[
+    since(3, I32),
+    all(Array(&Struct(&OFFSET_FOR_LEADER_TOPIC))),
+]);
+
+// DescribeConfigs (32)
+static DESCRIBE_CONFIGS_RESOURCE: Struct = st(&[all(I8), all(Str), all(Array(&Str))]);
+static DESCRIBE_CONFIGS: Struct = st(&[
+    all(Array(&Struct(&DESCRIBE_CONFIGS_RESOURCE))),
+    all(I8),
+    since(3, I8),
+]);
+
+// AlterConfigs (33)
+static ALTERABLE_CONFIG: Struct = st(&[all(Str), all(Str)]);
+static ALTER_CONFIGS_RESOURCE: Struct = st(&[
+    all(I8),
+    all(Str),
+    all(Array(&Struct(&ALTERABLE_CONFIG))),
+]);
+static ALTER_CONFIGS: Struct = st(&[all(Array(&Struct(&ALTER_CONFIGS_RESOURCE))), all(I8)]);
+
+// CreatePartitions (37)
+static CREATE_PARTITIONS_ASSIGNMENT: Struct = st(&[all(Array(&I32))]);
+static CREATE_PARTITIONS_TOPIC: Struct = st(&[
+    all(Str),
+    all(I32),
+    all(Array(&Struct(&CREATE_PARTITIONS_ASSIGNMENT))),
+]);
+static CREATE_PARTITIONS: Struct = st(&[
+    all(Array(&Struct(&CREATE_PARTITIONS_TOPIC))),
+    all(I32),
+    all(I8),
+]);
+
+// DeleteGroups (42)
+static DELETE_GROUPS: Struct = st(&[all(Array(&Str))]);
+
+// IncrementalAlterConfigs (44)
+static INCREMENTAL_CONFIG: Struct = st(&[all(Str), all(I8), all(Str)]);
+static INCREMENTAL_RESOURCE: Struct = st(&[
+    all(I8),
+    all(Str),
+    all(Array(&Struct(&INCREMENTAL_CONFIG))),
+]);
+static INCREMENTAL_ALTER_CONFIGS: Struct = st(&[
+    all(Array(&Struct(&INCREMENTAL_RESOURCE))),
+    all(I8),
+]);
+
+// OffsetDelete (47)
+static OFFSET_DELETE_PARTITION: Struct = st(&[all(I32)]);
+static OFFSET_DELETE_TOPIC: Struct = st(&[
+    all(Str),
+    all(Array(&Struct(&OFFSET_DELETE_PARTITION))),
+]);
+static OFFSET_DELETE: Struct = st(&[all(Str), all(Array(&Struct(&OFFSET_DELETE_TOPIC)))]);
+
+fn schema(key: ApiKey) -> Option<&'static Struct> {
+    Some(match key {
+        ApiKey::Produce => &PRODUCE,
+        ApiKey::Fetch => &FETCH,
+        ApiKey::ListOffsets => &LIST_OFFSETS,
+        ApiKey::Metadata => &METADATA,
+        ApiKey::OffsetCommit => &OFFSET_COMMIT,
+        ApiKey::OffsetFetch => &OFFSET_FETCH,
+        ApiKey::FindCoordinator => &FIND_COORDINATOR,
+        ApiKey::JoinGroup => &JOIN_GROUP,
+        ApiKey::LeaveGroup => &LEAVE_GROUP,
+        ApiKey::SyncGroup => &SYNC_GROUP,
+        ApiKey::DescribeGroups => &DESCRIBE_GROUPS,
+        ApiKey::ListGroups => &LIST_GROUPS,
+        ApiKey::CreateTopics => &CREATE_TOPICS,
+        ApiKey::DeleteTopics => &DELETE_TOPICS,
+        ApiKey::DeleteRecords => &DELETE_RECORDS,
+        ApiKey::OffsetForLeaderEpoch => &OFFSET_FOR_LEADER_EPOCH,
+        ApiKey::DescribeConfigs => &DESCRIBE_CONFIGS,
+        ApiKey::AlterConfigs => &ALTER_CONFIGS,
+        ApiKey::CreatePartitions => &CREATE_PARTITIONS,
+        ApiKey::DeleteGroups => &DELETE_GROUPS,
+        ApiKey::IncrementalAlterConfigs => &INCREMENTAL_ALTER_CONFIGS,
+        ApiKey::OffsetDelete => &OFFSET_DELETE,
+        _ => return None,
+    })
+}
+
+/// Why a frame was refused before decoding.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// Shorter than the fixed part of a request header.
+    TooShort,
+    /// An array claims more elements than the rest of the frame can hold.
+    ImpossibleArrayLength,
+}
+
+impl Refused {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refused::TooShort => "frame shorter than a request header",
+            Refused::ImpossibleArrayLength => "array length exceeds the frame",
+        }
+    }
+}
+
+/// The walk stopped: either the frame is refused, or it is malformed in a way the decoder
+/// itself reports (`Leave`), so there is nothing more to check.
+enum Stop {
+    Refuse(Refused),
+    Leave,
+}
+
+impl From<Refused> for Stop {
+    fn from(r: Refused) -> Self {
+        Stop::Refuse(r)
+    }
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    version: i16,
+    flexible: bool,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], Stop> {
+        if self.buf.len() < n {
+            return Err(Stop::Leave);
+        }
+        let (head, tail) = self.buf.split_at(n);
+        self.buf = tail;
+        Ok(head)
+    }
+
+    fn i16(&mut self) -> Result<i16, Stop> {
+        Ok(i16::from_be_bytes(self.take(2)?.try_into().unwrap()))
+    }
+
+    fn i32(&mut self) -> Result<i32, Stop> {
+        Ok(i32::from_be_bytes(self.take(4)?.try_into().unwrap()))
+    }
+
+    fn varint(&mut self) -> Result<u32, Stop> {
+        let mut value: u32 = 0;
+        // As kafka-protocol reads it: at most 5 bytes, high bits dropped, no overlong error.
+        for i in 0..5 {
+            let b = self.take(1)?[0];
+            value |= ((b & 0x7f) as u32) << (7 * i);
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        Ok(value)
+    }
+
+    /// A string or bytes field: skipped by its length; null and negatives read nothing.
+    fn skip_sized(&mut self, short_len: bool) -> Result<(), Stop> {
+        let len = if self.flexible {
+            self.varint()? as i64 - 1
+        } else if short_len {
+            self.i16()? as i64
+        } else {
+            self.i32()? as i64
+        };
+        if len > 0 {
+            self.take(len as usize)?;
+        }
+        Ok(())
+    }
+
+    fn tagged_fields(&mut self, known: &[(u32, i16, Ty)]) -> Result<(), Stop> {
+        let count = self.varint()?;
+        for _ in 0..count {
+            let tag = self.varint()?;
+            let size = self.varint()?;
+            match known.iter().find(|(t, _, _)| *t == tag) {
+                Some((_, since, ty)) if self.version >= *since => self.value(*ty)?,
+                // The decoder rejects a known tag in a version without it.
+                Some(_) => return Err(Stop::Leave),
+                None => {
+                    self.take(size as usize)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn value(&mut self, ty: Ty) -> Result<(), Stop> {
+        match ty {
+            I8 => self.take(1).map(drop),
+            I16 => self.take(2).map(drop),
+            I32 => self.take(4).map(drop),
+            I64 => self.take(8).map(drop),
+            Uuid => self.take(16).map(drop),
+            Str => self.skip_sized(true),
+            Bytes => self.skip_sized(false),
+            Struct(s) => self.structure(s),
+            Array(elem) => {
+                let count: i64 = if self.flexible {
+                    self.varint()? as i64 - 1
+                } else {
+                    self.i32()? as i64
+                };
+                if count <= 0 {
+                    // Empty, null, or negative (which the decoder refuses itself).
+                    return if count < -1 { Err(Stop::Leave) } else { Ok(()) };
+                }
+                let min = min_size(elem, self.version, self.flexible).max(1) as u64;
+                if (count as u64).saturating_mul(min) > self.buf.len() as u64 {
+                    return Err(Refused::ImpossibleArrayLength.into());
+                }
+                for _ in 0..count {
+                    self.value(*elem)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn structure(&mut self, s: &Struct) -> Result<(), Stop> {
+        for Field(ty, min, max) in s.fields {
+            if (*min..=*max).contains(&self.version) {
+                self.value(*ty)?;
+            }
+        }
+        if self.flexible {
+            self.tagged_fields(s.tagged)?;
+        }
+        Ok(())
+    }
+}
+
+/// The fewest bytes a value of `ty` takes on the wire in this version.
+fn min_size(ty: &Ty, version: i16, flexible: bool) -> usize {
+    match ty {
+        I8 => 1,
+        I16 => 2,
+        I32 => 4,
+        I64 => 8,
+        Uuid => 16,
+        Str => {
+            if flexible {
+                1
+            } else {
+                2
+            }
+        }
+        Bytes | Array(_) => {
+            if flexible {
+                1
+            } else {
+                4
+            }
+        }
+        Struct(s) => {
+            let fields: usize = s
+                .fields
+                .iter()
+                .filter(|Field(_, min, max)| (*min..=*max).contains(&version))
+                .map(|Field(ty, _, _)| min_size(ty, version, flexible))
+                .sum();
+            fields + usize::from(flexible)
+        }
+    }
+}
+
+/// Checks a request frame (size prefix removed) before it is decoded. Ok for anything the
+/// decoder can safely be given — including frames it will reject as malformed.
+pub fn check_frame(frame: &[u8]) -> Result<(), Refused> {
+    if frame.len() < 8 {
+        return Err(Refused::TooShort);
+    }
+    let api_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let Ok(key) = ApiKey::try_from(api_key) else {
+        return Ok(());
+    };
+    let Some(body_schema) = schema(key) else {
+        return Ok(());
+    };
+    // Versions the decoder does not know are refused by the dispatcher before decoding.
+    let valid = key.valid_versions();
+    if version < valid.min || version > valid.max {
+        return Ok(());
+    }
+    let header_version = key.request_header_version(version);
+    let mut reader = Reader {
+        buf: &frame[8..],
+        version,
+        flexible: false,
+    };
+    let walk = (|| {
+        reader.skip_sized(true)?; // client id: a non-compact nullable string in every header
+        if header_version >= 2 {
+            reader.flexible = true;
+            reader.tagged_fields(&[])?;
+        }
+        reader.structure(body_schema)
+    })();
+    match walk {
+        Err(Stop::Refuse(refused)) => Err(refused),
+        Ok(()) | Err(Stop::Leave) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::{BufMut, BytesMut};
+    use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+
+    fn frame<T: Encodable>(key: ApiKey, version: i16, body: &T) -> Vec<u8> {
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(7)
+            .with_client_id(Some(StrBytes::from_static_str("c")));
+        let mut buf = BytesMut::new();
+        header
+            .encode(&mut buf, key.request_header_version(version))
+            .unwrap();
+        body.encode(&mut buf, version).unwrap();
+        buf.to_vec()
+    }
+
+    fn name(s: &str) -> TopicName {
+        TopicName(StrBytes::from_string(s.to_string()))
+    }
+
+    /// Real requests of every version pass; the same requests with an array length patched to
+    /// an impossible value are refused.
+    #[test]
+    fn valid_requests_pass_in_every_version() {
+        let key = ApiKey::Metadata;
+        for v in key.valid_versions().min..=key.valid_versions().max {
+            let req = MetadataRequest::default().with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(name("a"))),
+                MetadataRequestTopic::default().with_name(Some(name("bb"))),
+            ]));
+            assert_eq!(check_frame(&frame(key, v, &req)), Ok(()), "metadata v{v}");
+        }
+        let key = ApiKey::Produce;
+        for v in 3..=key.valid_versions().max {
+            let req = ProduceRequest::default().with_acks(1).with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_name(name("t"))
+                    .with_partition_data(vec![PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(bytes::Bytes::from_static(&[1, 2, 3, 4, 5])))]),
+            ]);
+            assert_eq!(check_frame(&frame(key, v, &req)), Ok(()), "produce v{v}");
+        }
+        let key = ApiKey::Fetch;
+        for v in key.valid_versions().min..=key.valid_versions().max {
+            let req = FetchRequest::default()
+                .with_max_bytes(i32::MAX)
+                .with_topics(vec![FetchTopic::default()
+                    .with_topic(name("t"))
+                    .with_partitions(vec![FetchPartition::default()
+                        .with_partition_max_bytes(i32::MAX)
+                        .with_fetch_offset(i64::MAX)])])
+                .with_rack_id(StrBytes::from_static_str("rack"));
+            assert_eq!(check_frame(&frame(key, v, &req)), Ok(()), "fetch v{v}");
+        }
+        let key = ApiKey::CreateTopics;
+        for v in key.valid_versions().min..=key.valid_versions().max {
+            let req = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+                .with_name(name("t"))
+                .with_configs(vec![CreatableTopicConfig::default()
+                    .with_name(StrBytes::from_static_str("retention.ms"))
+                    .with_value(Some(StrBytes::from_static_str("1000")))])]);
+            assert_eq!(check_frame(&frame(key, v, &req)), Ok(()), "create topics v{v}");
+        }
+    }
+
+    #[test]
+    fn impossible_array_lengths_are_refused() {
+        // Metadata v1: topics array of 2^31-1.
+        let mut f = frame(ApiKey::Metadata, 1, &MetadataRequest::default());
+        let n = f.len();
+        f[n - 4..].copy_from_slice(&i32::MAX.to_be_bytes());
+        assert_eq!(check_frame(&f), Err(Refused::ImpossibleArrayLength));
+        // Metadata v12: compact array varint 2^32-1.
+        let mut f = BytesMut::from(&frame(ApiKey::Metadata, 12, &MetadataRequest::default())[..]);
+        f.truncate(f.len() - 4); // topics (null = 0x00), 2 bools, tagged fields
+        f.put_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+        assert_eq!(check_frame(&f), Err(Refused::ImpossibleArrayLength));
+        // Two elements claimed, two bytes each at least (v9 topic: name + tagged) — 3 left.
+        let mut f = BytesMut::from(&frame(ApiKey::Metadata, 9, &MetadataRequest::default())[..]);
+        f.truncate(f.len() - 5); // topics, 3 bools, tagged fields
+        f.put_slice(&[0x03, 0x00, 0x00, 0x00]);
+        assert_eq!(check_frame(&f), Err(Refused::ImpossibleArrayLength));
+        assert_eq!(check_frame(&[0, 3, 0]), Err(Refused::TooShort));
+    }
+}
