@@ -10,14 +10,27 @@ mod configs;
 mod create_partitions;
 mod create_topics;
 mod delete_records;
+mod delete_groups;
 mod delete_topics;
 mod describe_cluster;
+mod describe_groups;
 mod fetch;
+mod find_coordinator;
+#[cfg(test)]
+mod group_api_tests;
+mod heartbeat;
 mod init_producer_id;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
+mod sync_group;
 
 use std::sync::Arc;
 
@@ -59,8 +72,27 @@ pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
             | ApiKey::CreatePartitions
             | ApiKey::IncrementalAlterConfigs
             | ApiKey::DescribeCluster
+            | ApiKey::FindCoordinator
+            | ApiKey::JoinGroup
+            | ApiKey::SyncGroup
+            | ApiKey::Heartbeat
+            | ApiKey::LeaveGroup
+            | ApiKey::OffsetCommit
+            | ApiKey::OffsetFetch
+            | ApiKey::DescribeGroups
+            | ApiKey::ListGroups
+            | ApiKey::DeleteGroups
+            | ApiKey::OffsetDelete
     );
-    implemented.then_some((range.min, range.max))
+    // `valid_versions` includes response-only versions for a few keys (OffsetCommit and
+    // OffsetFetch v10, InitProducerId v6) whose requests kafka-protocol cannot decode.
+    let max = match key {
+        ApiKey::OffsetCommit => range.max.min(9),
+        ApiKey::OffsetFetch => range.max.min(9),
+        ApiKey::InitProducerId => range.max.min(5),
+        _ => range.max,
+    };
+    implemented.then_some((range.min, max))
 }
 
 /// Decodes one request frame, runs its handler and encodes the response frame.
@@ -165,6 +197,42 @@ async fn dispatch(broker: Arc<Broker>, frame: Bytes) -> Outcome {
         )),
         RequestKind::InitProducerId(req) => Some(ResponseKind::InitProducerId(
             init_producer_id::handle(&broker, req),
+        )),
+        RequestKind::FindCoordinator(req) => Some(ResponseKind::FindCoordinator(
+            find_coordinator::handle(&broker, req, version),
+        )),
+        RequestKind::JoinGroup(req) => {
+            let client_id = header.client_id.as_deref().unwrap_or_default();
+            Some(ResponseKind::JoinGroup(
+                join_group::handle(&broker, req, version, client_id).await,
+            ))
+        }
+        RequestKind::SyncGroup(req) => Some(ResponseKind::SyncGroup(
+            sync_group::handle(&broker, req, version).await,
+        )),
+        RequestKind::Heartbeat(req) => {
+            Some(ResponseKind::Heartbeat(heartbeat::handle(&broker, req)))
+        }
+        RequestKind::LeaveGroup(req) => Some(ResponseKind::LeaveGroup(leave_group::handle(
+            &broker, req, version,
+        ))),
+        RequestKind::OffsetCommit(req) => Some(ResponseKind::OffsetCommit(
+            offset_commit::handle(&broker, req).await,
+        )),
+        RequestKind::OffsetFetch(req) => Some(ResponseKind::OffsetFetch(offset_fetch::handle(
+            &broker, req, version,
+        ))),
+        RequestKind::DescribeGroups(req) => Some(ResponseKind::DescribeGroups(
+            describe_groups::handle(&broker, req, version),
+        )),
+        RequestKind::ListGroups(req) => Some(ResponseKind::ListGroups(list_groups::handle(
+            &broker, req, version,
+        ))),
+        RequestKind::DeleteGroups(req) => Some(ResponseKind::DeleteGroups(
+            delete_groups::handle(&broker, req),
+        )),
+        RequestKind::OffsetDelete(req) => Some(ResponseKind::OffsetDelete(
+            offset_delete::handle(&broker, req),
         )),
         _ => return Outcome::Close("API not implemented"),
     };

@@ -1,0 +1,21 @@
+//! DeleteGroups (key 42): removes empty groups and their committed offsets (tombstones in
+//! `__consumer_offsets`); a group with members gets NON_EMPTY_GROUP.
+
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
+
+use crate::broker::Broker;
+
+pub fn handle(broker: &Broker, request: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    let results = request
+        .groups_names
+        .into_iter()
+        .map(|group_id| {
+            let code = broker.groups.delete_group(group_id.as_str());
+            DeletableGroupResult::default()
+                .with_group_id(group_id)
+                .with_error_code(code)
+        })
+        .collect();
+    DeleteGroupsResponse::default().with_results(results)
+}
