@@ -492,7 +492,6 @@ impl Group {
         if let Some(tx) = member.sync_waiter.take() {
             let _ = tx.send(SyncOutcome::error(ResponseError::FencedInstanceId));
         }
-        let unchanged = member.protocols == req.protocols;
         member.member_id = new_id.clone();
         member.client_id = req.client_id;
         member.client_host = req.client_host;
@@ -508,6 +507,9 @@ impl Group {
         }
         self.members.insert(new_id.clone(), member);
         self.metadata_dirty = true;
+        // As Kafka: a static rejoin that leaves the group's selected protocol as it is does not
+        // rebalance (its subscription metadata may differ, e.g. no owned partitions yet).
+        let unchanged = self.select_protocol() == self.protocol_name;
         match self.state {
             GroupState::Stable if unchanged => {
                 Pending::Ready(self.current_join_outcome(&new_id, true))
