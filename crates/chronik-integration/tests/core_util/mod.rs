@@ -1,0 +1,135 @@
+//! Shared helpers of the broker-core tests (round_trip, crash, admin): rdkafka clients bound to
+//! a test broker, topic creation, and reading partitions back with `assign` (no group).
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message, Timestamp};
+use rdkafka::producer::FutureProducer;
+use rdkafka::{Offset, TopicPartitionList};
+
+pub fn config(bootstrap: &str, extra: &[(&str, &str)]) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap);
+    for (k, v) in extra {
+        config.set(*k, *v);
+    }
+    config
+}
+
+pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
+    config(bootstrap, &[]).create().expect("admin client")
+}
+
+pub fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> FutureProducer {
+    let mut base = vec![("linger.ms", "5"), ("message.timeout.ms", "30000")];
+    base.extend_from_slice(extra);
+    config(bootstrap, &base).create().expect("producer")
+}
+
+pub fn consumer(bootstrap: &str) -> BaseConsumer {
+    config(
+        bootstrap,
+        &[
+            ("group.id", "chronik-core-tests-assign-only"),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("fetch.wait.max.ms", "100"),
+        ],
+    )
+    .create()
+    .expect("consumer")
+}
+
+pub fn opts() -> AdminOptions {
+    AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)))
+}
+
+/// Creates a topic and fails the test if the broker refuses.
+pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        topic = topic.set(k, v);
+    }
+    let results = admin(bootstrap)
+        .create_topics([&topic], &opts())
+        .await
+        .expect("create_topics request");
+    for r in results {
+        r.unwrap_or_else(|(t, e)| panic!("creating {t}: {e:?}"));
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Msg {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    pub timestamp: Timestamp,
+}
+
+/// Reads partitions `0..partitions` of `topic` from the given offset until `expect` messages
+/// arrived (then a short while longer, to catch extras) or `timeout` passed.
+pub fn consume(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    start: Offset,
+    expect: usize,
+    timeout: Duration,
+) -> Vec<Msg> {
+    let consumer = consumer(bootstrap);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, start).unwrap();
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let deadline = Instant::now() + timeout;
+    let mut settle: Option<Instant> = None;
+    while Instant::now() < deadline {
+        if out.len() >= expect {
+            let until = *settle.get_or_insert_with(|| Instant::now() + Duration::from_millis(300));
+            if Instant::now() >= until {
+                break;
+            }
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => out.push(Msg {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(|k| k.to_vec()),
+                value: m.payload().unwrap_or_default().to_vec(),
+                headers: m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_string(), h.value.map(|v| v.to_vec())))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                timestamp: m.timestamp(),
+            }),
+            Some(Err(e)) => panic!("consumer error: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+pub fn consume_all(bootstrap: &str, topic: &str, partitions: i32, expect: usize) -> Vec<Msg> {
+    consume(
+        bootstrap,
+        topic,
+        partitions,
+        Offset::Beginning,
+        expect,
+        Duration::from_secs(30),
+    )
+}
