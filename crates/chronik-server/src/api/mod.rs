@@ -9,8 +9,8 @@ mod api_versions;
 mod configs;
 mod create_partitions;
 mod create_topics;
-mod delete_records;
 mod delete_groups;
+mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod describe_groups;
@@ -228,12 +228,12 @@ async fn dispatch(broker: Arc<Broker>, frame: Bytes) -> Outcome {
         RequestKind::ListGroups(req) => Some(ResponseKind::ListGroups(list_groups::handle(
             &broker, req, version,
         ))),
-        RequestKind::DeleteGroups(req) => Some(ResponseKind::DeleteGroups(
-            delete_groups::handle(&broker, req),
-        )),
-        RequestKind::OffsetDelete(req) => Some(ResponseKind::OffsetDelete(
-            offset_delete::handle(&broker, req),
-        )),
+        RequestKind::DeleteGroups(req) => Some(ResponseKind::DeleteGroups(delete_groups::handle(
+            &broker, req,
+        ))),
+        RequestKind::OffsetDelete(req) => Some(ResponseKind::OffsetDelete(offset_delete::handle(
+            &broker, req,
+        ))),
         _ => return Outcome::Close("API not implemented"),
     };
     match response {
@@ -247,7 +247,14 @@ async fn dispatch(broker: Arc<Broker>, frame: Bytes) -> Outcome {
 fn respond(correlation_id: i32, api_key: ApiKey, version: i16, response: ResponseKind) -> Outcome {
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     let header_version = api_key.response_header_version(version);
-    let mut buf = BytesMut::with_capacity(64);
+    // Sized up front: a fetch response carries megabytes, and growing the buffer by doubling
+    // would copy them several times.
+    let body_size = match &response {
+        ResponseKind::Fetch(fetch) => fetch.compute_size(version).unwrap_or(0),
+        _ => 256,
+    };
+    let capacity = 4 + header.compute_size(header_version).unwrap_or(0) + body_size;
+    let mut buf = BytesMut::with_capacity(capacity);
     buf.put_i32(0);
     if let Err(e) = header
         .encode(&mut buf, header_version)
