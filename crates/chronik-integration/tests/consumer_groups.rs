@@ -99,18 +99,15 @@ fn consume_loop(
 ) -> Vec<u64> {
     let mut uncommitted = Vec::new();
     while !stop.load(Ordering::SeqCst) {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(msg)) => {
-                let id: u64 = std::str::from_utf8(msg.payload().unwrap())
-                    .unwrap()
-                    .parse()
-                    .unwrap();
-                record(id);
-                if consumer.commit_message(&msg, CommitMode::Sync).is_err() {
-                    uncommitted.push(id);
-                }
+        if let Some(Ok(msg)) = consumer.poll(Duration::from_millis(100)) {
+            let id: u64 = std::str::from_utf8(msg.payload().unwrap())
+                .unwrap()
+                .parse()
+                .unwrap();
+            record(id);
+            if consumer.commit_message(&msg, CommitMode::Sync).is_err() {
+                uncommitted.push(id);
             }
-            Some(Err(_)) | None => {}
         }
     }
     uncommitted
