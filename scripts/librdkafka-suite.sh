@@ -128,12 +128,14 @@ build_suite() {
 
 # ------------------------------------------------------------------- plan
 # Parses tests[] in tests/test.c and tests/librdkafka/skip.txt. Emits
-#   V <num> <name> run|skip <reason>     one per test variant
-#   N <num> <extra run-test.sh args>     one per test number to run
+#   V <num> <name> run|skip <scenario> <reason>   one per test variant
+#   N <key> <num> <scenario> <extra run-test.sh args>   one per runner invocation
+# key is the test number, or number@scenario for a non-default scenario.
 make_plan() {
-    python3 - "$TESTS_DIR/test.c" "$SKIP_FILE" "$SELECT" <<'PY'
+    python3 - "$TESTS_DIR/test.c" "$SKIP_FILE" "$SELECT" "$([[ -z $BROKER ]] && echo 1 || echo 0)" <<'PY'
 import re, sys
-testc, skipf, select = sys.argv[1], sys.argv[2], sys.argv[3]
+testc, skipf, select, own_broker = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == '1'
+SCENARIOS = {'noautocreate'}  # non-default scenarios the script can set up
 src = open(testc).read()
 body = src[src.index('struct test tests[] = {'):]
 body = body[:body.index('{NULL}};')]
@@ -162,6 +164,8 @@ bynum = {}
 for num, name, flags, scenario in tests:
     if 'TEST_F_MANUAL' in flags or not selected(num, name):
         continue
+    scens = scenario.split(',')
+    scen = 'default' if 'default' in scens else scens[0]
     if name in skips:
         reason = skips[name]
     elif num in skips:
@@ -170,13 +174,15 @@ for num, name, flags, scenario in tests:
         reason = 'harness-only: sockem test, excluded by -E'
     elif 'TEST_F_KNOWN_ISSUE' in flags:
         reason = 'test-runner: upstream TEST_F_KNOWN_ISSUE, not run by default'
-    elif 'default' not in scenario.split(','):
-        reason = 'test-runner: needs scenario %s (broker with auto.create.topics.enable=false)' % scenario
+    elif scen != 'default' and scen not in SCENARIOS:
+        reason = 'test-runner: needs scenario %s' % scen
+    elif scen != 'default' and not own_broker:
+        reason = 'needs scenario %s (a broker with auto-create off), only set up when the script starts the brokers' % scen
     else:
         reason = ''
-    bynum.setdefault(num, []).append((name, 'TEST_F_LOCAL' in flags, reason))
-    print('V\t%s\t%s\t%s\t%s' % (num, name, 'skip' if reason else 'run', reason))
-for num, vs in bynum.items():
+    bynum.setdefault((num, scen), []).append((name, 'TEST_F_LOCAL' in flags, reason))
+    print('V\t%s\t%s\t%s\t%s\t%s' % (num, name, 'skip' if reason else 'run', scen, reason))
+for (num, scen), vs in bynum.items():
     run = [v for v in vs if not v[2]]
     if not run:
         continue
@@ -187,7 +193,10 @@ for num, vs in bynum.items():
         args = '-L'
     elif listed and not any(v[1] for v in listed) and all(v[1] for v in run):
         args = '-l'
-    print('N\t%s\t%s' % (num, args))
+    if scen != 'default':
+        args = ('-s %s %s' % (scen, args)).strip()
+    key = num if scen == 'default' else '%s@%s' % (num, scen)
+    print('N\t%s\t%s\t%s\t%s' % (key, num, scen, args))
 PY
 }
 
@@ -219,7 +228,8 @@ def first_failure(name=None):
             if not x.strip() or x.startswith(('[', '%', '###', 'test-runner:', './run-test.sh')):
                 break
             msg.append(x.strip())
-        hits.append((m.group(1), '%s: %s' % (m.group(2), ' '.join(msg))))
+        # Sub-tests name themselves "test (subtest:line)".
+        hits.append((m.group(1).split(' (')[0], '%s: %s' % (m.group(2), ' '.join(msg))))
     for t, msg in hits:
         if t == name:
             return msg
@@ -253,7 +263,7 @@ for n in names:
     elif state is None and (progress(n) or '').startswith('skip:'):
         print('SKIP %s (%s)' % (n, progress(n)[5:]))
     else:
-        own = first_failure(n) if re.search(r'### Test "%s" failed' % re.escape(n), text) else ''
+        own = first_failure(n) if re.search(r'### Test "%s( \([^"]*)?" failed' % re.escape(n), text) else ''
         if timed_out == '1':
             why = 'killed: hit the %ss per-test wall clock timeout' % os.environ.get('PER_TEST_TIMEOUT', '?')
         elif state:
@@ -270,56 +280,74 @@ PY
 }
 
 # ----------------------------------------------------------------- broker
-BROKER_PID=""
-DATA_DIR=""
-declare -A RUNNING=()
+# Brokers, per scenario: "default" (auto-create on) and, for the tests of
+# librdkafka's "noautocreate" scenario, a second one with auto-create off.
+# Both use num.partitions=4 like librdkafka's trivup scenarios
+# (tests/scenarios/*.json), which many tests rely on for auto-created topics.
+declare -A BPID=() BDATA=() BADDR=() RUNNING=()
+BROKER_ARGS_default="--num-partitions 4 --auto-create-topics true"
+BROKER_ARGS_noautocreate="--num-partitions 4 --auto-create-topics false"
 kill_tree() { # pid: the process and its descendants, by id
     local c
     for c in $(pgrep -P "$1" 2>/dev/null); do kill_tree "$c"; done
     kill "$1" 2>/dev/null
 }
-cleanup() {
-    local p
-    for p in "${RUNNING[@]}"; do kill_tree "$p"; done
-    if [[ -n $BROKER_PID ]] && kill -0 "$BROKER_PID" 2>/dev/null; then
-        kill "$BROKER_PID" 2>/dev/null
-        for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.5; done
-        kill -9 "$BROKER_PID" 2>/dev/null
+stop_broker() { # scenario
+    local pid=${BPID[$1]:-}
+    if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
+        kill "$pid" 2>/dev/null
+        for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+        kill -9 "$pid" 2>/dev/null
     fi
-    [[ -n $DATA_DIR ]] && rm -rf "$DATA_DIR"
+    [[ -n ${BDATA[$1]:-} ]] && rm -rf "${BDATA[$1]}"
+}
+cleanup() {
+    local p s
+    for p in "${RUNNING[@]}"; do kill_tree "$p"; done
+    for s in "${!BPID[@]}"; do stop_broker "$s"; done
 }
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-wait_port() { # host port seconds
+wait_port() { # host port seconds [pid that must stay alive]
     local i
     for ((i = 0; i < $3 * 4; i++)); do
         (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && return 0
-        [[ -n $BROKER_PID ]] && ! kill -0 "$BROKER_PID" 2>/dev/null && return 1
+        [[ -n ${4:-} ]] && ! kill -0 "$4" 2>/dev/null && return 1
         sleep 0.25
     done
     return 1
 }
 
-start_broker() {
-    local bin=$ROOT/target/debug/chronik-server
+start_broker() { # scenario; (re)starts it on its previous port and data dir
+    local scen=$1 bin=$ROOT/target/debug/chronik-server port args var
     if [[ ! -x $bin ]]; then
         log "building chronik-server (cargo build -p chronik-server)"
         (cd "$ROOT" && CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2} cargo build -q -p chronik-server) ||
             die "cargo build -p chronik-server failed"
     fi
-    [[ -n $DATA_DIR ]] || DATA_DIR=$(mktemp -d /tmp/chronik-librdkafka-XXXXXX)
-    [[ -n ${PORT:-} ]] || PORT=$(free_port)
-    "$bin" start --listen "127.0.0.1:$PORT" --data-dir "$DATA_DIR" >>"$RUN_DIR/broker.log" 2>&1 &
-    BROKER_PID=$!
-    if ! wait_port 127.0.0.1 "$PORT" 60; then
-        tail -20 "$RUN_DIR/broker.log" >&2
-        die "chronik-server did not accept connections on 127.0.0.1:$PORT (log: $RUN_DIR/broker.log)"
+    [[ -n ${BDATA[$scen]:-} ]] || BDATA[$scen]=$(mktemp -d "/tmp/chronik-librdkafka-$scen-XXXXXX")
+    port=${BADDR[$scen]##*:}
+    [[ -n $port ]] || port=$(free_port)
+    var=BROKER_ARGS_$scen
+    args="${!var} ${LIBRDKAFKA_SUITE_BROKER_ARGS:-}"
+    # shellcheck disable=SC2086
+    "$bin" start --listen "127.0.0.1:$port" --data-dir "${BDATA[$scen]}" $args \
+        >>"$RUN_DIR/broker-$scen.log" 2>&1 &
+    BPID[$scen]=$!
+    if ! wait_port 127.0.0.1 "$port" 60 "${BPID[$scen]}"; then
+        tail -20 "$RUN_DIR/broker-$scen.log" >&2
+        die "chronik-server ($scen) did not accept connections on 127.0.0.1:$port (log: $RUN_DIR/broker-$scen.log)"
     fi
-    BROKER=127.0.0.1:$PORT
-    log "chronik-server pid $BROKER_PID listening on $BROKER (data: $DATA_DIR)"
+    BADDR[$scen]=127.0.0.1:$port
+    log "chronik-server ($scen: $args) pid ${BPID[$scen]} on ${BADDR[$scen]}, data ${BDATA[$scen]}"
+}
+
+write_conf() { # scenario file
+    sed -e "s|@BROKERS@|${BADDR[$1]}|" -e "s|@TIMEOUT_MULTIPLIER@|$TIMEOUT_MULTIPLIER|" \
+        "$CONF_TMPL" >"$2"
 }
 
 # The main part is one brace group: bash parses it whole before running it,
@@ -331,24 +359,26 @@ if [[ $LIST_ONLY -eq 1 && -f $TESTS_DIR/test.c ]]; then :; else build_suite; fi
 [[ -f $TESTS_DIR/test.c ]] || build_suite
 
 PLAN=$(make_plan) || die "could not make the test plan"
-declare -A NAMES=() ARGS=()
-NUMS=()
-SKIPPED=0
-while IFS=$'\t' read -r kind a b c d; do
+declare -A NAMES=() ARGS=() NUMOF=() SCENOF=()
+KEYS=()
+while IFS=$'\t' read -r kind a b c d e; do
     if [[ $kind == V ]]; then
-        if [[ $c == run ]]; then NAMES[$a]+="$b "; fi
+        if [[ $c == run ]]; then
+            if [[ $d == default ]]; then NAMES[$a]+="$b "; else NAMES[$a@$d]+="$b "; fi
+        fi
     elif [[ $kind == N ]]; then
-        NUMS+=("$a"); ARGS[$a]=$b
+        KEYS+=("$a"); NUMOF[$a]=$b; SCENOF[$a]=$c; ARGS[$a]=${d:-}
     fi
 done <<<"$PLAN"
 
 if [[ $LIST_ONLY -eq 1 ]]; then
-    while IFS=$'\t' read -r kind a b c d; do
+    while IFS=$'\t' read -r kind a b c d e; do
         [[ $kind == V ]] || continue
-        if [[ $c == run ]]; then echo "RUN  $b   [TESTS=$a ./run-test.sh -Q -E ${ARGS[$a]:-}]"
-        else echo "SKIP $b ($d)"; fi
+        k=$a; [[ $d == default ]] || k=$a@$d
+        if [[ $c == run ]]; then echo "RUN  $b   [TESTS=$a ./run-test.sh -Q -E ${ARGS[$k]:-}]"
+        else echo "SKIP $b (${e:-})"; fi
     done <<<"$PLAN"
-    echo "# ${#NUMS[@]} test numbers to run; per-test timeout ${PER_TEST_TIMEOUT}s, budget ${BUDGET}s, jobs $JOBS"
+    echo "# ${#KEYS[@]} runner invocations; per-test timeout ${PER_TEST_TIMEOUT}s, budget ${BUDGET}s, jobs $JOBS"
     exit 0
 fi
 
@@ -360,64 +390,73 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 if [[ -z $BROKER ]]; then
-    start_broker
+    start_broker default
+    for k in "${KEYS[@]}"; do
+        if [[ ${SCENOF[$k]} != default && -z ${BPID[${SCENOF[$k]}]:-} ]]; then
+            start_broker "${SCENOF[$k]}"
+        fi
+    done
 else
     wait_port "${BROKER%:*}" "${BROKER##*:}" 10 || die "broker $BROKER does not accept connections"
+    BADDR[default]=$BROKER
 fi
-
-sed -e "s|@BROKERS@|$BROKER|" -e "s|@TIMEOUT_MULTIPLIER@|$TIMEOUT_MULTIPLIER|" \
-    "$CONF_TMPL" >"$TESTS_DIR/test.conf"
+declare -A CONF=()
+for s in "${!BADDR[@]}"; do
+    if [[ $s == default ]]; then CONF[$s]=test.conf; else CONF[$s]=test-$s.conf; fi
+    write_conf "$s" "$TESTS_DIR/${CONF[$s]}"
+done
 log "test.conf -> $TESTS_DIR/test.conf; logs in $RUN_DIR"
 
 emit() { echo "$1"; echo "$1" >>"$RESULTS"; }
 
 # Skips known from the plan are reported first.
-while IFS=$'\t' read -r kind a b c d; do
-    [[ $kind == V && $c == skip ]] && emit "SKIP $b ($d)"
+while IFS=$'\t' read -r kind a b c d e; do
+    [[ $kind == V && $c == skip ]] && emit "SKIP $b (${e:-})"
 done <<<"$PLAN"
 
-run_one() { # num
-    local num=$1 logf=$RUN_DIR/$1.log rc timed_out=0
+run_one() { # key
+    local key=$1 logf=$RUN_DIR/$1.log rc timed_out=0
     (
         cd "$TESTS_DIR" &&
-        env -u CI -u KAFKA_PATH -u ZK_ADDRESS -u BROKERS -u TEST_DEBUG \
-            TESTS="$num" TEST_KAFKA_VERSION="$KAFKA_VERSION" TEST_LEVEL=2 \
-            RDKAFKA_TEST_CONF=test.conf \
-            timeout -k 15 "$PER_TEST_TIMEOUT" ./run-test.sh -Q -E ${ARGS[$num]:-}
+        env -u CI -u KAFKA_PATH -u ZK_ADDRESS -u BROKERS -u TEST_DEBUG -u TEST_SCENARIO \
+            TESTS="${NUMOF[$key]}" TEST_KAFKA_VERSION="$KAFKA_VERSION" TEST_LEVEL=2 \
+            RDKAFKA_TEST_CONF="${CONF[${SCENOF[$key]}]}" \
+            timeout -k 15 "$PER_TEST_TIMEOUT" ./run-test.sh -Q -E ${ARGS[$key]:-}
     ) >"$logf" 2>&1
     rc=$?
     [[ $rc -eq 124 || $rc -eq 137 ]] && timed_out=1
     # shellcheck disable=SC2086
-    parse_result "$num" "$logf" "$rc" "$timed_out" ${NAMES[$num]} >"$RUN_DIR/$num.res.tmp"
-    mv "$RUN_DIR/$num.res.tmp" "$RUN_DIR/$num.res"
+    parse_result "${NUMOF[$key]}" "$logf" "$rc" "$timed_out" ${NAMES[$key]} >"$RUN_DIR/$key.res.tmp"
+    mv "$RUN_DIR/$key.res.tmp" "$RUN_DIR/$key.res"
 }
 
 START=$(date +%s)
 export PER_TEST_TIMEOUT
 collect() {
-    local n
-    for n in "${!RUNNING[@]}"; do
-        [[ -f $RUN_DIR/$n.res ]] || continue
-        wait "${RUNNING[$n]}" 2>/dev/null
-        unset "RUNNING[$n]"
-        while IFS= read -r l; do emit "$l"; done <"$RUN_DIR/$n.res"
-        if [[ -n $BROKER_PID ]] && ! kill -0 "$BROKER_PID" 2>/dev/null; then
-            wait "$BROKER_PID" 2>/dev/null; local brc=$?
-            emit "NOTE broker exited (status $brc) while $n was running; log: $RUN_DIR/broker.log; restarting it"
-            BROKER_PID=""
-            start_broker
-        fi
+    local k s brc
+    for k in "${!RUNNING[@]}"; do
+        [[ -f $RUN_DIR/$k.res ]] || continue
+        wait "${RUNNING[$k]}" 2>/dev/null
+        unset "RUNNING[$k]"
+        while IFS= read -r l; do emit "$l"; done <"$RUN_DIR/$k.res"
+        for s in "${!BPID[@]}"; do
+            if ! kill -0 "${BPID[$s]}" 2>/dev/null; then
+                wait "${BPID[$s]}" 2>/dev/null; brc=$?
+                emit "NOTE broker ($s) exited (status $brc) while ${k%@*} was running; log: $RUN_DIR/broker-$s.log; restarting it"
+                start_broker "$s"
+            fi
+        done
     done
 }
 
-for num in "${NUMS[@]}"; do
+for key in "${KEYS[@]}"; do
     while [[ ${#RUNNING[@]} -ge $JOBS ]]; do wait -n 2>/dev/null; collect; sleep 0.1; done
     if (( $(date +%s) - START > BUDGET )); then
-        for n in ${NAMES[$num]}; do emit "FAIL $n (not run: suite time budget of ${BUDGET}s exhausted)"; done
+        for n in ${NAMES[$key]}; do emit "FAIL $n (not run: suite time budget of ${BUDGET}s exhausted)"; done
         continue
     fi
-    run_one "$num" &
-    RUNNING[$num]=$!
+    run_one "$key" &
+    RUNNING[$key]=$!
 done
 while [[ ${#RUNNING[@]} -gt 0 ]]; do wait -n 2>/dev/null; collect; sleep 0.1; done
 
