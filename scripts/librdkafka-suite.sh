@@ -329,7 +329,7 @@ start_broker() { # scenario; (re)starts it on its previous port and data dir
             die "cargo build -p chronik-server failed"
     fi
     [[ -n ${BDATA[$scen]:-} ]] || BDATA[$scen]=$(mktemp -d "/tmp/chronik-librdkafka-$scen-XXXXXX")
-    port=${BADDR[$scen]##*:}
+    port=${BADDR[$scen]:-}; port=${port##*:}
     [[ -n $port ]] || port=$(free_port)
     var=BROKER_ARGS_$scen
     args="${!var} ${LIBRDKAFKA_SUITE_BROKER_ARGS:-}"
