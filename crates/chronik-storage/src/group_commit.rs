@@ -1,8 +1,9 @@
 //! Group-commit fsync shared by all partitions: one dedicated OS thread.
 //!
-//! Callers hand over a [`SyncHandle`] (the files holding their unsynced bytes) and get a
-//! oneshot receiver. The thread takes every request queued so far, fsyncs each distinct
-//! file once (deduplicated by `Arc` pointer), then completes all of those waiters.
+//! Callers hand over a [`SyncHandle`] (the files holding their unsynced bytes) and either a
+//! completion callback (`sync_then`, run on the fsync thread: keep it short) or get a oneshot
+//! receiver (`sync`). The thread takes every request queued so far, fsyncs each distinct
+//! file once (deduplicated by `Arc` pointer), then completes all of those requests.
 //! Requests that arrive while an fsync runs form the next round, so the number of
 //! fsyncs follows the disk's speed, not the request rate.
 //!
@@ -50,7 +51,9 @@ impl SyncHandle {
     }
 }
 
-type Request = (SyncHandle, oneshot::Sender<io::Result<()>>);
+/// What to do once a request's files are synced (or failed to).
+type Completion = Box<dyn FnOnce(io::Result<()>) + Send>;
+type Request = (SyncHandle, Completion);
 
 /// The group-commit thread. Share it as `Arc<GroupCommit>`.
 pub struct GroupCommit {
@@ -76,22 +79,31 @@ impl GroupCommit {
     /// files are synced (or with the error of the first that failed).
     pub fn sync(&self, handle: SyncHandle) -> oneshot::Receiver<io::Result<()>> {
         let (done, rx) = oneshot::channel();
+        self.sync_then(handle, move |result| {
+            let _ = done.send(result);
+        });
+        rx
+    }
+
+    /// Queues `handle` for the next fsync round and runs `done` with the outcome on the
+    /// fsync thread (or right here for an empty handle or a stopped thread).
+    pub fn sync_then(
+        &self,
+        handle: SyncHandle,
+        done: impl FnOnce(io::Result<()>) + Send + 'static,
+    ) {
         if handle.is_empty() {
-            let _ = done.send(Ok(()));
-            return rx;
+            return done(Ok(()));
         }
         let tx = self.tx.lock().clone();
         match tx {
             Some(tx) => {
-                if let Err(mpsc::SendError((_, done))) = tx.send((handle, done)) {
-                    let _ = done.send(Err(stopped()));
+                if let Err(mpsc::SendError((_, done))) = tx.send((handle, Box::new(done))) {
+                    done(Err(stopped()));
                 }
             }
-            None => {
-                let _ = done.send(Err(stopped()));
-            }
+            None => done(Err(stopped())),
         }
-        rx
     }
 }
 
@@ -132,7 +144,7 @@ fn run(rx: mpsc::Receiver<Request>) {
                 .iter()
                 .find_map(|f| results[&Arc::as_ptr(f)].clone())
                 .map_or(Ok(()), |(kind, msg)| Err(io::Error::new(kind, msg)));
-            let _ = done.send(outcome);
+            done(outcome);
         }
     }
 }

@@ -1,7 +1,10 @@
 //! Produce (key 0): validate and append each partition's batches, then answer according to acks:
-//! acks=0 gets no response at all; acks=1 and acks=all are answered once the data is durable as
-//! the flush policy requires (one group-commit wait covering every partition of the request).
+//! acks=0 gets no response at all; acks=1 is answered once each partition's durable end passed
+//! the batch (the group-commit fsync, under the default flush policy), acks=all once its high
+//! watermark did; a partition that does not get there within timeout_ms gets REQUEST_TIMED_OUT.
 //! A partition that fails gets its own error code; it never reports success for unwritten data.
+
+use std::time::Duration;
 
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
@@ -10,13 +13,19 @@ use kafka_protocol::ResponseError;
 use super::str_bytes;
 use crate::broker::Broker;
 
+/// Upper bound on how long a produce waits for its acks, whatever the client asks.
+const MAX_TIMEOUT_MS: i32 = 300_000;
+
 pub async fn handle(
     broker: &Broker,
     request: ProduceRequest,
     version: i16,
 ) -> Option<ProduceResponse> {
     let acks = request.acks;
-    let mut sync_handles = Vec::new();
+    let timeout = Duration::from_millis(request.timeout_ms.clamp(0, MAX_TIMEOUT_MS) as u64);
+    // (topic index, partition index) in the response, with what to wait for.
+    let mut pending = Vec::new();
+    let mut waits = Vec::new();
     let mut responses = Vec::with_capacity(request.topic_data.len());
     let invalid_acks = !matches!(acks, -1..=1);
     let transactional = request.transactional_id.is_some();
@@ -34,10 +43,12 @@ pub async fn handle(
             Some(name) => Ok(name.as_str()),
             None => Err(ResponseError::UnknownTopicId.code()),
         };
+        let topic_index = responses.len();
         let partition_responses = topic
             .partition_data
             .iter()
-            .map(|p| {
+            .enumerate()
+            .map(|(partition_index, p)| {
                 let response = PartitionProduceResponse::default()
                     .with_index(p.index)
                     .with_base_offset(-1)
@@ -48,8 +59,9 @@ pub async fn handle(
                     broker.replicas.append(topic, p.index, &records, acks)
                 });
                 match result {
-                    Ok(appended) => {
-                        sync_handles.extend(appended.sync);
+                    Ok((partition, appended)) => {
+                        pending.push((topic_index, partition_index));
+                        waits.push((partition, appended.end_offset));
                         response
                             .with_base_offset(appended.base_offset)
                             .with_log_append_time_ms(appended.log_append_time)
@@ -69,16 +81,13 @@ pub async fn handle(
     if acks == 0 {
         return None;
     }
-    if let Err(code) = broker.replicas.wait_durable(sync_handles).await {
-        // Written but not known to be durable: the producer must not take it as acknowledged.
-        for partition in responses
-            .iter_mut()
-            .flat_map(|t| t.partition_responses.iter_mut())
-        {
-            if partition.error_code == 0 {
-                partition.error_code = code;
-                partition.base_offset = -1;
-            }
+    let codes = broker.replicas.wait_for_acks(&waits, acks, timeout).await;
+    for ((topic_index, partition_index), code) in pending.into_iter().zip(codes) {
+        if code != 0 {
+            // Written but not known to be durable: the producer must not take it as acknowledged.
+            let partition = &mut responses[topic_index].partition_responses[partition_index];
+            partition.error_code = code;
+            partition.base_offset = -1;
         }
     }
     Some(ProduceResponse::default().with_responses(responses))

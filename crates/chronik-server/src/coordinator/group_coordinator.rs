@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chronik_storage::batch::batches;
-use chronik_storage::SyncHandle;
 use kafka_protocol::ResponseError;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -34,10 +33,12 @@ use crate::config::BrokerConfig;
 use crate::controller::{Controller, NewTopic, CONSUMER_OFFSETS_TOPIC};
 use crate::metadata::MetadataStore;
 use crate::replica::replica_manager::now_ms;
-use crate::replica::ReplicaManager;
+use crate::replica::{Partition, ReplicaManager};
 
 /// Largest offset-commit metadata string accepted (Kafka's offset.metadata.max.bytes).
 const MAX_METADATA_BYTES: usize = 4096;
+/// How long an OffsetCommit waits for its write to become durable.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One member, for DescribeGroups.
 #[derive(Clone, Debug)]
@@ -177,14 +178,16 @@ impl GroupCoordinator {
     }
 
     /// Appends records of `group` to its `__consumer_offsets` partition.
-    fn append(&self, group: &str, records: &[OffsetsRecord]) -> Result<Option<SyncHandle>, i16> {
+    /// Appends to the group's `__consumer_offsets` partition; returns what to wait on for
+    /// durability (the partition and the end offset of the write).
+    fn append(&self, group: &str, records: &[OffsetsRecord]) -> Result<(Arc<Partition>, i64), i16> {
         let bytes = encode_batch(records, now_ms());
         let partition = self.partition_for(group);
         match self
             .replicas
             .append(CONSUMER_OFFSETS_TOPIC, partition, &bytes, -1)
         {
-            Ok(appended) => Ok(appended.sync),
+            Ok((partition, appended)) => Ok((partition, appended.end_offset)),
             Err(code) if code == ResponseError::UnknownTopicOrPartition.code() => {
                 Err(ResponseError::CoordinatorNotAvailable.code())
             }
@@ -368,11 +371,11 @@ impl GroupCoordinator {
                 None
             } else {
                 match self.append(group_id, &records) {
-                    Ok(sync) => {
+                    Ok(written) => {
                         for (_, key, value) in &accepted {
                             g.offsets.insert(key.clone(), value.clone());
                         }
-                        sync
+                        Some(written)
                     }
                     Err(code) => {
                         for (i, _, _) in &accepted {
@@ -383,8 +386,12 @@ impl GroupCoordinator {
                 }
             }
         };
-        if let Some(sync) = sync {
-            if let Err(code) = self.replicas.wait_durable(vec![sync]).await {
+        if let Some(written) = sync {
+            let code = self
+                .replicas
+                .wait_for_acks(&[written], -1, COMMIT_TIMEOUT)
+                .await[0];
+            if code != 0 {
                 for (i, _, _) in &accepted {
                     codes[*i] = code;
                 }

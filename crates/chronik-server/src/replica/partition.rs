@@ -4,11 +4,16 @@
 //! Concurrency notes: the log and the producer table sit behind one mutex (`PartitionLog`), held
 //! only for an append's offset assignment and write, or a read's index lookup and positional
 //! read — never across an await or an fsync. That single writer makes offset assignment atomic
-//! and ordered. The high watermark lives in a `watch` channel outside the lock: it only moves
-//! forward, and every move wakes the fetches long-polling on this partition.
+//! and ordered.
+//!
+//! Two offsets move forward outside the lock, each in a `watch` channel: the *durable end*
+//! (everything below it is on disk as the flush policy requires; acks=1 waits for it) and the
+//! *high watermark* (everything below it is durable on every in-sync replica; consumers read up
+//! to it and acks=all waits for it). A single replica is its whole ISR, so its high watermark
+//! follows its durable end; consumers therefore never see a record that a crash could take back.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use chronik_storage::batch::{batches, validate_batch};
@@ -67,9 +72,12 @@ impl From<StorageError> for PartitionError {
 #[derive(Debug)]
 pub struct Appended {
     pub base_offset: i64,
+    /// The offset after the last record of these batches: the produce is complete once the
+    /// durable end (acks=1) or the high watermark (acks=all) reaches it.
+    pub end_offset: i64,
     pub log_append_time: i64,
     pub log_start_offset: i64,
-    /// Files to fsync before acknowledging; None for a duplicate that was not written again.
+    /// Files to fsync; None for a duplicate that was not written again.
     pub sync: Option<SyncHandle>,
 }
 
@@ -85,7 +93,10 @@ pub struct Partition {
     pub index: i32,
     leader_epoch: AtomicI32,
     inner: Mutex<PartitionLog>,
+    durable_end: watch::Sender<i64>,
     high_watermark: watch::Sender<i64>,
+    /// Set when an fsync failed: what follows the durable end may be lost, so appends stop.
+    storage_failed: AtomicBool,
 }
 
 impl Partition {
@@ -114,7 +125,8 @@ impl Partition {
                 );
             }
         })?;
-        // A single replica is its whole ISR: everything in its log is committed.
+        // What recovery kept is on disk; a single replica is its whole ISR.
+        let (durable_end, _) = watch::channel(log.log_end_offset());
         let (high_watermark, _) = watch::channel(log.log_end_offset());
         Ok(Partition {
             topic: topic.to_string(),
@@ -126,7 +138,9 @@ impl Partition {
                 producers,
                 settings,
             }),
+            durable_end,
             high_watermark,
+            storage_failed: AtomicBool::new(false),
         })
     }
 
@@ -138,9 +152,32 @@ impl Partition {
         *self.high_watermark.borrow()
     }
 
-    /// A receiver that sees every high-watermark advance (for long-polling fetches).
+    /// A receiver that sees every high-watermark advance (fetch long-polls, acks=all).
     pub fn subscribe_high_watermark(&self) -> watch::Receiver<i64> {
         self.high_watermark.subscribe()
+    }
+
+    /// A receiver that sees every durable-end advance (acks=1).
+    pub fn subscribe_durable_end(&self) -> watch::Receiver<i64> {
+        self.durable_end.subscribe()
+    }
+
+    pub fn storage_failed(&self) -> bool {
+        self.storage_failed.load(Ordering::Acquire)
+    }
+
+    /// Records that everything below `end_offset` is on disk, and advances the high watermark
+    /// accordingly (the ISR of a single replica is itself).
+    pub fn mark_durable(&self, end_offset: i64) {
+        advance(&self.durable_end, end_offset);
+        advance(&self.high_watermark, end_offset);
+    }
+
+    /// An fsync failed: stop taking appends and wake every waiter so it can answer with an error.
+    pub fn mark_storage_failed(&self) {
+        self.storage_failed.store(true, Ordering::Release);
+        self.durable_end.send_modify(|_| {});
+        self.high_watermark.send_modify(|_| {});
     }
 
     pub fn log_start_offset(&self) -> i64 {
@@ -192,6 +229,11 @@ impl Partition {
                 "records do not hold whole record batches".into(),
             ));
         }
+        if self.storage_failed() {
+            return Err(PartitionError::Storage(StorageError::Corrupt(
+                "an earlier fsync failed; partition is offline".into(),
+            )));
+        }
         let mut buf = BytesMut::from(&records[..]);
 
         let mut inner = self.inner.lock();
@@ -205,6 +247,7 @@ impl Partition {
                 SequenceCheck::Duplicate(meta) if headers.len() == 1 => {
                     return Ok(Appended {
                         base_offset: meta.first_offset,
+                        end_offset: meta.last_offset + 1,
                         log_append_time: -1,
                         log_start_offset: inner.log.log_start_offset(),
                         sync: None,
@@ -235,27 +278,14 @@ impl Partition {
             }
         }
         let log_start_offset = inner.log.log_start_offset();
-        let log_end_offset = inner.log.log_end_offset();
         drop(inner);
-        self.maybe_advance_high_watermark(log_end_offset);
         Ok(Appended {
             base_offset: info.first_offset,
+            end_offset: info.last_offset + 1,
             log_append_time: info.log_append_time,
             log_start_offset,
             sync: Some(info.sync),
         })
-    }
-
-    /// Moves the high watermark forward (never backward) and wakes waiting fetches.
-    fn maybe_advance_high_watermark(&self, candidate: i64) {
-        self.high_watermark.send_if_modified(|hw| {
-            if candidate > *hw {
-                *hw = candidate;
-                true
-            } else {
-                false
-            }
-        });
     }
 
     /// Reads whole batches from `offset`, never beyond the high watermark.
@@ -323,4 +353,16 @@ impl Partition {
     pub fn delete(self) -> Result<(), StorageError> {
         self.inner.into_inner().log.delete()
     }
+}
+
+/// Moves a watermark forward (never backward), waking its watchers only when it moved.
+fn advance(watermark: &watch::Sender<i64>, candidate: i64) {
+    watermark.send_if_modified(|current| {
+        if candidate > *current {
+            *current = candidate;
+            true
+        } else {
+            false
+        }
+    });
 }

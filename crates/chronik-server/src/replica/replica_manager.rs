@@ -5,8 +5,10 @@
 //! `remove_topic` deletes a topic's partitions and their files. Handlers never touch files.
 //!
 //! Concurrency: the partition map is behind an `RwLock` taken only to look up or change entries;
-//! no lock is held across an await. Durability waits are group-commit completions (the storage
-//! layer's `GroupCommit` thread); fetch long-polls wait on high-watermark `watch` channels.
+//! no lock is held across an await. Every append queues its files on the storage layer's
+//! `GroupCommit` thread, whose completion moves the partition's durable end (and so its high
+//! watermark); produce waits for those marks and fetch long-polls on the high watermark, each on
+//! a `watch` channel: no polling loops, no task per request.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use chronik_storage::{GroupCommit, SyncHandle};
+use chronik_storage::GroupCommit;
 use futures::future::{join_all, select_all};
 use kafka_protocol::ResponseError;
 use parking_lot::RwLock;
@@ -139,15 +141,15 @@ impl ReplicaManager {
         }
     }
 
-    /// Appends a producer's records to one partition. `acks` decides only the ISR check here;
-    /// waiting for durability is `wait_durable`.
+    /// Appends a producer's records to one partition and queues them for the group-commit
+    /// fsync. `acks` decides only the ISR check here; waiting is `wait_for_acks`.
     pub fn append(
         &self,
         topic: &str,
         partition: i32,
         records: &Bytes,
         acks: i16,
-    ) -> Result<Appended, i16> {
+    ) -> Result<(Arc<Partition>, Appended), i16> {
         let Some(p) = self.partition(topic, partition) else {
             return Err(ResponseError::UnknownTopicOrPartition.code());
         };
@@ -158,30 +160,57 @@ impl ReplicaManager {
             }
             .code());
         }
-        p.append(records, now_ms()).map_err(|e| {
+        let appended = p.append(records, now_ms()).map_err(|e| {
             debug!(topic, partition, error = %e, "append refused");
             e.code()
-        })
-    }
-
-    /// Resolves when every handle's bytes are on disk (group commit), or at once when the flush
-    /// policy leaves flushing to the OS. Err carries a Kafka error code.
-    pub async fn wait_durable(&self, handles: Vec<SyncHandle>) -> Result<(), i16> {
-        let Some(group_commit) = &self.group_commit else {
-            return Ok(());
-        };
-        let waits = handles.into_iter().map(|h| group_commit.sync(h));
-        for result in join_all(waits).await {
-            match result {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    warn!(error = %e, "fsync failed");
-                    return Err(ResponseError::KafkaStorageError.code());
+        })?;
+        if let Some(sync) = appended.sync.clone() {
+            let end_offset = appended.end_offset;
+            match &self.group_commit {
+                Some(group_commit) => {
+                    let durable = p.clone();
+                    group_commit.sync_then(sync, move |result| match result {
+                        Ok(()) => durable.mark_durable(end_offset),
+                        Err(e) => {
+                            warn!(topic = %durable.topic, partition = durable.index, error = %e, "fsync failed; partition offline");
+                            durable.mark_storage_failed();
+                        }
+                    });
                 }
-                Err(_) => return Err(ResponseError::KafkaStorageError.code()),
+                // Flushing is left to the OS: written is as durable as it gets.
+                None => p.mark_durable(end_offset),
             }
         }
-        Ok(())
+        Ok((p, appended))
+    }
+
+    /// Waits until each appended partition reached its end offset — its durable end for acks=1,
+    /// its high watermark for acks=all — or `timeout` passed. One Kafka error code per entry.
+    pub async fn wait_for_acks(
+        &self,
+        appended: &[(Arc<Partition>, i64)],
+        acks: i16,
+        timeout: Duration,
+    ) -> Vec<i16> {
+        let waits = appended.iter().map(|(partition, end_offset)| async move {
+            let mut mark = if acks == -1 {
+                partition.subscribe_high_watermark()
+            } else {
+                partition.subscribe_durable_end()
+            };
+            let reached = tokio::time::timeout(
+                timeout,
+                mark.wait_for(|offset| *offset >= *end_offset || partition.storage_failed()),
+            )
+            .await
+            .map(|r| r.is_ok());
+            match reached {
+                Ok(true) if !partition.storage_failed() => 0,
+                Ok(_) => ResponseError::KafkaStorageError.code(),
+                Err(_) => ResponseError::RequestTimedOut.code(),
+            }
+        });
+        join_all(waits).await
     }
 
     /// Reads the requested partitions; if fewer than `min_bytes` are available, waits for
