@@ -36,6 +36,13 @@ impl ControllerError {
     }
 }
 
+fn unknown_topic(name: &str) -> ControllerError {
+    ControllerError::new(
+        ResponseError::UnknownTopicOrPartition,
+        format!("unknown topic {name:?}"),
+    )
+}
+
 /// Name of the internal topic that stores consumer group offsets and metadata.
 pub const CONSUMER_OFFSETS_TOPIC: &str = "__consumer_offsets";
 
@@ -168,10 +175,7 @@ impl Controller {
             return Ok(topic);
         }
         if !self.config.auto_create_topics {
-            return Err(ControllerError::new(
-                ResponseError::UnknownTopicOrPartition,
-                format!("unknown topic {name:?}"),
-            ));
+            return Err(unknown_topic(name));
         }
         let created = self.create_topic(
             NewTopic {
@@ -196,12 +200,7 @@ impl Controller {
             .metadata
             .remove_topic(name)
             .map_err(ControllerError::storage)?
-            .ok_or_else(|| {
-                ControllerError::new(
-                    ResponseError::UnknownTopicOrPartition,
-                    format!("unknown topic {name:?}"),
-                )
-            })?;
+            .ok_or_else(|| unknown_topic(name))?;
         self.replicas.remove_topic(&topic);
         Ok(topic)
     }
@@ -212,12 +211,10 @@ impl Controller {
         count: i32,
         validate_only: bool,
     ) -> Result<(), ControllerError> {
-        let topic = self.metadata.topic(name).ok_or_else(|| {
-            ControllerError::new(
-                ResponseError::UnknownTopicOrPartition,
-                format!("unknown topic {name:?}"),
-            )
-        })?;
+        let topic = self
+            .metadata
+            .topic(name)
+            .ok_or_else(|| unknown_topic(name))?;
         if count <= topic.partitions {
             return Err(ControllerError::new(
                 ResponseError::InvalidPartitions,
@@ -230,16 +227,7 @@ impl Controller {
         if validate_only {
             return Ok(());
         }
-        let updated = self
-            .metadata
-            .update_topic(name, |t| t.partitions = count)
-            .map_err(ControllerError::storage)?
-            .ok_or_else(|| {
-                ControllerError::new(ResponseError::UnknownTopicOrPartition, "topic deleted")
-            })?;
-        self.replicas
-            .reconcile_topic(&updated)
-            .map_err(ControllerError::storage)
+        self.update_and_reconcile(name, |t| t.partitions = count)
     }
 
     /// Replaces a topic's config overrides with `configs` (validated first).
@@ -250,23 +238,27 @@ impl Controller {
         validate_only: bool,
     ) -> Result<(), ControllerError> {
         if self.metadata.topic(name).is_none() {
-            return Err(ControllerError::new(
-                ResponseError::UnknownTopicOrPartition,
-                format!("unknown topic {name:?}"),
-            ));
+            return Err(unknown_topic(name));
         }
         validate_all(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .map_err(|e| ControllerError::new(ResponseError::InvalidConfig, e.0))?;
         if validate_only {
             return Ok(());
         }
+        self.update_and_reconcile(name, |t| t.configs = configs)
+    }
+
+    /// Records a change to an existing topic, then has its partitions follow it.
+    fn update_and_reconcile(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut TopicMetadata),
+    ) -> Result<(), ControllerError> {
         let updated = self
             .metadata
-            .update_topic(name, |t| t.configs = configs)
+            .update_topic(name, change)
             .map_err(ControllerError::storage)?
-            .ok_or_else(|| {
-                ControllerError::new(ResponseError::UnknownTopicOrPartition, "topic deleted")
-            })?;
+            .ok_or_else(|| unknown_topic(name))?;
         self.replicas
             .reconcile_topic(&updated)
             .map_err(ControllerError::storage)
