@@ -12,7 +12,7 @@ use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use crate::config::BrokerConfig;
-use crate::metadata::topic_config::{validate_all, TOPIC_CONFIG_NAMES};
+use crate::metadata::topic_config::validate_all;
 use crate::metadata::{MetadataStore, TopicMetadata};
 use crate::replica::ReplicaManager;
 
@@ -262,10 +262,5 @@ impl Controller {
         self.replicas
             .reconcile_topic(&updated)
             .map_err(ControllerError::storage)
-    }
-
-    /// Names of every topic config (for DescribeConfigs).
-    pub fn topic_config_names() -> &'static [&'static str] {
-        TOPIC_CONFIG_NAMES
     }
 }
