@@ -79,21 +79,26 @@ async fn read_frames(
                 return;
             }
         };
-        if let Err(refused) = super::request_bounds::check_frame(&frame) {
-            let reason = refused.reason();
-            let _ = queue
-                .send(Box::pin(async move { Outcome::Close(reason) }))
-                .await;
-            return;
-        }
-        let broker = broker.clone();
+        // A refused frame is answered by closing; stop reading after it. (The walk is cheap:
+        // strings and record sets are skipped by length.)
+        let refused = super::request_bounds::check_frame(&frame).is_err();
         if queue
-            .send(Box::pin(api::handle_frame(broker, frame)))
+            .send(Box::pin(handle_untrusted_frame(broker.clone(), frame)))
             .await
             .is_err()
+            || refused
         {
             return;
         }
+    }
+}
+
+/// What the connection does with one frame off the socket: the pre-decode bounds check, then
+/// the API layer. A refused frame closes the connection.
+pub async fn handle_untrusted_frame(broker: Arc<Broker>, frame: Bytes) -> Outcome {
+    match super::request_bounds::check_frame(&frame) {
+        Err(refused) => Outcome::Close(refused.reason()),
+        Ok(()) => api::handle_frame(broker, frame).await,
     }
 }
 

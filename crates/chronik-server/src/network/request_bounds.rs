@@ -51,7 +51,10 @@ const fn until(v: i16, ty: Ty) -> Field {
     Field(ty, 0, v)
 }
 const fn st(fields: &'static [Field]) -> Struct {
-    Struct { fields, tagged: &[] }
+    Struct {
+        fields,
+        tagged: &[],
+    }
 }
 
 use Ty::*;
@@ -87,11 +90,7 @@ static FETCH_TOPIC: Struct = st(&[
     since(13, Uuid),
     all(Array(&Struct(&FETCH_PARTITION))),
 ]);
-static FORGOTTEN_TOPIC: Struct = st(&[
-    Field(Str, 7, 12),
-    since(13, Uuid),
-    since(7, Array(&I32)),
-]);
+static FORGOTTEN_TOPIC: Struct = st(&[Field(Str, 7, 12), since(13, Uuid), since(7, Array(&I32))]);
 static REPLICA_STATE: Struct = st(&[since(15, I32), since(15, I64)]);
 static FETCH: Struct = Struct {
     fields: &[
@@ -111,10 +110,7 @@ static FETCH: Struct = Struct {
 
 // ListOffsets (2)
 static LIST_OFFSETS_PARTITION: Struct = st(&[all(I32), since(4, I32), all(I64)]);
-static LIST_OFFSETS_TOPIC: Struct = st(&[
-    all(Str),
-    all(Array(&Struct(&LIST_OFFSETS_PARTITION))),
-]);
+static LIST_OFFSETS_TOPIC: Struct = st(&[all(Str), all(Array(&Struct(&LIST_OFFSETS_PARTITION)))]);
 static LIST_OFFSETS: Struct = st(&[
     all(I32),
     since(2, I8),
@@ -133,10 +129,7 @@ static METADATA: Struct = st(&[
 
 // OffsetCommit (8)
 static OFFSET_COMMIT_PARTITION: Struct = st(&[all(I32), all(I64), since(6, I32), all(Str)]);
-static OFFSET_COMMIT_TOPIC: Struct = st(&[
-    all(Str),
-    all(Array(&Struct(&OFFSET_COMMIT_PARTITION))),
-]);
+static OFFSET_COMMIT_TOPIC: Struct = st(&[all(Str), all(Array(&Struct(&OFFSET_COMMIT_PARTITION)))]);
 static OFFSET_COMMIT: Struct = st(&[
     all(Str),
     all(I32),
@@ -212,11 +205,7 @@ static CREATABLE_TOPIC: Struct = st(&[
     all(Array(&Struct(&CREATABLE_ASSIGNMENT))),
     all(Array(&Struct(&CREATABLE_CONFIG))),
 ]);
-static CREATE_TOPICS: Struct = st(&[
-    all(Array(&Struct(&CREATABLE_TOPIC))),
-    all(I32),
-    all(I8),
-]);
+static CREATE_TOPICS: Struct = st(&[all(Array(&Struct(&CREATABLE_TOPIC))), all(I32), all(I8)]);
 
 // DeleteTopics (20)
 static DELETE_TOPIC_STATE: Struct = st(&[since(6, Str), since(6, Uuid)]);
@@ -228,22 +217,16 @@ static DELETE_TOPICS: Struct = st(&[
 
 // DeleteRecords (21)
 static DELETE_RECORDS_PARTITION: Struct = st(&[all(I32), all(I64)]);
-static DELETE_RECORDS_TOPIC: Struct = st(&[
-    all(Str),
-    all(Array(&Struct(&DELETE_RECORDS_PARTITION))),
-]);
+static DELETE_RECORDS_TOPIC: Struct =
+    st(&[all(Str), all(Array(&Struct(&DELETE_RECORDS_PARTITION)))]);
 static DELETE_RECORDS: Struct = st(&[all(Array(&Struct(&DELETE_RECORDS_TOPIC))), all(I32)]);
 
 // OffsetForLeaderEpoch (23)
 static OFFSET_FOR_LEADER_PARTITION: Struct = st(&[all(I32), all(I32), all(I32)]);
-static OFFSET_FOR_LEADER_TOPIC: Struct = st(&[
-    all(Str),
-    all(Array(&Struct(&OFFSET_FOR_LEADER_PARTITION))),
-]);
-static OFFSET_FOR_LEADER_EPOCH: Struct = st(&[
-    since(3, I32),
-    all(Array(&Struct(&OFFSET_FOR_LEADER_TOPIC))),
-]);
+static OFFSET_FOR_LEADER_TOPIC: Struct =
+    st(&[all(Str), all(Array(&Struct(&OFFSET_FOR_LEADER_PARTITION)))]);
+static OFFSET_FOR_LEADER_EPOCH: Struct =
+    st(&[since(3, I32), all(Array(&Struct(&OFFSET_FOR_LEADER_TOPIC)))]);
 
 // DescribeConfigs (32)
 static DESCRIBE_CONFIGS_RESOURCE: Struct = st(&[all(I8), all(Str), all(Array(&Str))]);
@@ -255,11 +238,8 @@ static DESCRIBE_CONFIGS: Struct = st(&[
 
 // AlterConfigs (33)
 static ALTERABLE_CONFIG: Struct = st(&[all(Str), all(Str)]);
-static ALTER_CONFIGS_RESOURCE: Struct = st(&[
-    all(I8),
-    all(Str),
-    all(Array(&Struct(&ALTERABLE_CONFIG))),
-]);
+static ALTER_CONFIGS_RESOURCE: Struct =
+    st(&[all(I8), all(Str), all(Array(&Struct(&ALTERABLE_CONFIG)))]);
 static ALTER_CONFIGS: Struct = st(&[all(Array(&Struct(&ALTER_CONFIGS_RESOURCE))), all(I8)]);
 
 // CreatePartitions (37)
@@ -280,22 +260,14 @@ static DELETE_GROUPS: Struct = st(&[all(Array(&Str))]);
 
 // IncrementalAlterConfigs (44)
 static INCREMENTAL_CONFIG: Struct = st(&[all(Str), all(I8), all(Str)]);
-static INCREMENTAL_RESOURCE: Struct = st(&[
-    all(I8),
-    all(Str),
-    all(Array(&Struct(&INCREMENTAL_CONFIG))),
-]);
-static INCREMENTAL_ALTER_CONFIGS: Struct = st(&[
-    all(Array(&Struct(&INCREMENTAL_RESOURCE))),
-    all(I8),
-]);
+static INCREMENTAL_RESOURCE: Struct =
+    st(&[all(I8), all(Str), all(Array(&Struct(&INCREMENTAL_CONFIG)))]);
+static INCREMENTAL_ALTER_CONFIGS: Struct =
+    st(&[all(Array(&Struct(&INCREMENTAL_RESOURCE))), all(I8)]);
 
 // OffsetDelete (47)
 static OFFSET_DELETE_PARTITION: Struct = st(&[all(I32)]);
-static OFFSET_DELETE_TOPIC: Struct = st(&[
-    all(Str),
-    all(Array(&Struct(&OFFSET_DELETE_PARTITION))),
-]);
+static OFFSET_DELETE_TOPIC: Struct = st(&[all(Str), all(Array(&Struct(&OFFSET_DELETE_PARTITION)))]);
 static OFFSET_DELETE: Struct = st(&[all(Str), all(Array(&Struct(&OFFSET_DELETE_TOPIC)))]);
 
 fn schema(key: ApiKey) -> Option<&'static Struct> {
@@ -615,7 +587,11 @@ mod tests {
                 .with_configs(vec![CreatableTopicConfig::default()
                     .with_name(StrBytes::from_static_str("retention.ms"))
                     .with_value(Some(StrBytes::from_static_str("1000")))])]);
-            assert_eq!(check_frame(&frame(key, v, &req)), Ok(()), "create topics v{v}");
+            assert_eq!(
+                check_frame(&frame(key, v, &req)),
+                Ok(()),
+                "create topics v{v}"
+            );
         }
     }
 
