@@ -27,16 +27,15 @@ use rdkafka::{Offset, TopicPartitionList};
 const T: Duration = Duration::from_secs(10);
 
 async fn produce(producer: &FutureProducer, topic: &str, partition: i32, values: &[Vec<u8>]) -> Vec<i64> {
+    // send_result enqueues at once (an un-polled `send` future would not), so batches form.
     let mut futures = Vec::new();
     for v in values {
-        futures.push(producer.send(
-            FutureRecord::<[u8], [u8]>::to(topic).partition(partition).payload(v.as_slice()),
-            Timeout::After(T),
-        ));
+        let record = FutureRecord::<[u8], [u8]>::to(topic).partition(partition).payload(v.as_slice());
+        futures.push(producer.send_result(record).map_err(|(e, _)| e).expect("enqueue"));
     }
     let mut offsets = Vec::new();
     for f in futures {
-        offsets.push(f.await.map_err(|(e, _)| e).expect("delivery").offset);
+        offsets.push(f.await.unwrap().map_err(|(e, _)| e).expect("delivery").offset);
     }
     offsets
 }

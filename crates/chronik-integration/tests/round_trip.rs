@@ -21,13 +21,23 @@ async fn send_all(
     producer: &FutureProducer,
     records: Vec<FutureRecord<'_, [u8], [u8]>>,
 ) -> Vec<(i32, i64)> {
+    // send_result enqueues at once (an un-polled `send` future would not), so batches form.
     let mut futures = Vec::new();
-    for record in records {
-        futures.push(producer.send(record, Timeout::After(Duration::from_secs(30))));
+    for mut record in records {
+        loop {
+            match producer.send_result(record) {
+                Ok(f) => break futures.push(f),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => panic!("enqueue failed: {e}"),
+            }
+        }
     }
     let mut out = Vec::new();
     for f in futures {
-        match f.await {
+        match f.await.expect("delivery future dropped") {
             Ok(d) => out.push((d.partition, d.offset)),
             Err((e, _)) => panic!("delivery failed: {e}"),
         }
