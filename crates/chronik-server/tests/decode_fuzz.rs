@@ -175,7 +175,9 @@ fn seeds() -> Vec<Vec<u8>> {
             .with_max_wait_ms(0)
             .with_topics(vec![FetchTopic::default()
                 .with_topic(name("fuzz"))
-                .with_partitions(vec![FetchPartition::default().with_partition_max_bytes(1024)])]);
+                .with_partitions(vec![
+                    FetchPartition::default().with_partition_max_bytes(1024)
+                ])]);
         seeds.push(request(ApiKey::Fetch, v, &fetch));
     }
     for v in [2, 5] {
@@ -286,7 +288,10 @@ proptest! {
 fn seeds_are_answered() {
     for seed in seeds() {
         let (outcome, _) = run(fixture(), &seed);
-        assert!(matches!(outcome, Outcome::Respond(_)), "seed not answered: {seed:02x?}");
+        assert!(
+            matches!(outcome, Outcome::Respond(_)),
+            "seed not answered: {seed:02x?}"
+        );
     }
 }
 

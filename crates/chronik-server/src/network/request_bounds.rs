@@ -516,6 +516,26 @@ pub fn check_frame(frame: &[u8]) -> Result<(), Refused> {
     }
 }
 
+/// Test helper: walks a valid frame and reports how many bytes the schema left unread
+/// (0 when the schema matches the encoding exactly), or None if the walk stopped early.
+#[cfg(test)]
+fn unread_after_walk(frame: &[u8]) -> Option<usize> {
+    let key = ApiKey::try_from(i16::from_be_bytes([frame[0], frame[1]])).ok()?;
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let mut reader = Reader {
+        buf: &frame[8..],
+        version,
+        flexible: false,
+    };
+    reader.skip_sized(true).ok()?;
+    if key.request_header_version(version) >= 2 {
+        reader.flexible = true;
+        reader.tagged_fields(&[]).ok()?;
+    }
+    reader.structure(schema(key)?).ok()?;
+    Some(reader.buf.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -556,6 +576,11 @@ mod tests {
                 MetadataRequestTopic::default().with_name(Some(name("bb"))),
             ]));
             assert_eq!(check_frame(&frame(key, v, &req)), Ok(()), "metadata v{v}");
+            assert_eq!(
+                unread_after_walk(&frame(key, v, &req)),
+                Some(0),
+                "metadata v{v}"
+            );
         }
         let key = ApiKey::Produce;
         for v in 3..=key.valid_versions().max {
@@ -567,6 +592,11 @@ mod tests {
                         .with_records(Some(bytes::Bytes::from_static(&[1, 2, 3, 4, 5])))]),
             ]);
             assert_eq!(check_frame(&frame(key, v, &req)), Ok(()), "produce v{v}");
+            assert_eq!(
+                unread_after_walk(&frame(key, v, &req)),
+                Some(0),
+                "produce v{v}"
+            );
         }
         let key = ApiKey::Fetch;
         for v in key.valid_versions().min..=key.valid_versions().max {
@@ -579,6 +609,11 @@ mod tests {
                         .with_fetch_offset(i64::MAX)])])
                 .with_rack_id(StrBytes::from_static_str("rack"));
             assert_eq!(check_frame(&frame(key, v, &req)), Ok(()), "fetch v{v}");
+            assert_eq!(
+                unread_after_walk(&frame(key, v, &req)),
+                Some(0),
+                "fetch v{v}"
+            );
         }
         let key = ApiKey::CreateTopics;
         for v in key.valid_versions().min..=key.valid_versions().max {
@@ -592,7 +627,117 @@ mod tests {
                 Ok(()),
                 "create topics v{v}"
             );
+            assert_eq!(
+                unread_after_walk(&frame(key, v, &req)),
+                Some(0),
+                "create topics v{v}"
+            );
         }
+    }
+
+    /// Every API with a schema, every version: a request with one element in each array the
+    /// test fills is walked to its last byte.
+    #[test]
+    fn schemas_match_the_encoding_exactly() {
+        use kafka_protocol::messages::delete_records_request::{
+            DeleteRecordsPartition, DeleteRecordsTopic,
+        };
+        use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+        use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+        use kafka_protocol::messages::list_offsets_request::{
+            ListOffsetsPartition, ListOffsetsTopic,
+        };
+        use kafka_protocol::messages::offset_commit_request::{
+            OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+        };
+        use kafka_protocol::messages::offset_fetch_request::{
+            OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+        };
+        let s = |x: &str| StrBytes::from_string(x.to_string());
+        fn each<T: Encodable>(key: ApiKey, req: impl Fn(i16) -> T) {
+            let range = key.valid_versions();
+            for v in range.min..=range.max {
+                let f = frame_checked(key, v, &req(v));
+                if let Some(f) = f {
+                    assert_eq!(unread_after_walk(&f), Some(0), "{key:?} v{v}");
+                }
+            }
+        }
+        fn frame_checked<T: Encodable>(key: ApiKey, version: i16, body: &T) -> Option<Vec<u8>> {
+            // Response-only versions (kafka-protocol cannot encode those requests) are skipped.
+            let mut buf = BytesMut::new();
+            body.encode(&mut buf, version).ok()?;
+            Some(frame(key, version, body))
+        }
+        each(ApiKey::JoinGroup, |_| {
+            JoinGroupRequest::default()
+                .with_group_id(GroupId(s("g")))
+                .with_protocol_type(s("consumer"))
+                .with_protocols(vec![JoinGroupRequestProtocol::default()
+                    .with_name(s("range"))
+                    .with_metadata(bytes::Bytes::from_static(b"meta"))])
+        });
+        each(ApiKey::OffsetCommit, |_| {
+            OffsetCommitRequest::default()
+                .with_group_id(GroupId(s("g")))
+                .with_topics(vec![OffsetCommitRequestTopic::default()
+                    .with_name(name("t"))
+                    .with_partitions(vec![OffsetCommitRequestPartition::default()
+                        .with_committed_offset(5)
+                        .with_committed_metadata(Some(s("m")))])])
+        });
+        each(ApiKey::OffsetFetch, |v| {
+            if v >= 8 {
+                OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+                    .with_group_id(GroupId(s("g")))
+                    .with_topics(Some(vec![OffsetFetchRequestTopics::default()
+                        .with_name(name("t"))
+                        .with_partition_indexes(vec![0, 1])]))])
+            } else {
+                OffsetFetchRequest::default()
+                    .with_group_id(GroupId(s("g")))
+                    .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                        .with_name(name("t"))
+                        .with_partition_indexes(vec![0, 1])]))
+            }
+        });
+        each(ApiKey::ListOffsets, |_| {
+            ListOffsetsRequest::default().with_topics(vec![ListOffsetsTopic::default()
+                .with_name(name("t"))
+                .with_partitions(vec![ListOffsetsPartition::default().with_timestamp(-2)])])
+        });
+        each(ApiKey::DescribeConfigs, |_| {
+            DescribeConfigsRequest::default().with_resources(vec![
+                DescribeConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s("t"))
+                    .with_configuration_keys(Some(vec![s("retention.ms")])),
+            ])
+        });
+        each(ApiKey::DeleteRecords, |_| {
+            DeleteRecordsRequest::default().with_topics(vec![DeleteRecordsTopic::default()
+                .with_name(name("t"))
+                .with_partitions(vec![DeleteRecordsPartition::default().with_offset(3)])])
+        });
+        each(ApiKey::DeleteTopics, |v| {
+            if v >= 6 {
+                DeleteTopicsRequest::default()
+                    .with_topics(vec![delete_topics_request::DeleteTopicState::default()
+                        .with_name(Some(name("t")))])
+            } else {
+                DeleteTopicsRequest::default().with_topic_names(vec![name("t")])
+            }
+        });
+        each(ApiKey::DescribeGroups, |_| {
+            DescribeGroupsRequest::default().with_groups(vec![GroupId(s("g"))])
+        });
+        each(ApiKey::FindCoordinator, |v| {
+            if v >= 4 {
+                FindCoordinatorRequest::default().with_coordinator_keys(vec![s("g")])
+            } else {
+                FindCoordinatorRequest::default().with_key(s("g"))
+            }
+        });
     }
 
     #[test]
