@@ -26,16 +26,34 @@ use rdkafka::{Offset, TopicPartitionList};
 
 const T: Duration = Duration::from_secs(10);
 
-async fn produce(producer: &FutureProducer, topic: &str, partition: i32, values: &[Vec<u8>]) -> Vec<i64> {
+async fn produce(
+    producer: &FutureProducer,
+    topic: &str,
+    partition: i32,
+    values: &[Vec<u8>],
+) -> Vec<i64> {
     // send_result enqueues at once (an un-polled `send` future would not), so batches form.
     let mut futures = Vec::new();
     for v in values {
-        let record = FutureRecord::<[u8], [u8]>::to(topic).partition(partition).payload(v.as_slice());
-        futures.push(producer.send_result(record).map_err(|(e, _)| e).expect("enqueue"));
+        let record = FutureRecord::<[u8], [u8]>::to(topic)
+            .partition(partition)
+            .payload(v.as_slice());
+        futures.push(
+            producer
+                .send_result(record)
+                .map_err(|(e, _)| e)
+                .expect("enqueue"),
+        );
     }
     let mut offsets = Vec::new();
     for f in futures {
-        offsets.push(f.await.unwrap().map_err(|(e, _)| e).expect("delivery").offset);
+        offsets.push(
+            f.await
+                .unwrap()
+                .map_err(|(e, _)| e)
+                .expect("delivery")
+                .offset,
+        );
     }
     offsets
 }
@@ -57,7 +75,9 @@ fn partition_dirs(broker: &Broker, topic: &str) -> Vec<PathBuf> {
 
 /// Partition count from a consumer's metadata request (which never asks for auto-creation).
 fn partition_count(bootstrap: &str, topic: &str) -> Option<usize> {
-    let metadata = consumer(bootstrap).fetch_metadata(Some(topic), T).expect("metadata");
+    let metadata = consumer(bootstrap)
+        .fetch_metadata(Some(topic), T)
+        .expect("metadata");
     let t = &metadata.topics()[0];
     match t.error() {
         None => Some(t.partitions().len()),
@@ -65,7 +85,11 @@ fn partition_count(bootstrap: &str, topic: &str) -> Option<usize> {
     }
 }
 
-async fn create_err(bootstrap: &str, topic: NewTopic<'_>, validate_only: bool) -> Option<RDKafkaErrorCode> {
+async fn create_err(
+    bootstrap: &str,
+    topic: NewTopic<'_>,
+    validate_only: bool,
+) -> Option<RDKafkaErrorCode> {
     let results = admin(bootstrap)
         .create_topics([&topic], &opts().validate_only(validate_only))
         .await
@@ -85,15 +109,25 @@ async fn create_topics_validates_and_reports_errors() {
     assert_eq!(partition_count(&b, "validated"), None);
     assert!(partition_dirs(&broker, "validated").is_empty());
     let t = NewTopic::new("validated", 3, TopicReplication::Fixed(1));
-    assert_eq!(create_err(&b, t, false).await, None, "validate-only must not have created it");
+    assert_eq!(
+        create_err(&b, t, false).await,
+        None,
+        "validate-only must not have created it"
+    );
     assert_eq!(partition_count(&b, "validated"), Some(3));
     assert_eq!(partition_dirs(&broker, "validated").len(), 3);
 
     // Duplicates.
     let t = NewTopic::new("validated", 1, TopicReplication::Fixed(1));
-    assert_eq!(create_err(&b, t, false).await, Some(RDKafkaErrorCode::TopicAlreadyExists));
+    assert_eq!(
+        create_err(&b, t, false).await,
+        Some(RDKafkaErrorCode::TopicAlreadyExists)
+    );
     let t = NewTopic::new("validated", 1, TopicReplication::Fixed(1));
-    assert_eq!(create_err(&b, t, true).await, Some(RDKafkaErrorCode::TopicAlreadyExists));
+    assert_eq!(
+        create_err(&b, t, true).await,
+        Some(RDKafkaErrorCode::TopicAlreadyExists)
+    );
 
     // Bad names.
     let long = "x".repeat(250);
@@ -107,7 +141,10 @@ async fn create_topics_validates_and_reports_errors() {
     }
     // Bad partition counts and replication factors.
     let t = NewTopic::new("zero-partitions", 0, TopicReplication::Fixed(1));
-    assert_eq!(create_err(&b, t, false).await, Some(RDKafkaErrorCode::InvalidPartitions));
+    assert_eq!(
+        create_err(&b, t, false).await,
+        Some(RDKafkaErrorCode::InvalidPartitions)
+    );
     let t = NewTopic::new("rf-three", 1, TopicReplication::Fixed(3));
     assert_eq!(
         create_err(&b, t, false).await,
@@ -134,17 +171,27 @@ async fn create_topics_validates_and_reports_errors() {
     }
 
     // Configs given at creation are what DescribeConfigs reports.
-    create_topic(&b, "configured", 2, &[("retention.ms", "123456"), ("cleanup.policy", "delete")]).await;
+    create_topic(
+        &b,
+        "configured",
+        2,
+        &[("retention.ms", "123456"), ("cleanup.policy", "delete")],
+    )
+    .await;
     let described = admin(&b)
         .describe_configs([&ResourceSpecifier::Topic("configured")], &opts())
         .await
         .unwrap();
     let resource = described[0].as_ref().expect("describe configs");
-    let retention = resource.get("retention.ms").expect("retention.ms described");
+    let retention = resource
+        .get("retention.ms")
+        .expect("retention.ms described");
     assert_eq!(retention.value.as_deref(), Some("123456"));
     assert_eq!(retention.source, ConfigSource::DynamicTopic);
     assert!(!retention.is_default);
-    let segment = resource.get("segment.bytes").expect("segment.bytes described");
+    let segment = resource
+        .get("segment.bytes")
+        .expect("segment.bytes described");
     assert!(segment.is_default);
 }
 
@@ -165,17 +212,26 @@ async fn delete_topics_removes_the_data_from_disk() {
     while !partition_dirs(&broker, "doomed").is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(partition_dirs(&broker, "doomed").is_empty(), "partition dirs left on disk");
+    assert!(
+        partition_dirs(&broker, "doomed").is_empty(),
+        "partition dirs left on disk"
+    );
     assert_eq!(partition_count(&b, "doomed"), None);
     // A topic of the same name starts empty at offset 0.
     create_topic(&b, "doomed", 1, &[]).await;
     let low_high = consumer(&b).fetch_watermarks("doomed", 0, T).unwrap();
     assert_eq!(low_high, (0, 0));
 
-    let results = admin(&b).delete_topics(&["never-was"], &opts()).await.unwrap();
+    let results = admin(&b)
+        .delete_topics(&["never-was"], &opts())
+        .await
+        .unwrap();
     assert_eq!(
         results[0],
-        Err(("never-was".to_string(), RDKafkaErrorCode::UnknownTopicOrPartition))
+        Err((
+            "never-was".to_string(),
+            RDKafkaErrorCode::UnknownTopicOrPartition
+        ))
     );
 }
 
@@ -192,9 +248,15 @@ async fn create_partitions_grows_a_topic_and_never_shrinks_it() {
     assert_eq!(partition_count(&b, "growing"), Some(5));
     assert_eq!(partition_dirs(&broker, "growing").len(), 5);
     let producer = producer(&b, &[]);
-    assert_eq!(produce(&producer, "growing", 4, &[b"p4".to_vec()]).await, vec![0]);
+    assert_eq!(
+        produce(&producer, "growing", 4, &[b"p4".to_vec()]).await,
+        vec![0]
+    );
     let read = consume_all(&b, "growing", 5, 1);
-    assert_eq!((read[0].partition, read[0].value.as_slice()), (4, b"p4".as_slice()));
+    assert_eq!(
+        (read[0].partition, read[0].value.as_slice()),
+        (4, b"p4".as_slice())
+    );
 
     for count in [3, 5] {
         let results = admin(&b)
@@ -213,7 +275,10 @@ async fn create_partitions_grows_a_topic_and_never_shrinks_it() {
         .unwrap();
     assert_eq!(
         results[0],
-        Err(("no-such-topic".to_string(), RDKafkaErrorCode::UnknownTopicOrPartition))
+        Err((
+            "no-such-topic".to_string(),
+            RDKafkaErrorCode::UnknownTopicOrPartition
+        ))
     );
     assert_eq!(partition_count(&b, "growing"), Some(5));
 }
@@ -233,38 +298,72 @@ async fn altered_configs_are_described_and_enforced() {
     let b = broker.bootstrap();
     create_topic(&b, "altered", 1, &[]).await;
     let producer = producer(&b, &[("message.max.bytes", "5000000"), ("linger.ms", "0")]);
-    assert_eq!(produce(&producer, "altered", 0, &[vec![0u8; 5000]]).await, vec![0]);
+    assert_eq!(
+        produce(&producer, "altered", 0, &[vec![0u8; 5000]]).await,
+        vec![0]
+    );
 
-    alter(&b, "altered", &[("max.message.bytes", "2000"), ("message.timestamp.type", "LogAppendTime")]).await;
+    alter(
+        &b,
+        "altered",
+        &[
+            ("max.message.bytes", "2000"),
+            ("message.timestamp.type", "LogAppendTime"),
+        ],
+    )
+    .await;
     let described = admin(&b)
         .describe_configs([&ResourceSpecifier::Topic("altered")], &opts())
         .await
         .unwrap();
     let resource = described[0].as_ref().unwrap();
-    assert_eq!(resource.get("max.message.bytes").unwrap().value.as_deref(), Some("2000"));
     assert_eq!(
-        resource.get("message.timestamp.type").unwrap().value.as_deref(),
+        resource.get("max.message.bytes").unwrap().value.as_deref(),
+        Some("2000")
+    );
+    assert_eq!(
+        resource
+            .get("message.timestamp.type")
+            .unwrap()
+            .value
+            .as_deref(),
         Some("LogAppendTime")
     );
 
     // max.message.bytes now refuses what it accepted before.
     let result = producer
         .send(
-            FutureRecord::<[u8], [u8]>::to("altered").partition(0).payload(&[0u8; 5000][..]),
+            FutureRecord::<[u8], [u8]>::to("altered")
+                .partition(0)
+                .payload(&[0u8; 5000][..]),
             Timeout::After(T),
         )
         .await;
     assert!(
         matches!(
             result,
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _))
+            Err((
+                KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
+                _
+            ))
         ),
         "{:?}",
         result.map(|d| d.offset)
     );
     // LogAppendTime replaces the producer's timestamp.
-    let record = FutureRecord::<[u8], [u8]>::to("altered").partition(0).payload(b"small").timestamp(42);
-    assert_eq!(producer.send(record, Timeout::After(T)).await.map_err(|(e, _)| e).unwrap().offset, 1);
+    let record = FutureRecord::<[u8], [u8]>::to("altered")
+        .partition(0)
+        .payload(b"small")
+        .timestamp(42);
+    assert_eq!(
+        producer
+            .send(record, Timeout::After(T))
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap()
+            .offset,
+        1
+    );
     let read = consume_all(&b, "altered", 1, 2);
     assert_eq!(read.len(), 2);
     assert!(matches!(read[1].timestamp, Timestamp::LogAppendTime(t) if t > 1_000_000_000_000));
@@ -278,8 +377,14 @@ async fn altered_configs_are_described_and_enforced() {
         .await
         .unwrap();
     let resource = described[0].as_ref().unwrap();
-    assert_eq!(resource.get("max.message.bytes").unwrap().value.as_deref(), Some("2000"));
-    assert_eq!(resource.get("retention.ms").unwrap().value.as_deref(), Some("604800000"));
+    assert_eq!(
+        resource.get("max.message.bytes").unwrap().value.as_deref(),
+        Some("2000")
+    );
+    assert_eq!(
+        resource.get("retention.ms").unwrap().value.as_deref(),
+        Some("604800000")
+    );
     assert!(resource.get("retention.ms").unwrap().is_default);
 }
 
@@ -299,7 +404,12 @@ async fn retention_deletes_old_segments_and_advances_the_log_start() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(c.fetch_watermarks("retained", 0, T).unwrap(), (0, 40));
 
-    alter(&b, "retained", &[("segment.bytes", "2000"), ("retention.ms", "100")]).await;
+    alter(
+        &b,
+        "retained",
+        &[("segment.bytes", "2000"), ("retention.ms", "100")],
+    )
+    .await;
     let deadline = Instant::now() + T;
     let mut low = 0;
     while Instant::now() < deadline {
@@ -315,20 +425,46 @@ async fn retention_deletes_old_segments_and_advances_the_log_start() {
         .partition(0)
         .payload(b"fresh")
         .timestamp(chrono_now_ms() + 3_600_000);
-    let fresh = producer.send(future, Timeout::After(T)).await.map_err(|(e, _)| e).unwrap();
+    let fresh = producer
+        .send(future, Timeout::After(T))
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
     assert_eq!(fresh.offset, 40);
     tokio::time::sleep(Duration::from_millis(600)).await;
     let (low, high) = c.fetch_watermarks("retained", 0, T).unwrap();
-    assert!(low > 30 && low <= 40 && high == 41, "watermarks ({low}, {high})");
-    let read = consume(&b, "retained", 1, Offset::Beginning, (high - low) as usize, T);
+    assert!(
+        low > 30 && low <= 40 && high == 41,
+        "watermarks ({low}, {high})"
+    );
+    let read = consume(
+        &b,
+        "retained",
+        1,
+        Offset::Beginning,
+        (high - low) as usize,
+        T,
+    );
     assert_eq!(read.len() as i64, high - low);
-    assert_eq!(read[0].offset, low, "earliest read must start at the log start offset");
+    assert_eq!(
+        read[0].offset, low,
+        "earliest read must start at the log start offset"
+    );
     assert_eq!(read.last().unwrap().value, b"fresh");
     let segments = std::fs::read_dir(broker.data_dir().join("data/retained-0"))
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "log"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "log")
+        })
         .count();
-    assert!(segments <= 2, "{segments} segment files left after retention");
+    assert!(
+        segments <= 2,
+        "{segments} segment files left after retention"
+    );
 }
 
 fn chrono_now_ms() -> i64 {
@@ -349,24 +485,35 @@ async fn delete_records_moves_the_log_start_offset() {
     produce(&producer, "trimmed", 1, &values[..10]).await;
 
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset("trimmed", 0, Offset::Offset(40)).unwrap();
+    tpl.add_partition_offset("trimmed", 0, Offset::Offset(40))
+        .unwrap();
     tpl.add_partition_offset("trimmed", 1, Offset::End).unwrap();
-    let result = admin(&b).delete_records(&tpl, &opts()).await.expect("delete records");
+    let result = admin(&b)
+        .delete_records(&tpl, &opts())
+        .await
+        .expect("delete records");
     let low0 = result.find_partition("trimmed", 0).unwrap();
     assert_eq!(low0.error(), Ok(()));
     assert_eq!(low0.offset(), Offset::Offset(40));
-    assert_eq!(result.find_partition("trimmed", 1).unwrap().offset(), Offset::Offset(10));
+    assert_eq!(
+        result.find_partition("trimmed", 1).unwrap().offset(),
+        Offset::Offset(10)
+    );
 
     let c = consumer(&b);
     assert_eq!(c.fetch_watermarks("trimmed", 0, T).unwrap(), (40, 100));
     assert_eq!(c.fetch_watermarks("trimmed", 1, T).unwrap(), (10, 10));
     let read = consume(&b, "trimmed", 1, Offset::Beginning, 60, T);
     assert_eq!(read.len(), 60);
-    assert_eq!((read[0].offset, read[0].value.as_slice()), (40, b"v40".as_slice()));
+    assert_eq!(
+        (read[0].offset, read[0].value.as_slice()),
+        (40, b"v40".as_slice())
+    );
 
     // Beyond the high watermark: refused, nothing moves.
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset("trimmed", 0, Offset::Offset(500)).unwrap();
+    tpl.add_partition_offset("trimmed", 0, Offset::Offset(500))
+        .unwrap();
     let result = admin(&b).delete_records(&tpl, &opts()).await;
     let refused = match result {
         Err(_) => true,
@@ -378,7 +525,10 @@ async fn delete_records_moves_the_log_start_offset() {
     drop(c);
     let mut broker = broker;
     broker.restart();
-    assert_eq!(consumer(&b).fetch_watermarks("trimmed", 0, T).unwrap(), (40, 100));
+    assert_eq!(
+        consumer(&b).fetch_watermarks("trimmed", 0, T).unwrap(),
+        (40, 100)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -393,13 +543,18 @@ async fn list_offsets_earliest_latest_and_by_timestamp() {
             .partition(0)
             .payload(b"x")
             .timestamp(base + i * 1000);
-        producer.send(record, Timeout::After(T)).await.map_err(|(e, _)| e).unwrap();
+        producer
+            .send(record, Timeout::After(T))
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
     }
     let c = consumer(&b);
     assert_eq!(c.fetch_watermarks("timed", 0, T).unwrap(), (0, 10));
     let lookup = |ts: i64| {
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset("timed", 0, Offset::Offset(ts)).unwrap();
+        tpl.add_partition_offset("timed", 0, Offset::Offset(ts))
+            .unwrap();
         let found = c.offsets_for_times(tpl, T).expect("offsets_for_times");
         found.find_partition("timed", 0).unwrap().offset()
     };
@@ -409,11 +564,18 @@ async fn list_offsets_earliest_latest_and_by_timestamp() {
     assert_eq!(lookup(base + 9000), Offset::Offset(9));
     assert_eq!(lookup(base + 9001), Offset::End, "past the last timestamp");
     create_topic(&b, "empty", 1, &[]).await;
-    assert_eq!(consumer(&b).fetch_watermarks("empty", 0, T).unwrap(), (0, 0));
+    assert_eq!(
+        consumer(&b).fetch_watermarks("empty", 0, T).unwrap(),
+        (0, 0)
+    );
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset("empty", 0, Offset::Offset(base)).unwrap();
+    tpl.add_partition_offset("empty", 0, Offset::Offset(base))
+        .unwrap();
     let found = c.offsets_for_times(tpl, T).unwrap();
-    assert_eq!(found.find_partition("empty", 0).unwrap().offset(), Offset::End);
+    assert_eq!(
+        found.find_partition("empty", 0).unwrap().offset(),
+        Offset::End
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -429,7 +591,10 @@ async fn metadata_auto_creates_topics_only_when_enabled() {
     assert_eq!(partition_dirs(&broker, "auto-made").len(), 3);
     // An illegal name is not created.
     let metadata = p.client().fetch_metadata(Some("no good"), T).unwrap();
-    assert_eq!(metadata.topics()[0].error(), Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION));
+    assert_eq!(
+        metadata.topics()[0].error(),
+        Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION)
+    );
 
     let off = Broker::start_with(&["--auto-create-topics", "false"]);
     let p: BaseProducer = core_util::config(&off.bootstrap(), &[]).create().unwrap();

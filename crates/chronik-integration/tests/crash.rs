@@ -103,7 +103,10 @@ async fn sigkill_during_acks_one_stream_keeps_every_acknowledged_record() {
     while log.acked.lock().unwrap().len() < 3000 && start.elapsed() < Duration::from_secs(20) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(log.acked.lock().unwrap().len() >= 3000, "producer made no progress");
+    assert!(
+        log.acked.lock().unwrap().len() >= 3000,
+        "producer made no progress"
+    );
     broker.kill();
     let acked_at_kill = log.acked.lock().unwrap().len();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -115,8 +118,15 @@ async fn sigkill_during_acks_one_stream_keeps_every_acknowledged_record() {
 
     let acked = log.acked.lock().unwrap().clone();
     let failed = *log.failed.lock().unwrap();
-    assert!(failed > 0 || acked.len() as u64 == sent, "sent {sent}, acked {}", acked.len());
-    eprintln!("sent {sent}, acked {} ({acked_at_kill} at kill), failed {failed}", acked.len());
+    assert!(
+        failed > 0 || acked.len() as u64 == sent,
+        "sent {sent}, acked {}",
+        acked.len()
+    );
+    eprintln!(
+        "sent {sent}, acked {} ({acked_at_kill} at kill), failed {failed}",
+        acked.len()
+    );
 
     // Read everything that is stored: at least every acknowledged record.
     let read = consume_all(&bootstrap, topic, partitions, acked.len());
@@ -125,7 +135,10 @@ async fn sigkill_during_acks_one_stream_keeps_every_acknowledged_record() {
     for m in &read {
         let payload = String::from_utf8(m.value.clone()).unwrap();
         if let Some(first) = seen_payloads.insert(payload.clone(), (m.partition, m.offset)) {
-            panic!("{payload} stored twice: at {first:?} and {:?}", (m.partition, m.offset));
+            panic!(
+                "{payload} stored twice: at {first:?} and {:?}",
+                (m.partition, m.offset)
+            );
         }
         assert!(
             stored.insert((m.partition, m.offset), payload).is_none(),
@@ -134,7 +147,11 @@ async fn sigkill_during_acks_one_stream_keeps_every_acknowledged_record() {
         );
     }
     for p in 0..partitions {
-        let offsets: Vec<i64> = stored.keys().filter(|(q, _)| *q == p).map(|(_, o)| *o).collect();
+        let offsets: Vec<i64> = stored
+            .keys()
+            .filter(|(q, _)| *q == p)
+            .map(|(_, o)| *o)
+            .collect();
         assert_eq!(
             offsets,
             (0..offsets.len() as i64).collect::<Vec<_>>(),

@@ -21,8 +21,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-    TimestampType,
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
 const UNSUPPORTED_VERSION: i16 = 35;
@@ -77,7 +76,11 @@ fn read_response<T: Decodable>(
     let header = ResponseHeader::decode(&mut frame, key.response_header_version(version)).unwrap();
     assert_eq!(header.correlation_id, correlation_id, "correlation id");
     let body = T::decode(&mut frame, version).expect("decode response body");
-    assert!(frame.is_empty(), "{} trailing bytes in response", frame.len());
+    assert!(
+        frame.is_empty(),
+        "{} trailing bytes in response",
+        frame.len()
+    );
     body
 }
 
@@ -86,7 +89,12 @@ fn api_versions(stream: &mut TcpStream, version: i16, correlation_id: i32) -> Ap
         .with_client_software_name(StrBytes::from_static_str("protocol-test"))
         .with_client_software_version(StrBytes::from_static_str("1.0"));
     stream
-        .write_all(&request_frame(ApiKey::ApiVersions, version, correlation_id, &request))
+        .write_all(&request_frame(
+            ApiKey::ApiVersions,
+            version,
+            correlation_id,
+            &request,
+        ))
         .unwrap();
     read_response(stream, ApiKey::ApiVersions, version, correlation_id)
 }
@@ -114,8 +122,12 @@ fn assert_closed(mut stream: TcpStream, what: &str) {
 
 /// A fresh connection is served normally.
 fn assert_serving(broker: &Broker, what: &str) {
-    let mut stream = TcpStream::connect(broker.bootstrap())
-        .unwrap_or_else(|e| panic!("after {what}: broker not accepting ({e}); log:\n{}", broker.log()));
+    let mut stream = TcpStream::connect(broker.bootstrap()).unwrap_or_else(|e| {
+        panic!(
+            "after {what}: broker not accepting ({e}); log:\n{}",
+            broker.log()
+        )
+    });
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -138,7 +150,12 @@ fn metadata(stream: &mut TcpStream, topics: &[&str], correlation_id: i32) -> Met
         ))
         .with_allow_auto_topic_creation(true);
     stream
-        .write_all(&request_frame(ApiKey::Metadata, version, correlation_id, &request))
+        .write_all(&request_frame(
+            ApiKey::Metadata,
+            version,
+            correlation_id,
+            &request,
+        ))
         .unwrap();
     read_response(stream, ApiKey::Metadata, version, correlation_id)
 }
@@ -188,7 +205,11 @@ fn produce_request(topic: &str, acks: i16, records: Bytes) -> ProduceRequest {
 }
 
 /// Fetches partition 0 of `topic` from offset 0 and returns the decoded record values.
-fn fetch_values(stream: &mut TcpStream, topic: &str, correlation_id: i32) -> (i16, i64, Vec<String>) {
+fn fetch_values(
+    stream: &mut TcpStream,
+    topic: &str,
+    correlation_id: i32,
+) -> (i16, i64, Vec<String>) {
     let version = 11;
     let request = FetchRequest::default()
         .with_replica_id(kafka_protocol::messages::BrokerId(-1))
@@ -202,7 +223,12 @@ fn fetch_values(stream: &mut TcpStream, topic: &str, correlation_id: i32) -> (i1
                 .with_fetch_offset(0)
                 .with_partition_max_bytes(1 << 20)])]);
     stream
-        .write_all(&request_frame(ApiKey::Fetch, version, correlation_id, &request))
+        .write_all(&request_frame(
+            ApiKey::Fetch,
+            version,
+            correlation_id,
+            &request,
+        ))
         .unwrap();
     let response: FetchResponse = read_response(stream, ApiKey::Fetch, version, correlation_id);
     let partition = &response.responses[0].partitions[0];
@@ -240,8 +266,16 @@ fn api_versions_v3_lists_apis_with_a_v0_response_header() {
     assert!(frame.is_empty());
     assert_eq!(response.error_code, 0);
     let keys: Vec<i16> = response.api_keys.iter().map(|k| k.api_key).collect();
-    for key in [ApiKey::Produce, ApiKey::Fetch, ApiKey::Metadata, ApiKey::ApiVersions] {
-        assert!(keys.contains(&(key as i16)), "{key:?} not advertised: {keys:?}");
+    for key in [
+        ApiKey::Produce,
+        ApiKey::Fetch,
+        ApiKey::Metadata,
+        ApiKey::ApiVersions,
+    ] {
+        assert!(
+            keys.contains(&(key as i16)),
+            "{key:?} not advertised: {keys:?}"
+        );
     }
     let api = response
         .api_keys
@@ -349,10 +383,9 @@ fn pipelined_requests_are_answered_in_order() {
                     ApiKey::Metadata,
                     12,
                     correlation_id,
-                    &MetadataRequest::default().with_topics(Some(vec![
-                        MetadataRequestTopic::default()
-                            .with_name(Some(TopicName(StrBytes::from_static_str("pipelined")))),
-                    ])),
+                    &MetadataRequest::default()
+                        .with_topics(Some(vec![MetadataRequestTopic::default()
+                            .with_name(Some(TopicName(StrBytes::from_static_str("pipelined"))))])),
                 )
             }
         };
@@ -413,11 +446,7 @@ fn bad_frames_close_only_their_connection() {
 
     bad_input_closes_only_its_connection(&broker, "negative frame length", &(-5i32).to_be_bytes());
     bad_input_closes_only_its_connection(&broker, "zero frame length", &0i32.to_be_bytes());
-    bad_input_closes_only_its_connection(
-        &broker,
-        "2 GiB frame length",
-        &(i32::MAX).to_be_bytes(),
-    );
+    bad_input_closes_only_its_connection(&broker, "2 GiB frame length", &(i32::MAX).to_be_bytes());
     bad_input_closes_only_its_connection(&broker, "unknown API key", &raw_frame(999, 0, 5, &[]));
     bad_input_closes_only_its_connection(
         &broker,
@@ -505,18 +534,31 @@ impl LimitedBroker {
             .arg("-c")
             .arg(format!("ulimit -v {limit_kib} && exec \"$0\" \"$@\""))
             .arg(chronik_integration::server_bin())
-            .args(["start", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .args([
+                "start",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
             .arg(dir.path().join("data"))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .unwrap();
-        let mut broker = LimitedBroker { child, port, _dir: dir };
+        let mut broker = LimitedBroker {
+            child,
+            port,
+            _dir: dir,
+        };
         for _ in 0..600 {
             if TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return broker;
             }
-            assert!(broker.child.try_wait().unwrap().is_none(), "{}", broker.log());
+            assert!(
+                broker.child.try_wait().unwrap().is_none(),
+                "{}",
+                broker.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("limited broker did not start: {}", broker.log());
@@ -537,8 +579,14 @@ impl LimitedBroker {
             self.log()
         );
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        assert_eq!(api_versions(&mut stream, 3, 1).error_code, 0, "after {what}");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        assert_eq!(
+            api_versions(&mut stream, 3, 1).error_code,
+            0,
+            "after {what}"
+        );
     }
 }
 

@@ -64,7 +64,10 @@ async fn every_codec_across_twelve_partitions_with_keys_headers_and_timestamps()
     for codec in codecs {
         let topic = format!("codec-{codec}");
         create_topic(&bootstrap, &topic, partitions, &[]).await;
-        let producer = producer(&bootstrap, &[("compression.type", codec), ("linger.ms", "20")]);
+        let producer = producer(
+            &bootstrap,
+            &[("compression.type", codec), ("linger.ms", "20")],
+        );
         let keys: Vec<String> = (0..per_codec).map(|i| format!("key-{i}")).collect();
         let values: Vec<String> = (0..per_codec)
             .map(|i| format!("{codec} value {i} {}", "x".repeat(i * 7 % 300)))
@@ -95,14 +98,31 @@ async fn every_codec_across_twelve_partitions_with_keys_headers_and_timestamps()
             .collect();
         let acked = send_all(&producer, records).await;
         let read = consume_all(&bootstrap, &topic, partitions, per_codec);
-        assert_eq!(read.len(), per_codec, "{codec}: read back {} messages", read.len());
+        assert_eq!(
+            read.len(),
+            per_codec,
+            "{codec}: read back {} messages",
+            read.len()
+        );
         for (p, msgs) in by_partition(&read) {
             let offsets: Vec<i64> = msgs.iter().map(|m| m.offset).collect();
-            assert_eq!(offsets, (0..msgs.len() as i64).collect::<Vec<_>>(), "{codec} p{p}");
+            assert_eq!(
+                offsets,
+                (0..msgs.len() as i64).collect::<Vec<_>>(),
+                "{codec} p{p}"
+            );
         }
         for m in &read {
-            let i: usize = m.headers[0].1.as_ref().map(|v| String::from_utf8_lossy(v).parse().unwrap()).unwrap();
-            assert_eq!(acked[i], (m.partition, m.offset), "{codec}: record {i} acked elsewhere");
+            let i: usize = m.headers[0]
+                .1
+                .as_ref()
+                .map(|v| String::from_utf8_lossy(v).parse().unwrap())
+                .unwrap();
+            assert_eq!(
+                acked[i],
+                (m.partition, m.offset),
+                "{codec}: record {i} acked elsewhere"
+            );
             assert_eq!(m.partition, (i % partitions as usize) as i32);
             assert_eq!(m.key.as_deref(), Some(keys[i].as_bytes()));
             assert_eq!(m.value, values[i].as_bytes(), "{codec} record {i}");
@@ -114,7 +134,11 @@ async fn every_codec_across_twelve_partitions_with_keys_headers_and_timestamps()
                     ("null".to_string(), None),
                 ]
             );
-            assert_eq!(m.timestamp, Timestamp::CreateTime(base_ts + i as i64), "{codec}");
+            assert_eq!(
+                m.timestamp,
+                Timestamp::CreateTime(base_ts + i as i64),
+                "{codec}"
+            );
         }
     }
 }
@@ -124,11 +148,21 @@ async fn log_append_time_topic_stamps_records_with_broker_time() {
     let broker = Broker::start();
     let bootstrap = broker.bootstrap();
     let topic = "log-append-time";
-    create_topic(&bootstrap, topic, 1, &[("message.timestamp.type", "LogAppendTime")]).await;
+    create_topic(
+        &bootstrap,
+        topic,
+        1,
+        &[("message.timestamp.type", "LogAppendTime")],
+    )
+    .await;
     let before = now_ms();
     let producer = producer(&bootstrap, &[("compression.type", "lz4")]);
     let records = (0..20)
-        .map(|_| FutureRecord::to(topic).payload(b"v".as_slice()).timestamp(1_000))
+        .map(|_| {
+            FutureRecord::to(topic)
+                .payload(b"v".as_slice())
+                .timestamp(1_000)
+        })
         .collect();
     send_all(&producer, records).await;
     let after = now_ms();
@@ -137,7 +171,10 @@ async fn log_append_time_topic_stamps_records_with_broker_time() {
     for m in read {
         match m.timestamp {
             Timestamp::LogAppendTime(t) => {
-                assert!(t >= before - 1000 && t <= after + 1000, "{t} not in [{before}, {after}]")
+                assert!(
+                    t >= before - 1000 && t <= after + 1000,
+                    "{t} not in [{before}, {after}]"
+                )
             }
             other => panic!("expected LogAppendTime, got {other:?}"),
         }
@@ -187,8 +224,13 @@ async fn idempotent_producer_writes_everything_exactly_once_in_order() {
             .iter()
             .map(|m| String::from_utf8_lossy(&m.value).parse().unwrap())
             .collect();
-        let expected: Vec<usize> = (0..n).filter(|i| i % partitions as usize == p as usize).collect();
-        assert_eq!(numbers, expected, "partition {p}: not exactly once in order");
+        let expected: Vec<usize> = (0..n)
+            .filter(|i| i % partitions as usize == p as usize)
+            .collect();
+        assert_eq!(
+            numbers, expected,
+            "partition {p}: not exactly once in order"
+        );
         let offsets: Vec<i64> = msgs.iter().map(|m| m.offset).collect();
         assert_eq!(offsets, (0..msgs.len() as i64).collect::<Vec<_>>());
         seen.extend(numbers);
@@ -205,10 +247,18 @@ async fn messages_up_to_max_message_bytes_pass_and_larger_ones_are_refused() {
     // The producer's own limit is raised so the broker's limit is the one enforced.
     let producer = producer(
         &bootstrap,
-        &[("message.max.bytes", "10000000"), ("compression.type", "none"), ("linger.ms", "0")],
+        &[
+            ("message.max.bytes", "10000000"),
+            ("compression.type", "none"),
+            ("linger.ms", "0"),
+        ],
     );
     let big: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
-    let acked = send_all(&producer, vec![FutureRecord::to(topic).payload(big.as_slice())]).await;
+    let acked = send_all(
+        &producer,
+        vec![FutureRecord::to(topic).payload(big.as_slice())],
+    )
+    .await;
     assert_eq!(acked, vec![(0, 0)]);
 
     let too_big = vec![7u8; 1_100_000];
@@ -220,10 +270,21 @@ async fn messages_up_to_max_message_bytes_pass_and_larger_ones_are_refused() {
         .await;
     match result {
         Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => {}
-        other => panic!("expected MessageSizeTooLarge, got {:?}", other.map(|d| d.offset)),
+        other => panic!(
+            "expected MessageSizeTooLarge, got {:?}",
+            other.map(|d| d.offset)
+        ),
     }
-    let acked = send_all(&producer, vec![FutureRecord::to(topic).payload(b"small".as_slice())]).await;
-    assert_eq!(acked, vec![(0, 1)], "the refused message must not take an offset");
+    let acked = send_all(
+        &producer,
+        vec![FutureRecord::to(topic).payload(b"small".as_slice())],
+    )
+    .await;
+    assert_eq!(
+        acked,
+        vec![(0, 1)],
+        "the refused message must not take an offset"
+    );
 
     let read = consume_all(&bootstrap, topic, 1, 2);
     assert_eq!(read.len(), 2);
@@ -238,12 +299,23 @@ async fn broker_restart_mid_stream_loses_nothing() {
     let topic = "restart";
     let partitions = 3;
     create_topic(&bootstrap, topic, partitions, &[]).await;
-    let producer = producer(&bootstrap, &[("acks", "all"), ("retries", "10"), ("retry.backoff.ms", "100")]);
+    let producer = producer(
+        &bootstrap,
+        &[
+            ("acks", "all"),
+            ("retries", "10"),
+            ("retry.backoff.ms", "100"),
+        ],
+    );
     let first: Vec<String> = (0..600).map(|i| format!("before-{i}")).collect();
     let records = first
         .iter()
         .enumerate()
-        .map(|(i, v)| FutureRecord::to(topic).partition(i as i32 % partitions).payload(v.as_bytes()))
+        .map(|(i, v)| {
+            FutureRecord::to(topic)
+                .partition(i as i32 % partitions)
+                .payload(v.as_bytes())
+        })
         .collect();
     let acked_first = send_all(&producer, records).await;
 
@@ -254,7 +326,11 @@ async fn broker_restart_mid_stream_loses_nothing() {
     let records = second
         .iter()
         .enumerate()
-        .map(|(i, v)| FutureRecord::to(topic).partition(i as i32 % partitions).payload(v.as_bytes()))
+        .map(|(i, v)| {
+            FutureRecord::to(topic)
+                .partition(i as i32 % partitions)
+                .payload(v.as_bytes())
+        })
         .collect();
     let acked_second = send_all(&producer, records).await;
 
@@ -263,7 +339,10 @@ async fn broker_restart_mid_stream_loses_nothing() {
     for (p, msgs) in by_partition(&read) {
         let offsets: Vec<i64> = msgs.iter().map(|m| m.offset).collect();
         assert_eq!(offsets, (0..400).collect::<Vec<_>>(), "partition {p}");
-        let values: Vec<String> = msgs.iter().map(|m| String::from_utf8_lossy(&m.value).into()).collect();
+        let values: Vec<String> = msgs
+            .iter()
+            .map(|m| String::from_utf8_lossy(&m.value).into())
+            .collect();
         let expected: Vec<String> = first
             .iter()
             .chain(second.iter())
@@ -274,7 +353,10 @@ async fn broker_restart_mid_stream_loses_nothing() {
         assert_eq!(values, expected, "partition {p}");
     }
     for (i, (p, o)) in acked_first.iter().chain(acked_second.iter()).enumerate() {
-        let m = read.iter().find(|m| m.partition == *p && m.offset == *o).unwrap();
+        let m = read
+            .iter()
+            .find(|m| m.partition == *p && m.offset == *o)
+            .unwrap();
         let v = if i < 600 { &first[i] } else { &second[i - 600] };
         assert_eq!(String::from_utf8_lossy(&m.value), v.as_str());
     }
