@@ -112,6 +112,9 @@ pub async fn handle_frame(broker: Arc<Broker>, frame: Bytes) -> Outcome {
 }
 
 async fn dispatch(broker: Arc<Broker>, frame: Bytes) -> Outcome {
+    if frame.len() < 8 {
+        return Outcome::Close("frame shorter than a request header");
+    }
     let api_key_raw = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
