@@ -10,11 +10,12 @@ use anyhow::{anyhow, bail, Context, Result};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::FutureProducer;
+use rdkafka::producer::ThreadedProducer;
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::cli::Args;
 use crate::client_log::BenchContext;
+use crate::delivery::Reports;
 
 /// Time allowed for one metadata / watermark / admin request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -27,9 +28,10 @@ pub fn base_config(args: &Args) -> ClientConfig {
     c
 }
 
-/// Producer settings. No idempotence, so the broker sees plain produce requests; a
-/// retried batch may then be stored twice, which `--validate` reports as duplicates.
-pub fn producer(args: &Args) -> Result<FutureProducer<BenchContext>> {
+/// A producer with its polling thread, reporting deliveries to `reports`. No
+/// idempotence, so the broker sees plain produce requests; a retried batch may then be
+/// stored twice, which `--validate` reports as duplicates.
+pub fn producer(args: &Args, reports: Reports) -> Result<ThreadedProducer<Reports>> {
     let outstanding = u64::from(args.concurrency) * u64::from(args.in_flight);
     // librdkafka's local queue must hold everything the tasks keep outstanding, or
     // the bench would measure its own queue-full retries.
@@ -42,7 +44,7 @@ pub fn producer(args: &Args) -> Result<FutureProducer<BenchContext>> {
         .set("enable.idempotence", "false")
         .set("message.timeout.ms", args.message_timeout_ms.to_string())
         .set("queue.buffering.max.messages", queue.to_string())
-        .create_with_context(BenchContext)
+        .create_with_context(reports)
         .context("creating the librdkafka producer")
 }
 

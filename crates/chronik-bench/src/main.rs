@@ -4,8 +4,11 @@
 //! (topic setup, one mode, validation, teardown) → the modes `produce`, `consume`,
 //! `round_trip`, `metadata`. Figures are kept by `stats` (per-task histograms, merged
 //! at the end) and `progress` (the live line and interval series), and printed by
-//! `report`. `payload` builds messages and their checkable header; `validate` reads a
-//! topic back against what was acknowledged; `client` holds the librdkafka settings.
+//! `report`. Producing is `produce` (timeline, instances, merged outcome) → `sender`
+//! (one thread per producer instance driving its tasks) with `delivery` (reports from
+//! librdkafka's polling thread) and `slots` (messages in flight). `message` builds keys
+//! and values, `payload` the checkable header, `clock` the send stamps; `validate` reads
+//! a topic back against what was acknowledged; `client` holds the librdkafka settings.
 //!
 //! Exit status: 0 when the run is trustworthy; 1 when nothing was acknowledged or
 //! consumed, when validation found acknowledged messages missing or corrupt, or (with
@@ -14,8 +17,12 @@
 mod cli;
 mod client;
 mod client_log;
+mod clock;
 mod config;
 mod consume;
+mod delivery;
+mod enqueue;
+mod message;
 mod metadata;
 mod payload;
 mod produce;
@@ -23,6 +30,8 @@ mod progress;
 mod report;
 mod round_trip;
 mod runner;
+mod sender;
+mod slots;
 mod stats;
 mod validate;
 

@@ -5,8 +5,8 @@
 //! first send, so it sees exactly this run's messages (others are counted as foreign).
 //! When the producers are done it keeps reading until as many messages as were
 //! acknowledged have arrived, or `--validate-timeout` passes; fewer arrivals than
-//! acknowledgements fail the run. Sender and receiver are on this machine, so their
-//! wall clocks agree.
+//! acknowledgements fail the run. Sender and receiver are in this process and stamp
+//! and read through the same `Clock`, so send → arrival is a monotonic difference.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,8 +20,9 @@ use tokio::sync::watch;
 use crate::cli::Args;
 use crate::client::{consumer_config, partitions_and_watermarks};
 use crate::client_log::BenchContext;
+use crate::clock::Clock;
 use crate::config::RunPlan;
-use crate::payload::{decode, unix_nanos, DecodeError};
+use crate::payload::{decode, DecodeError};
 use crate::produce::{self, ProduceCtx};
 use crate::progress::Progress;
 use crate::report::{NamedLatency, Report, Settings};
@@ -55,7 +56,7 @@ pub async fn run(args: &Args, plan: &RunPlan, run_id: u32) -> Result<Report> {
     let ctx = Arc::new(ProduceCtx::new(args, plan, run_id));
     let (rec, cell) = Recorder::new(ctx.measure_from);
     let (stop_tx, stop_rx) = watch::channel::<StopAt>(None);
-    let receiver = tokio::spawn(receive(consumer, rec, run_id, stop_rx));
+    let receiver = tokio::spawn(receive(consumer, rec, run_id, ctx.clock, stop_rx));
     let (_producer_cells, handles) = produce::spawn(ctx.clone(), plan)?;
     let progress = Progress::start(
         "arrived",
@@ -119,6 +120,7 @@ async fn receive(
     consumer: StreamConsumer<BenchContext>,
     mut rec: Recorder,
     run_id: u32,
+    clock: Clock,
     mut stop: watch::Receiver<StopAt>,
 ) -> Arrivals {
     let mut a = Arrivals {
@@ -148,8 +150,8 @@ async fn receive(
                 match m {
                     Ok(m) => match decode(m.payload().unwrap_or_default()) {
                         Ok(h) if h.run_id == run_id => {
-                            let lat = unix_nanos().saturating_sub(h.send_time_ns);
-                            rec.record_ok(now, Duration::from_nanos(lat), m.payload_len() as u64);
+                            let lat = clock.since(h.send_time_ns, now);
+                            rec.record_ok(now, lat, m.payload_len() as u64);
                             a.ours += 1;
                             a.last_arrival = Some(now);
                         }

@@ -119,7 +119,7 @@ pub fn producer_verdict(report: &mut Report, out: &ProduceOutcome) {
         });
         report.notes.push(
             "open loop: latency counts from the scheduled send; `send lag` is how late the \
-             bench itself sent (timer resolution ~1 ms, CPU contention)"
+             bench itself sent (timer wake-up, CPU contention)"
                 .into(),
         );
     }

@@ -5,9 +5,11 @@
 //! live progress line each task also has an `IntervalCell`: a mutex that only that task
 //! and the reporter ever take — the reporter once per interval, to swap the contents
 //! out. No sample goes through a lock shared between tasks, and none is ever dropped:
-//! every `record_*` call lands in both the totals and the current interval.
+//! every `record_*` call lands in both the totals and the current interval. A `Batch`
+//! holds the cell's lock across several samples (a producer's batch of delivery
+//! reports), so the lock is taken once per batch rather than once per sample.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -107,37 +109,56 @@ impl Recorder {
         (recorder, interval)
     }
 
-    fn measuring(&self, now: Instant) -> bool {
-        now >= self.measure_from
-    }
-
     /// An acknowledged / received message, completed at `now`.
     pub fn record_ok(&mut self, now: Instant, latency: Duration, bytes: u64) {
-        if self.measuring(now) {
-            self.totals.measured.record_ok(latency, bytes);
-        } else {
-            self.totals.warmup_msgs += 1;
-        }
-        let mut cell = self.interval.0.lock().unwrap_or_else(|e| e.into_inner());
-        cell.record_ok(latency, bytes);
+        self.batch().record_ok(now, latency, bytes);
     }
 
     /// A failed send / receive, seen at `now`.
     pub fn record_error(&mut self, now: Instant) {
-        if self.measuring(now) {
-            self.totals.measured.errors += 1;
-        } else {
-            self.totals.warmup_errors += 1;
+        self.batch().record_error(now);
+    }
+
+    /// Records several samples under one lock of the interval cell.
+    pub fn batch(&mut self) -> Batch<'_> {
+        Batch {
+            interval: self.interval.0.lock().unwrap_or_else(|e| e.into_inner()),
+            totals: &mut self.totals,
+            measure_from: self.measure_from,
         }
-        self.interval
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .errors += 1;
     }
 
     pub fn finish(self) -> Totals {
         self.totals
+    }
+}
+
+/// A `Recorder` with its interval cell locked; samples go to both, as one by one.
+pub struct Batch<'a> {
+    interval: MutexGuard<'a, Counts>,
+    totals: &'a mut Totals,
+    measure_from: Instant,
+}
+
+impl Batch<'_> {
+    /// An acknowledged / received message, completed at `now`.
+    pub fn record_ok(&mut self, now: Instant, latency: Duration, bytes: u64) {
+        if now >= self.measure_from {
+            self.totals.measured.record_ok(latency, bytes);
+        } else {
+            self.totals.warmup_msgs += 1;
+        }
+        self.interval.record_ok(latency, bytes);
+    }
+
+    /// A failed send / receive, seen at `now`.
+    pub fn record_error(&mut self, now: Instant) {
+        if now >= self.measure_from {
+            self.totals.measured.errors += 1;
+        } else {
+            self.totals.warmup_errors += 1;
+        }
+        self.interval.errors += 1;
     }
 }
 
@@ -206,6 +227,27 @@ mod tests {
         assert_eq!(interval.errors, 8);
         assert_eq!(interval.hist.len(), 8000);
         assert_eq!(cells[0].take().msgs, 0);
+    }
+
+    #[test]
+    fn a_batch_records_like_single_calls() {
+        let start = Instant::now();
+        let (mut r, cell) = Recorder::new(start + Duration::from_secs(1));
+        {
+            let mut b = r.batch();
+            b.record_ok(start, Duration::from_micros(5), 3);
+            b.record_ok(start + Duration::from_secs(2), Duration::from_micros(7), 3);
+            b.record_error(start + Duration::from_secs(2));
+        }
+        r.record_ok(start + Duration::from_secs(2), Duration::from_micros(9), 3);
+        let c = cell.take();
+        assert_eq!((c.msgs, c.bytes, c.errors, c.hist.len()), (3, 9, 1, 3));
+        let t = r.finish();
+        assert_eq!(
+            (t.measured.msgs, t.measured.errors, t.warmup_msgs),
+            (2, 1, 1)
+        );
+        assert_eq!(t.measured.hist.len(), 2);
     }
 
     #[test]

@@ -223,17 +223,12 @@ pub fn read_back(
 mod tests {
     use super::*;
     use crate::cli::{KeyPattern, PayloadPattern};
-    use crate::payload::MessageBuilder;
+    use crate::message::{Filler, MessageBuilder};
+    use crate::payload::HEADER_LEN;
 
     fn msg(run: u32, pid: u32, seq: u64) -> Vec<u8> {
-        let mut b = MessageBuilder::new(
-            run,
-            pid,
-            64,
-            true,
-            PayloadPattern::Random,
-            KeyPattern::Fixed,
-        );
+        let filler = Filler::with_pool(PayloadPattern::Random, 64 - HEADER_LEN, 1024);
+        let mut b = MessageBuilder::new(run, pid, 64, true, filler, KeyPattern::Fixed);
         b.build(seq, 0).1.to_vec()
     }
 
