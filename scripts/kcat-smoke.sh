@@ -4,6 +4,7 @@
 #
 #   scripts/kcat-smoke.sh                      # start a broker, run the checks
 #   scripts/kcat-smoke.sh --broker 127.0.0.1:9092   # test a running broker
+#   --build-broker   run `cargo build -p chronik-server` even if the binary exists
 #
 # Checks: metadata (kcat -L), produce (kcat -P), consume (kcat -C -e),
 # produce+consume per compression codec, keys, a group consumer (kcat -G) and
@@ -14,11 +15,13 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BROKER=""
+BUILD_BROKER=0
 KCAT_TIMEOUT=${KCAT_TIMEOUT:-30}
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --broker) BROKER=$2; shift 2 ;;
-        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --build-broker) BUILD_BROKER=1; shift ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -63,7 +66,7 @@ wait_port() { # host port seconds
 
 if [[ -z $BROKER ]]; then
     BIN=$ROOT/target/debug/chronik-server
-    if [[ ! -x $BIN ]]; then
+    if [[ $BUILD_BROKER -eq 1 || ! -x $BIN ]]; then
         log "building chronik-server (cargo build -p chronik-server)"
         (cd "$ROOT" && CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2} cargo build -q -p chronik-server) ||
             die "cargo build -p chronik-server failed"

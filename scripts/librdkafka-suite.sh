@@ -17,6 +17,7 @@
 #   --kafka-version V  broker version the suite assumes (TEST_KAFKA_VERSION)
 #                                                     [LIBRDKAFKA_SUITE_KAFKA_VERSION=3.9.0]
 #   --broker H:P     do not start a broker, test this one
+#   --build-broker   run `cargo build -p chronik-server` even if the binary exists
 #
 # Output: one line per test variant (PASS name / FAIL name (reason) /
 # SKIP name (reason)) and a closing "N passed, N failed, N skipped" line.
@@ -41,8 +42,9 @@ SELECT=""
 LIST_ONLY=0
 BUILD_ONLY=0
 BROKER=""
+BUILD_BROKER=0
 
-usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -55,6 +57,7 @@ while [[ $# -gt 0 ]]; do
         --jobs) JOBS=$2; shift 2 ;;
         --kafka-version) KAFKA_VERSION=$2; shift 2 ;;
         --broker) BROKER=$2; shift 2 ;;
+        --build-broker) BUILD_BROKER=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -193,8 +196,6 @@ for (num, scen), vs in bynum.items():
         args = '-L'
     elif listed and not any(v[1] for v in listed) and all(v[1] for v in run):
         args = '-l'
-    if scen != 'default':
-        args = ('-s %s %s' % (scen, args)).strip()
     key = num if scen == 'default' else '%s@%s' % (num, scen)
     print('N\t%s\t%s\t%s\t%s' % (key, num, scen, args))
 PY
@@ -323,7 +324,7 @@ wait_port() { # host port seconds [pid that must stay alive]
 
 start_broker() { # scenario; (re)starts it on its previous port and data dir
     local scen=$1 bin=$ROOT/target/debug/chronik-server port args var
-    if [[ ! -x $bin ]]; then
+    if [[ $BUILD_BROKER -eq 1 || ! -x $bin ]]; then
         log "building chronik-server (cargo build -p chronik-server)"
         (cd "$ROOT" && CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2} cargo build -q -p chronik-server) ||
             die "cargo build -p chronik-server failed"
@@ -375,7 +376,7 @@ if [[ $LIST_ONLY -eq 1 ]]; then
     while IFS=$'\t' read -r kind a b c d e; do
         [[ $kind == V ]] || continue
         k=$a; [[ $d == default ]] || k=$a@$d
-        if [[ $c == run ]]; then echo "RUN  $b   [TESTS=$a ./run-test.sh -Q -E ${ARGS[$k]:-}]"
+        if [[ $c == run ]]; then echo "RUN  $b   [TESTS=$a TEST_SCENARIO=$d ./run-test.sh -Q -E ${ARGS[$k]:-}]"
         else echo "SKIP $b (${e:-})"; fi
     done <<<"$PLAN"
     echo "# ${#KEYS[@]} runner invocations; per-test timeout ${PER_TEST_TIMEOUT}s, budget ${BUDGET}s, jobs $JOBS"
@@ -418,8 +419,9 @@ run_one() { # key
     local key=$1 logf=$RUN_DIR/$1.log rc timed_out=0
     (
         cd "$TESTS_DIR" &&
-        env -u CI -u KAFKA_PATH -u ZK_ADDRESS -u BROKERS -u TEST_DEBUG -u TEST_SCENARIO \
-            TESTS="${NUMOF[$key]}" TEST_KAFKA_VERSION="$KAFKA_VERSION" TEST_LEVEL=2 \
+        env -u CI -u KAFKA_PATH -u ZK_ADDRESS -u BROKERS -u TEST_DEBUG \
+            TESTS="${NUMOF[$key]}" TEST_SCENARIO="${SCENOF[$key]}" \
+            TEST_KAFKA_VERSION="$KAFKA_VERSION" TEST_LEVEL=2 \
             RDKAFKA_TEST_CONF="${CONF[${SCENOF[$key]}]}" \
             timeout -k 15 "$PER_TEST_TIMEOUT" ./run-test.sh -Q -E ${ARGS[$key]:-}
     ) >"$logf" 2>&1
