@@ -131,7 +131,7 @@ impl Controller {
             -1 => self.config.default_replication_factor,
             n => n,
         };
-        let brokers = 1;
+        let brokers = self.broker_ids().len() as i16;
         if replication_factor < 1 || replication_factor > brokers {
             return Err(ControllerError::new(
                 ResponseError::InvalidReplicationFactor,
@@ -167,6 +167,53 @@ impl Controller {
             .reconcile_topic(&topic)
             .map_err(ControllerError::storage)?;
         Ok(topic)
+    }
+
+    /// Brokers that may hold replicas.
+    fn broker_ids(&self) -> Vec<i32> {
+        vec![self.config.node_id]
+    }
+
+    /// Checks explicit replica assignments (partition → broker ids) and returns the partition
+    /// count and replication factor they describe. Partitions must be 0..n, every list the same
+    /// length, without repeats, naming registered brokers only.
+    pub fn check_replica_assignment(
+        &self,
+        assignments: &[(i32, Vec<i32>)],
+    ) -> Result<(i32, i16), ControllerError> {
+        let invalid = |message: String| {
+            ControllerError::new(ResponseError::InvalidReplicaAssignment, message)
+        };
+        let brokers = self.broker_ids();
+        let mut indexes: Vec<i32> = assignments.iter().map(|(p, _)| *p).collect();
+        indexes.sort_unstable();
+        if indexes.iter().enumerate().any(|(i, p)| *p != i as i32) {
+            return Err(invalid(
+                "partitions must be numbered 0..n without gaps".into(),
+            ));
+        }
+        let replication_factor = assignments[0].1.len();
+        for (partition, replicas) in assignments {
+            let mut unique = replicas.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            if replicas.is_empty() || unique.len() != replicas.len() {
+                return Err(invalid(format!(
+                    "partition {partition}: empty or repeated replicas"
+                )));
+            }
+            if replicas.len() != replication_factor {
+                return Err(invalid(
+                    "every partition needs the same number of replicas".into(),
+                ));
+            }
+            if let Some(unknown) = replicas.iter().find(|b| !brokers.contains(b)) {
+                return Err(invalid(format!(
+                    "partition {partition}: unknown broker {unknown}"
+                )));
+            }
+        }
+        Ok((assignments.len() as i32, replication_factor as i16))
     }
 
     /// The topic, created with broker defaults if auto-creation allows it.

@@ -19,7 +19,7 @@ use super::create_topics::{SOURCE_DEFAULT, SOURCE_TOPIC};
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::controller::ControllerError;
-use crate::metadata::topic_config::{effective_value, TOPIC_CONFIG_NAMES};
+use crate::metadata::topic_config::{all_names, effective_value};
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
@@ -31,11 +31,24 @@ fn config_type(name: &str) -> i8 {
     const INT: i8 = 3;
     const LONG: i8 = 5;
     const LIST: i8 = 7;
+    const BOOLEAN: i8 = 1;
+    const DOUBLE: i8 = 6;
     match name {
-        "cleanup.policy" => LIST,
-        "message.timestamp.type" => STRING,
-        "max.message.bytes" | "min.insync.replicas" | "segment.bytes" | "num.partitions" => INT,
-        "auto.create.topics.enable" => 1,
+        "cleanup.policy"
+        | "follower.replication.throttled.replicas"
+        | "leader.replication.throttled.replicas" => LIST,
+        "message.timestamp.type" | "compression.type" | "message.format.version" => STRING,
+        "max.message.bytes"
+        | "min.insync.replicas"
+        | "segment.bytes"
+        | "num.partitions"
+        | "index.interval.bytes"
+        | "segment.index.bytes" => INT,
+        "auto.create.topics.enable"
+        | "message.downconversion.enable"
+        | "preallocate"
+        | "unclean.leader.election.enable" => BOOLEAN,
+        "min.cleanable.dirty.ratio" => DOUBLE,
         _ => LONG,
     }
 }
@@ -78,8 +91,7 @@ pub fn describe(
             match resource.resource_type {
                 RESOURCE_TOPIC => match broker.metadata.topic(resource.resource_name.as_str()) {
                     Some(topic) => result.with_configs(
-                        TOPIC_CONFIG_NAMES
-                            .iter()
+                        all_names()
                             .filter(|name| wanted(&resource.configuration_keys, name))
                             .map(|name| {
                                 let (value, is_default) =

@@ -1,5 +1,5 @@
-//! CreateTopics (key 19): validate names, partition counts, replication factors and configs;
-//! create unless validate_only. Explicit replica assignments are refused (single node).
+//! CreateTopics (key 19): validate names, partition counts (or explicit replica assignments),
+//! replication factors and configs; create unless validate_only.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +12,7 @@ use kafka_protocol::ResponseError;
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::controller::NewTopic;
-use crate::metadata::topic_config::{effective_value, TOPIC_CONFIG_NAMES};
+use crate::metadata::topic_config::{all_names, effective_value};
 
 /// config_source values of DescribeConfigs/CreateTopics.
 pub const SOURCE_TOPIC: i8 = 1;
@@ -33,13 +33,34 @@ pub fn handle(broker: &Broker, request: CreateTopicsRequest, version: i16) -> Cr
                     .with_error_code(ResponseError::InvalidRequest.code())
                     .with_error_message(Some(str_bytes("topic listed twice in one request")));
             }
-            if !t.assignments.is_empty() {
+            let (partitions, replication_factor) = if t.assignments.is_empty() {
+                (t.num_partitions, t.replication_factor)
+            } else if t.num_partitions != -1 || t.replication_factor != -1 {
                 return result
-                    .with_error_code(ResponseError::InvalidReplicaAssignment.code())
+                    .with_error_code(ResponseError::InvalidRequest.code())
                     .with_error_message(Some(str_bytes(
-                        "manual replica assignment is not supported",
+                        "give either replica assignments or partition count and replication factor",
                     )));
-            }
+            } else {
+                let assignments: Vec<(i32, Vec<i32>)> = t
+                    .assignments
+                    .iter()
+                    .map(|a| {
+                        (
+                            a.partition_index,
+                            a.broker_ids.iter().map(|b| b.0).collect(),
+                        )
+                    })
+                    .collect();
+                match broker.controller.check_replica_assignment(&assignments) {
+                    Ok(shape) => shape,
+                    Err(e) => {
+                        return result
+                            .with_error_code(e.code)
+                            .with_error_message(Some(str_bytes(&e.message)))
+                    }
+                }
+            };
             let mut configs = BTreeMap::new();
             for c in &t.configs {
                 if let Some(value) = &c.value {
@@ -49,8 +70,8 @@ pub fn handle(broker: &Broker, request: CreateTopicsRequest, version: i16) -> Cr
             let created = broker.controller.create_topic(
                 NewTopic {
                     name: t.name.as_str(),
-                    partitions: t.num_partitions,
-                    replication_factor: t.replication_factor,
+                    partitions,
+                    replication_factor,
                     configs,
                 },
                 request.validate_only,
@@ -62,8 +83,7 @@ pub fn handle(broker: &Broker, request: CreateTopicsRequest, version: i16) -> Cr
                         .with_num_partitions(topic.partitions)
                         .with_replication_factor(topic.replication_factor);
                     if version >= 5 {
-                        let configs = TOPIC_CONFIG_NAMES
-                            .iter()
+                        let configs = all_names()
                             .map(|name| {
                                 let (value, is_default) =
                                     effective_value(&broker.config.log, &topic.configs, name);

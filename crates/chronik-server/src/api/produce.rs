@@ -6,12 +6,15 @@
 
 use std::time::Duration;
 
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::ResponseError;
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::replica::PartitionError;
 
 /// Upper bound on how long a produce waits for its acks, whatever the client asks.
 const MAX_TIMEOUT_MS: i32 = 300_000;
@@ -54,12 +57,14 @@ pub async fn handle(
                     .with_base_offset(-1)
                     .with_log_append_time_ms(-1)
                     .with_log_start_offset(-1);
-                let result = known.and_then(|topic| {
+                let result = known.map(|topic| {
                     let records = p.records.clone().unwrap_or_default();
                     broker.replicas.append(topic, p.index, &records, acks)
                 });
                 match result {
-                    Ok((partition, appended)) => {
+                    Err(code) => response.with_error_code(code),
+                    Ok(Err(refusal)) => refused(response, &refusal, version),
+                    Ok(Ok((partition, appended))) => {
                         pending.push((topic_index, partition_index));
                         waits.push((partition, appended.end_offset));
                         response
@@ -67,7 +72,6 @@ pub async fn handle(
                             .with_log_append_time_ms(appended.log_append_time)
                             .with_log_start_offset(appended.log_start_offset)
                     }
-                    Err(code) => response.with_error_code(code),
                 }
             })
             .collect();
@@ -91,4 +95,30 @@ pub async fn handle(
         }
     }
     Some(ProduceResponse::default().with_responses(responses))
+}
+
+/// A partition's refusal: its error code and, from v8, the message and the records to blame.
+fn refused(
+    response: PartitionProduceResponse,
+    refusal: &PartitionError,
+    version: i16,
+) -> PartitionProduceResponse {
+    let response = response.with_error_code(refusal.code());
+    if version < 8 {
+        return response;
+    }
+    let record_errors = match refusal {
+        PartitionError::InvalidRecord { record_errors, .. } => record_errors
+            .iter()
+            .map(|(index, message)| {
+                BatchIndexAndErrorMessage::default()
+                    .with_batch_index(*index)
+                    .with_batch_index_error_message(Some(str_bytes(message)))
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    response
+        .with_error_message(Some(str_bytes(&refusal.to_string())))
+        .with_record_errors(record_errors)
 }

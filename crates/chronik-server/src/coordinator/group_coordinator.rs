@@ -33,7 +33,7 @@ use crate::config::BrokerConfig;
 use crate::controller::{Controller, NewTopic, CONSUMER_OFFSETS_TOPIC};
 use crate::metadata::MetadataStore;
 use crate::replica::replica_manager::now_ms;
-use crate::replica::{Partition, ReplicaManager};
+use crate::replica::{Partition, PartitionError, ReplicaManager};
 
 /// Largest offset-commit metadata string accepted (Kafka's offset.metadata.max.bytes).
 const MAX_METADATA_BYTES: usize = 4096;
@@ -177,7 +177,6 @@ impl GroupCoordinator {
             .clone()
     }
 
-    /// Appends records of `group` to its `__consumer_offsets` partition.
     /// Appends to the group's `__consumer_offsets` partition; returns what to wait on for
     /// durability (the partition and the end offset of the write).
     fn append(&self, group: &str, records: &[OffsetsRecord]) -> Result<(Arc<Partition>, i64), i16> {
@@ -188,10 +187,10 @@ impl GroupCoordinator {
             .append(CONSUMER_OFFSETS_TOPIC, partition, &bytes, -1)
         {
             Ok((partition, appended)) => Ok((partition, appended.end_offset)),
-            Err(code) if code == ResponseError::UnknownTopicOrPartition.code() => {
+            Err(PartitionError::UnknownTopicOrPartition) => {
                 Err(ResponseError::CoordinatorNotAvailable.code())
             }
-            Err(code) => Err(code),
+            Err(e) => Err(e.code()),
         }
     }
 

@@ -3,6 +3,12 @@
 //!
 //! A topic stores only its overrides; the effective value of every other config is the broker
 //! default from `LogDefaults`.
+//!
+//! Two kinds of names: the *enforced* configs (`ENFORCED`) change what the broker does; the
+//! *compatibility* configs (`ACCEPTED`) are ones Kafka tooling commonly sets (compression.type,
+//! message.format.version, flush.*, ...). They are validated, stored and described so that such
+//! tools work, but Chronik does not act on them: batches are stored as the producer compressed
+//! them, flushing follows the broker's flush policy, and there is no unclean election.
 
 use std::collections::BTreeMap;
 
@@ -10,10 +16,11 @@ use chronik_storage::{CleanupPolicy, LogConfig, TimestampType};
 
 use crate::config::LogDefaults;
 
-/// Every topic config Chronik knows and enforces.
-pub const TOPIC_CONFIG_NAMES: &[&str] = &[
+/// Topic configs Chronik enforces.
+pub const ENFORCED: &[&str] = &[
     "cleanup.policy",
     "delete.retention.ms",
+    "index.interval.bytes",
     "max.message.bytes",
     "message.timestamp.type",
     "min.compaction.lag.ms",
@@ -23,6 +30,35 @@ pub const TOPIC_CONFIG_NAMES: &[&str] = &[
     "segment.bytes",
     "segment.ms",
 ];
+
+/// Kafka topic configs accepted for compatibility, with their Kafka defaults; not acted on.
+pub const ACCEPTED: &[(&str, &str)] = &[
+    ("compression.type", "producer"),
+    ("file.delete.delay.ms", "60000"),
+    ("flush.messages", "9223372036854775807"),
+    ("flush.ms", "9223372036854775807"),
+    ("follower.replication.throttled.replicas", ""),
+    ("leader.replication.throttled.replicas", ""),
+    ("max.compaction.lag.ms", "9223372036854775807"),
+    ("message.downconversion.enable", "true"),
+    ("message.format.version", "3.0-IV1"),
+    ("message.timestamp.after.max.ms", "9223372036854775807"),
+    ("message.timestamp.before.max.ms", "9223372036854775807"),
+    ("message.timestamp.difference.max.ms", "9223372036854775807"),
+    ("min.cleanable.dirty.ratio", "0.5"),
+    ("preallocate", "false"),
+    ("segment.index.bytes", "10485760"),
+    ("segment.jitter.ms", "0"),
+    ("unclean.leader.election.enable", "false"),
+];
+
+/// Every topic config name Chronik knows, for DescribeConfigs and CreateTopics responses.
+pub fn all_names() -> impl Iterator<Item = &'static str> {
+    ENFORCED
+        .iter()
+        .copied()
+        .chain(ACCEPTED.iter().map(|(name, _)| *name))
+}
 
 /// Why a config name or value was refused (sent to the client as INVALID_CONFIG).
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +83,39 @@ pub fn validate(name: &str, value: &str) -> Result<(), InvalidConfig> {
         "segment.ms" => long(1),
         "delete.retention.ms" | "min.compaction.lag.ms" => long(0),
         "cleanup.policy" => parse_cleanup_policy(value).map(|_| ()),
+        "index.interval.bytes" => long(0).and_then(|_| int_range(name, value)),
+        "segment.index.bytes" => long(4).and_then(|_| int_range(name, value)),
+        "file.delete.delay.ms"
+        | "flush.messages"
+        | "flush.ms"
+        | "max.compaction.lag.ms"
+        | "message.timestamp.after.max.ms"
+        | "message.timestamp.before.max.ms"
+        | "message.timestamp.difference.max.ms"
+        | "segment.jitter.ms" => long(0),
+        "message.downconversion.enable" | "preallocate" | "unclean.leader.election.enable" => {
+            match value {
+                "true" | "false" => Ok(()),
+                _ => Err(InvalidConfig(format!(
+                    "invalid value {value:?} for {name}: true or false"
+                ))),
+            }
+        }
+        "compression.type" => match value {
+            "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd" => Ok(()),
+            _ => Err(InvalidConfig(format!(
+                "invalid value {value:?} for compression.type: producer, uncompressed, gzip, snappy, lz4 or zstd"
+            ))),
+        },
+        "min.cleanable.dirty.ratio" => match value.trim().parse::<f64>() {
+            Ok(v) if (0.0..=1.0).contains(&v) => Ok(()),
+            _ => Err(InvalidConfig(format!(
+                "invalid value {value:?} for min.cleanable.dirty.ratio: a number from 0 to 1"
+            ))),
+        },
+        "message.format.version"
+        | "follower.replication.throttled.replicas"
+        | "leader.replication.throttled.replicas" => Ok(()),
         "message.timestamp.type" => match value {
             "CreateTime" | "LogAppendTime" => Ok(()),
             _ => Err(InvalidConfig(format!(
@@ -115,7 +184,12 @@ pub fn effective_value(
         "retention.ms" => defaults.retention_ms.to_string(),
         "segment.bytes" => defaults.segment_bytes.to_string(),
         "segment.ms" => defaults.segment_ms.to_string(),
-        _ => String::new(),
+        "index.interval.bytes" => "4096".to_string(),
+        other => ACCEPTED
+            .iter()
+            .find(|(name, _)| *name == other)
+            .map(|(_, default)| default.to_string())
+            .unwrap_or_default(),
     };
     (default, true)
 }
@@ -147,7 +221,7 @@ pub fn resolve(defaults: &LogDefaults, overrides: &BTreeMap<String, String>) -> 
             TimestampType::CreateTime
         },
         min_compaction_lag_ms: num("min.compaction.lag.ms", 0),
-        ..LogConfig::default()
+        index_interval_bytes: num("index.interval.bytes", 4096) as u32,
     };
     PartitionSettings {
         log,

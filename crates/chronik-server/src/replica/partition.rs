@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use bytes::{Bytes, BytesMut};
 use chronik_storage::batch::{batches, validate_batch};
 use chronik_storage::{Log, ReadResult, StorageError, SyncHandle};
+use kafka_protocol::records::RecordBatchDecoder;
 use kafka_protocol::ResponseError;
 use parking_lot::Mutex;
 use tokio::sync::watch;
@@ -43,6 +44,14 @@ pub enum PartitionError {
     NotEnoughReplicas { isr: i32, min: i32 },
     #[error("storage error: {0}")]
     Storage(StorageError),
+    #[error("this broker does not host the partition")]
+    UnknownTopicOrPartition,
+    /// KIP-467: the batch was refused because of these records (index in batch, reason).
+    #[error("{message}")]
+    InvalidRecord {
+        message: String,
+        record_errors: Vec<(i32, String)>,
+    },
 }
 
 impl PartitionError {
@@ -55,6 +64,10 @@ impl PartitionError {
             PartitionError::OffsetOutOfRange => ResponseError::OffsetOutOfRange.code(),
             PartitionError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas.code(),
             PartitionError::Storage(_) => ResponseError::KafkaStorageError.code(),
+            PartitionError::UnknownTopicOrPartition => {
+                ResponseError::UnknownTopicOrPartition.code()
+            }
+            PartitionError::InvalidRecord { .. } => ResponseError::InvalidRecord.code(),
         }
     }
 }
@@ -205,7 +218,11 @@ impl Partition {
 
     /// Validates the producer's batches, assigns offsets and appends them as one write.
     pub fn append(&self, records: &Bytes, now_ms: i64) -> Result<Appended, PartitionError> {
-        let max_message_bytes = self.inner.lock().settings.log.max_message_bytes;
+        let (max_message_bytes, compacted) = {
+            let inner = self.inner.lock();
+            let log = &inner.settings.log;
+            (log.max_message_bytes, log.cleanup_policy.includes_compact())
+        };
         let mut headers = Vec::new();
         let mut end = 0;
         for item in batches(records) {
@@ -220,6 +237,9 @@ impl Partition {
             }
             if header.records_count <= 0 {
                 return Err(PartitionError::CorruptMessage("empty record batch".into()));
+            }
+            if compacted {
+                check_keys(&records.slice(range.clone()))?;
             }
             end = range.end;
             headers.push(header);
@@ -365,4 +385,35 @@ fn advance(watermark: &watch::Sender<i64>, candidate: i64) {
             false
         }
     });
+}
+
+/// A compacted topic keeps the latest record per key, so a record without a key could never be
+/// cleaned: Kafka refuses it (INVALID_RECORD, with the offending records named per KIP-467).
+/// Only compacted topics pay for decoding the records here.
+fn check_keys(batch: &Bytes) -> Result<(), PartitionError> {
+    let mut buf = batch.clone();
+    let set = RecordBatchDecoder::decode(&mut buf)
+        .map_err(|e| PartitionError::CorruptMessage(e.to_string()))?;
+    let record_errors: Vec<(i32, String)> = set
+        .records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.key.is_none())
+        .map(|(i, _)| {
+            (
+                i as i32,
+                "compacted topic cannot accept a record without a key".into(),
+            )
+        })
+        .collect();
+    if record_errors.is_empty() {
+        return Ok(());
+    }
+    Err(PartitionError::InvalidRecord {
+        message: format!(
+            "{} record(s) without a key in a batch for a compacted topic",
+            record_errors.len()
+        ),
+        record_errors,
+    })
 }

@@ -149,20 +149,18 @@ impl ReplicaManager {
         partition: i32,
         records: &Bytes,
         acks: i16,
-    ) -> Result<(Arc<Partition>, Appended), i16> {
+    ) -> Result<(Arc<Partition>, Appended), PartitionError> {
         let Some(p) = self.partition(topic, partition) else {
-            return Err(ResponseError::UnknownTopicOrPartition.code());
+            return Err(PartitionError::UnknownTopicOrPartition);
         };
         if acks == -1 && p.isr_size() < p.min_insync_replicas() {
             return Err(PartitionError::NotEnoughReplicas {
                 isr: p.isr_size(),
                 min: p.min_insync_replicas(),
-            }
-            .code());
+            });
         }
-        let appended = p.append(records, now_ms()).map_err(|e| {
+        let appended = p.append(records, now_ms()).inspect_err(|e| {
             debug!(topic, partition, error = %e, "append refused");
-            e.code()
         })?;
         if let Some(sync) = appended.sync.clone() {
             let end_offset = appended.end_offset;
