@@ -68,8 +68,10 @@ die() { echo "error: $*" >&2; exit 2; }
 
 # ---------------------------------------------------------------- packages
 ensure_debs() {
+    # rapidjson-dev: the tests verify stats JSON with it (0053_stats,
+    # 0110_batch_size); without it they skip themselves.
     local want=(build-essential pkg-config zlib1g-dev libssl-dev libsasl2-dev
-                libzstd-dev liblz4-dev)
+                libzstd-dev liblz4-dev rapidjson-dev)
     local missing=() p
     for p in "${want[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
@@ -105,7 +107,8 @@ find_librdkafka_src() {
 build_suite() {
     local src stamp t0
     src=$(find_librdkafka_src) || exit 2
-    stamp="$src"
+    # Bump the recipe number when the build steps or packages change.
+    stamp="$src recipe=2"
     if [[ -x $TESTS_DIR/test-runner && -e $RDK/src/librdkafka.so.1 &&
           -e $RDK/src-cpp/librdkafka++.so.1 &&
           "$(cat "$SUITE_DIR/.built-from" 2>/dev/null)" == "$stamp" ]]; then
