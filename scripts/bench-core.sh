@@ -47,7 +47,11 @@ start_broker() { # $1 = flush policy
   "$ROOT/target/release/chronik-server" start --listen "127.0.0.1:$port" --data-dir "$work/data" \
     --flush-policy "$1" >"$work/broker-$1.log" 2>&1 &
   server_pid=$!
-  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return; sleep 0.1; done
+  for _ in $(seq 100); do
+    kill -0 "$server_pid" 2>/dev/null || { echo "broker exited:" >&2; cat "$work/broker-$1.log" >&2; exit 1; }
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return
+    sleep 0.1
+  done
   echo "broker did not start" >&2; exit 1
 }
 
