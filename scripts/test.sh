@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: unit and property tests, end-to-end tests of real broker processes with
 # librdkafka, a pure-Python client (kafka-python) and Debian's kcat, and librdkafka's own
-# integration suite. Installs what it needs (Debian packages, a Python venv under target/).
+# integration suite. Installs what it needs: kcat-smoke.sh and librdkafka-suite.sh install their
+# Debian packages, and the Python clients go into a venv under target/.
 # Usage: ./scripts/test.sh            (everything)
 #        ./scripts/test.sh --quick    (cargo tests only)
 set -euo pipefail
@@ -9,14 +10,6 @@ cd "$(dirname "$0")/.."
 
 quick=false
 [ "${1:-}" = "--quick" ] && quick=true
-
-need_apt=()
-command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
-if [ ${#need_apt[@]} -gt 0 ] && [ "$quick" = false ]; then
-  echo "== installing Debian packages: ${need_apt[*]}"
-  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"; 
-  else sudo apt-get update -qq && sudo apt-get install -y -qq "${need_apt[@]}"; fi
-fi
 
 echo "== building the workspace (one target dir for every test binary)"
 cargo build --workspace --bins --all-targets
