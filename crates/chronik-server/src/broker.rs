@@ -4,6 +4,7 @@
 //! ```text
 //! data/
 //!   meta/topics.json          topic catalogue (MetadataStore)
+//!   meta/acls.json            ACL bindings (AclStore)
 //!   meta/producer-id-block    producer id allocation (ProducerIdManager)
 //!   <topic>-<partition>/      one Log per partition (chronik-storage)
 //! ```
@@ -21,6 +22,7 @@ use crate::coordinator::GroupCoordinator;
 use crate::metadata::MetadataStore;
 use crate::producer_ids::ProducerIdManager;
 use crate::replica::ReplicaManager;
+use crate::security::{AclStore, Authorizer};
 
 /// Everything a request handler may reach, shared by all connections.
 pub struct Broker {
@@ -33,6 +35,8 @@ pub struct Broker {
     pub producer_ids: ProducerIdManager,
     /// Consumer groups and committed offsets (`__consumer_offsets`).
     pub groups: Arc<GroupCoordinator>,
+    /// ACLs and the decisions made from them.
+    pub authorizer: Authorizer,
 }
 
 impl Broker {
@@ -60,6 +64,10 @@ impl Broker {
         ));
         groups.load()?;
         let producer_ids = ProducerIdManager::open(&meta_dir)?;
+        let authorizer = Authorizer::new(
+            Arc::new(AclStore::open(&meta_dir)?),
+            config.allow_everyone_if_no_acl_found,
+        );
         Ok(Arc::new(Broker {
             advertised: config.advertised_host_port()?,
             config,
@@ -68,6 +76,7 @@ impl Broker {
             controller,
             producer_ids,
             groups,
+            authorizer,
         }))
     }
 }

@@ -56,6 +56,9 @@ pub struct BrokerConfig {
     /// Bounds on consumer session timeouts, in milliseconds.
     pub group_min_session_timeout_ms: i32,
     pub group_max_session_timeout_ms: i32,
+    /// Allow every request on a resource no ACL applies to (Kafka's
+    /// allow.everyone.if.no.acl.found). When false, a resource without ACLs is closed.
+    pub allow_everyone_if_no_acl_found: bool,
 }
 
 /// Defaults for topic configs (each can be overridden per topic).
@@ -109,6 +112,7 @@ impl Default for BrokerConfig {
             group_initial_rebalance_delay_ms: 3000,
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
+            allow_everyone_if_no_acl_found: true,
         }
     }
 }
@@ -143,6 +147,8 @@ pub struct StartArgs {
     pub offsets_topic_num_partitions: Option<i32>,
     #[arg(long, env = "CHRONIK_GROUP_INITIAL_REBALANCE_DELAY_MS")]
     pub group_initial_rebalance_delay_ms: Option<u64>,
+    #[arg(long, env = "CHRONIK_ALLOW_EVERYONE_IF_NO_ACL_FOUND")]
+    pub allow_everyone_if_no_acl_found: Option<bool>,
 }
 
 impl BrokerConfig {
@@ -169,7 +175,8 @@ impl BrokerConfig {
             log_retention_check_interval_ms,
             socket_request_max_bytes,
             offsets_topic_num_partitions,
-            group_initial_rebalance_delay_ms
+            group_initial_rebalance_delay_ms,
+            allow_everyone_if_no_acl_found
         );
         if args.advertised_address.is_some() {
             config.advertised_address = args.advertised_address.clone();

@@ -8,6 +8,8 @@
 //! - `coordinator`: consumer groups and committed offsets, persisted in `__consumer_offsets`.
 //! - `replica`: the partitions this broker hosts, produce/fetch through them, producer state.
 //! - `chronik_storage` (its own crate): the segmented log on disk.
+//! - `security`: ACL bindings (persisted in `data/meta/acls.json`) and the authorizer every
+//!   handler asks before it acts.
 //! - `allocator`: keeps hostile array lengths from aborting the process.
 //! - `broker`: wiring and the run loop; `config`: settings; `producer_ids`: id allocation.
 
@@ -21,3 +23,4 @@ pub mod metadata;
 pub mod network;
 pub mod producer_ids;
 pub mod replica;
+pub mod security;

@@ -17,6 +17,7 @@ use chronik_server::api::{supported_versions, Outcome};
 use chronik_server::broker::Broker;
 use chronik_server::config::{BrokerConfig, FlushPolicy};
 use chronik_server::network::connection::handle_untrusted_frame;
+use chronik_server::security::Session;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -103,7 +104,11 @@ fn run(fixture: &Fixture, frame: &[u8]) -> (Outcome, usize) {
         // Bounded wait: a fetch may long-poll up to its max_wait_ms.
         tokio::time::timeout(
             std::time::Duration::from_millis(200),
-            handle_untrusted_frame(fixture.broker.clone(), Bytes::copy_from_slice(frame)),
+            handle_untrusted_frame(
+                fixture.broker.clone(),
+                Arc::new(Session::anonymous(None)),
+                Bytes::copy_from_slice(frame),
+            ),
         )
         .await
         .unwrap_or(Outcome::NoResponse)

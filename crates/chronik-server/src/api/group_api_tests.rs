@@ -42,7 +42,13 @@ async fn call(
         .encode(&mut buf, key.request_header_version(version))
         .unwrap();
     request.encode(&mut buf, version).unwrap();
-    match handle_frame(broker.clone(), buf.freeze()).await {
+    match handle_frame(
+        broker.clone(),
+        Arc::new(Session::anonymous(None)),
+        buf.freeze(),
+    )
+    .await
+    {
         Outcome::Respond(mut frame) => {
             let size = frame.get_i32() as usize;
             assert_eq!(size, frame.len());

@@ -2,16 +2,21 @@
 //!
 //! A handler decodes nothing itself (kafka-protocol does), checks what the request asks against
 //! the broker's state, calls the layer below (controller, replica manager, coordinators) and
-//! builds the response. It never touches files. Per-partition failures become per-partition
+//! builds the response. It never touches files. Before it acts on a resource it asks
+//! `broker.authorizer` whether the request's `Session` may (a refusal is that resource's
+//! *_AUTHORIZATION_FAILED code). Per-partition failures become per-partition
 //! error codes; only a frame that cannot be understood closes the connection, as Kafka does.
 
 mod api_versions;
 mod configs;
+mod create_acls;
 mod create_partitions;
 mod create_topics;
+mod delete_acls;
 mod delete_groups;
 mod delete_records;
 mod delete_topics;
+mod describe_acls;
 mod describe_cluster;
 mod describe_groups;
 mod fetch;
@@ -41,6 +46,7 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use tracing::{debug, error, trace};
 
 use crate::broker::Broker;
+use crate::security::Session;
 
 /// What the connection does with a request.
 pub enum Outcome {
@@ -83,6 +89,9 @@ pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
             | ApiKey::ListGroups
             | ApiKey::DeleteGroups
             | ApiKey::OffsetDelete
+            | ApiKey::CreateAcls
+            | ApiKey::DescribeAcls
+            | ApiKey::DeleteAcls
     );
     // `valid_versions` includes response-only versions for a few keys (OffsetCommit and
     // OffsetFetch v10, InitProducerId v6) whose requests kafka-protocol cannot decode.
@@ -96,10 +105,10 @@ pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
 }
 
 /// Decodes one request frame, runs its handler and encodes the response frame.
-pub async fn handle_frame(broker: Arc<Broker>, frame: Bytes) -> Outcome {
+pub async fn handle_frame(broker: Arc<Broker>, session: Arc<Session>, frame: Bytes) -> Outcome {
     // A handler bug must cost one connection, not the broker. Shared state sits behind
     // non-poisoning locks whose holders never await, so unwinding cannot leave a lock held.
-    match std::panic::AssertUnwindSafe(dispatch(broker, frame))
+    match std::panic::AssertUnwindSafe(dispatch(broker, &session, frame))
         .catch_unwind()
         .await
     {
@@ -111,7 +120,7 @@ pub async fn handle_frame(broker: Arc<Broker>, frame: Bytes) -> Outcome {
     }
 }
 
-async fn dispatch(broker: Arc<Broker>, frame: Bytes) -> Outcome {
+async fn dispatch(broker: Arc<Broker>, session: &Session, frame: Bytes) -> Outcome {
     if frame.len() < 8 {
         return Outcome::Close("frame shorter than a request header");
     }
@@ -236,6 +245,15 @@ async fn dispatch(broker: Arc<Broker>, frame: Bytes) -> Outcome {
         ))),
         RequestKind::OffsetDelete(req) => Some(ResponseKind::OffsetDelete(offset_delete::handle(
             &broker, req,
+        ))),
+        RequestKind::CreateAcls(req) => Some(ResponseKind::CreateAcls(create_acls::handle(
+            &broker, session, req,
+        ))),
+        RequestKind::DescribeAcls(req) => Some(ResponseKind::DescribeAcls(describe_acls::handle(
+            &broker, session, req,
+        ))),
+        RequestKind::DeleteAcls(req) => Some(ResponseKind::DeleteAcls(delete_acls::handle(
+            &broker, session, req,
         ))),
         _ => return Outcome::Close("API not implemented"),
     };

@@ -21,6 +21,7 @@ use tracing::debug;
 
 use crate::api::{self, Outcome};
 use crate::broker::Broker;
+use crate::security::Session;
 
 /// Requests a connection may have in flight before the reader stops reading.
 const MAX_IN_FLIGHT: usize = 128;
@@ -31,7 +32,9 @@ pub async fn run(stream: TcpStream, broker: Arc<Broker>) {
     let (read_half, mut write_half) = stream.into_split();
     let (queue, mut requests) = mpsc::channel::<BoxFuture<'static, Outcome>>(MAX_IN_FLIGHT);
     let max_frame = broker.config.socket_request_max_bytes;
-    let reader = tokio::spawn(read_frames(read_half, queue, broker, max_frame));
+    // PLAINTEXT without SASL: the principal is User:ANONYMOUS, the host the peer's address.
+    let session = Arc::new(Session::anonymous(peer));
+    let reader = tokio::spawn(read_frames(read_half, queue, broker, session, max_frame));
 
     let mut in_flight = FuturesOrdered::new();
     let mut reader_done = false;
@@ -65,6 +68,7 @@ async fn read_frames(
     read_half: OwnedReadHalf,
     queue: mpsc::Sender<BoxFuture<'static, Outcome>>,
     broker: Arc<Broker>,
+    session: Arc<Session>,
     max_frame: usize,
 ) {
     let mut reader = BufReader::with_capacity(64 * 1024, read_half);
@@ -83,7 +87,11 @@ async fn read_frames(
         // strings and record sets are skipped by length.)
         let refused = super::request_bounds::check_frame(&frame).is_err();
         if queue
-            .send(Box::pin(handle_untrusted_frame(broker.clone(), frame)))
+            .send(Box::pin(handle_untrusted_frame(
+                broker.clone(),
+                session.clone(),
+                frame,
+            )))
             .await
             .is_err()
             || refused
@@ -95,10 +103,14 @@ async fn read_frames(
 
 /// What the connection does with one frame off the socket: the pre-decode bounds check, then
 /// the API layer. A refused frame closes the connection.
-pub async fn handle_untrusted_frame(broker: Arc<Broker>, frame: Bytes) -> Outcome {
+pub async fn handle_untrusted_frame(
+    broker: Arc<Broker>,
+    session: Arc<Session>,
+    frame: Bytes,
+) -> Outcome {
     match super::request_bounds::check_frame(&frame) {
         Err(refused) => Outcome::Close(refused.reason()),
-        Ok(()) => api::handle_frame(broker, frame).await,
+        Ok(()) => api::handle_frame(broker, session, frame).await,
     }
 }
 

@@ -242,6 +242,20 @@ static ALTER_CONFIGS_RESOURCE: Struct =
     st(&[all(I8), all(Str), all(Array(&Struct(&ALTERABLE_CONFIG)))]);
 static ALTER_CONFIGS: Struct = st(&[all(Array(&Struct(&ALTER_CONFIGS_RESOURCE))), all(I8)]);
 
+// CreateAcls (30) and DeleteAcls (31): (resource type, name, pattern type, principal, host,
+// operation, permission) creations / filters.
+static ACL_BINDING: Struct = st(&[
+    all(I8),
+    all(Str),
+    all(I8),
+    all(Str),
+    all(Str),
+    all(I8),
+    all(I8),
+]);
+static CREATE_ACLS: Struct = st(&[all(Array(&Struct(&ACL_BINDING)))]);
+static DELETE_ACLS: Struct = st(&[all(Array(&Struct(&ACL_BINDING)))]);
+
 // CreatePartitions (37)
 static CREATE_PARTITIONS_ASSIGNMENT: Struct = st(&[all(Array(&I32))]);
 static CREATE_PARTITIONS_TOPIC: Struct = st(&[
@@ -294,6 +308,8 @@ fn schema(key: ApiKey) -> Option<&'static Struct> {
         ApiKey::DeleteGroups => &DELETE_GROUPS,
         ApiKey::IncrementalAlterConfigs => &INCREMENTAL_ALTER_CONFIGS,
         ApiKey::OffsetDelete => &OFFSET_DELETE,
+        ApiKey::CreateAcls => &CREATE_ACLS,
+        ApiKey::DeleteAcls => &DELETE_ACLS,
         _ => return None,
     })
 }
@@ -737,6 +753,30 @@ mod tests {
             } else {
                 FindCoordinatorRequest::default().with_key(s("g"))
             }
+        });
+        each(ApiKey::CreateAcls, |_| {
+            CreateAclsRequest::default().with_creations(vec![
+                create_acls_request::AclCreation::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s("t"))
+                    .with_resource_pattern_type(3)
+                    .with_principal(s("User:a"))
+                    .with_host(s("*"))
+                    .with_operation(3)
+                    .with_permission_type(3),
+            ])
+        });
+        each(ApiKey::DeleteAcls, |_| {
+            DeleteAclsRequest::default().with_filters(vec![
+                delete_acls_request::DeleteAclsFilter::default()
+                    .with_resource_type_filter(1)
+                    .with_resource_name_filter(None)
+                    .with_pattern_type_filter(1)
+                    .with_principal_filter(Some(s("User:a")))
+                    .with_host_filter(None)
+                    .with_operation(1)
+                    .with_permission_type(1),
+            ])
         });
     }
 

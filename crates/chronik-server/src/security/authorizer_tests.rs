@@ -1,0 +1,188 @@
+use std::sync::Arc;
+
+use super::*;
+use crate::security::acl::{AclBinding, PatternType};
+
+fn session(principal: &str, host: &str) -> Session {
+    Session {
+        principal: principal.into(),
+        host: host.into(),
+    }
+}
+
+fn acl(
+    rt: ResourceType,
+    name: &str,
+    pattern: PatternType,
+    principal: &str,
+    host: &str,
+    op: AclOperation,
+    perm: PermissionType,
+) -> AclBinding {
+    AclBinding {
+        resource_type: rt,
+        resource_name: name.into(),
+        pattern_type: pattern,
+        principal: principal.into(),
+        host: host.into(),
+        operation: op,
+        permission: perm,
+    }
+}
+
+fn authorizer(bindings: &[AclBinding], allow_if_none: bool) -> (tempfile::TempDir, Authorizer) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(AclStore::open(dir.path()).unwrap());
+    store.create(bindings).unwrap();
+    (dir, Authorizer::new(store, allow_if_none))
+}
+
+use AclOperation::*;
+use PermissionType::*;
+use ResourceType::*;
+
+#[test]
+fn no_acls_follows_allow_everyone_setting() {
+    let anon = session("User:ANONYMOUS", "127.0.0.1");
+    let (_d, open) = authorizer(&[], true);
+    assert!(open.topic(&anon, Write, "t"));
+    let (_d, closed) = authorizer(&[], false);
+    assert!(!closed.topic(&anon, Write, "t"));
+    // ACLs on another resource do not make this one restricted.
+    let other = acl(Topic, "x", PatternType::Literal, "User:a", "*", Read, Allow);
+    let (_d, open) = authorizer(&[other.clone()], true);
+    assert!(open.topic(&anon, Write, "t"));
+    assert!(!open.topic(&anon, Write, "x"));
+    let (_d, closed) = authorizer(&[other], false);
+    assert!(!closed.topic(&anon, Write, "t"));
+}
+
+#[test]
+fn deny_wins_over_allow() {
+    let alice = session("User:alice", "10.0.0.1");
+    let (_d, a) = authorizer(
+        &[
+            acl(
+                Topic,
+                "t",
+                PatternType::Literal,
+                "User:alice",
+                "*",
+                All,
+                Allow,
+            ),
+            acl(
+                Topic,
+                "t",
+                PatternType::Prefixed,
+                "User:*",
+                "10.0.0.1",
+                Write,
+                Deny,
+            ),
+        ],
+        true,
+    );
+    assert!(a.topic(&alice, Read, "t"));
+    assert!(!a.topic(&alice, Write, "t"));
+    // From another host the DENY does not apply.
+    assert!(a.topic(&session("User:alice", "10.0.0.2"), Write, "t"));
+    // Another principal has no ALLOW on a resource that has ACLs.
+    assert!(!a.topic(&session("User:bob", "10.0.0.2"), Read, "t"));
+}
+
+#[test]
+fn deny_all_denies_every_operation() {
+    let bob = session("User:bob", "h");
+    let (_d, a) = authorizer(
+        &[
+            acl(
+                Group,
+                "g",
+                PatternType::Literal,
+                "User:bob",
+                "*",
+                Read,
+                Allow,
+            ),
+            acl(Group, "*", PatternType::Literal, "User:bob", "h", All, Deny),
+        ],
+        true,
+    );
+    assert!(!a.group(&bob, Read, "g"));
+    assert!(!a.group(&bob, Describe, "other"));
+}
+
+#[test]
+fn implied_operations() {
+    let u = session("User:u", "h");
+    let (_d, a) = authorizer(
+        &[
+            acl(Topic, "r", PatternType::Literal, "User:u", "*", Read, Allow),
+            acl(
+                Topic,
+                "c",
+                PatternType::Literal,
+                "User:u",
+                "*",
+                AlterConfigs,
+                Allow,
+            ),
+            acl(
+                Cluster,
+                "kafka-cluster",
+                PatternType::Literal,
+                "User:*",
+                "*",
+                Create,
+                Allow,
+            ),
+        ],
+        true,
+    );
+    assert!(a.topic(&u, Describe, "r"));
+    assert!(!a.topic(&u, Write, "r"));
+    assert!(a.topic(&u, DescribeConfigs, "c"));
+    assert!(!a.topic(&u, Describe, "c"));
+    assert!(a.cluster(&u, Create));
+    assert!(!a.cluster(&u, Alter));
+    // A DENY of READ does not deny DESCRIBE.
+    let (_d, a) = authorizer(
+        &[acl(
+            Topic,
+            "r",
+            PatternType::Literal,
+            "User:u",
+            "*",
+            Read,
+            Deny,
+        )],
+        true,
+    );
+    assert!(!a.topic(&u, Read, "r"));
+    assert!(!a.topic(&u, Describe, "r")); // ACLs exist, no ALLOW
+}
+
+#[test]
+fn prefixed_and_wildcard_resources_apply() {
+    let u = session("User:u", "h");
+    let (_d, a) = authorizer(
+        &[
+            acl(
+                Topic,
+                "orders-",
+                PatternType::Prefixed,
+                "User:u",
+                "*",
+                Write,
+                Allow,
+            ),
+            acl(Topic, "*", PatternType::Literal, "User:u", "*", Read, Allow),
+        ],
+        false,
+    );
+    assert!(a.topic(&u, Write, "orders-eu"));
+    assert!(!a.topic(&u, Write, "payments"));
+    assert!(a.topic(&u, Read, "payments"));
+    assert!(a.topic(&u, Read, "orders-eu"));
+}
