@@ -20,6 +20,38 @@ use super::str_bytes;
 use crate::broker::Broker;
 use crate::controller::ControllerError;
 use crate::metadata::topic_config::{all_names, effective_value};
+use crate::security::{AclOperation, Session};
+
+/// Whether the session may `operation` (DESCRIBE_CONFIGS / ALTER_CONFIGS) the resource; the
+/// refusal is TOPIC_ or CLUSTER_AUTHORIZATION_FAILED. Unknown resource types pass through to
+/// the handler's own INVALID_REQUEST.
+fn authorize(
+    broker: &Broker,
+    session: &Session,
+    operation: AclOperation,
+    resource_type: i8,
+    name: &str,
+) -> Result<(), ControllerError> {
+    let (allowed, error) = match resource_type {
+        RESOURCE_TOPIC => (
+            broker.authorizer.topic(session, operation, name),
+            ResponseError::TopicAuthorizationFailed,
+        ),
+        RESOURCE_BROKER => (
+            broker.authorizer.cluster(session, operation),
+            ResponseError::ClusterAuthorizationFailed,
+        ),
+        _ => return Ok(()),
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(ControllerError {
+            code: error.code(),
+            message: format!("not authorized to {operation:?} this resource"),
+        })
+    }
+}
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
@@ -78,6 +110,7 @@ fn wanted(keys: &Option<Vec<StrBytes>>, name: &str) -> bool {
 
 pub fn describe(
     broker: &Broker,
+    session: &Session,
     request: DescribeConfigsRequest,
     version: i16,
 ) -> DescribeConfigsResponse {
@@ -88,6 +121,17 @@ pub fn describe(
             let result = DescribeConfigsResult::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
+            if let Err(e) = authorize(
+                broker,
+                session,
+                AclOperation::DescribeConfigs,
+                resource.resource_type,
+                resource.resource_name.as_str(),
+            ) {
+                return result
+                    .with_error_code(e.code)
+                    .with_error_message(Some(str_bytes(&e.message)));
+            }
             match resource.resource_type {
                 RESOURCE_TOPIC => match broker.metadata.topic(resource.resource_name.as_str()) {
                     Some(topic) => result.with_configs(
@@ -159,11 +203,19 @@ fn broker_configs(broker: &Broker) -> Vec<(&'static str, String)> {
 /// Applies a whole new set of overrides to one resource.
 fn apply(
     broker: &Broker,
+    session: &Session,
     resource_type: i8,
     name: &str,
     configs: Result<BTreeMap<String, String>, ControllerError>,
     validate_only: bool,
 ) -> Result<(), ControllerError> {
+    authorize(
+        broker,
+        session,
+        AclOperation::AlterConfigs,
+        resource_type,
+        name,
+    )?;
     match resource_type {
         RESOURCE_TOPIC => broker
             .controller
@@ -180,7 +232,11 @@ fn apply(
 }
 
 /// AlterConfigs replaces every override of the resource.
-pub fn alter(broker: &Broker, request: AlterConfigsRequest) -> AlterConfigsResponse {
+pub fn alter(
+    broker: &Broker,
+    session: &Session,
+    request: AlterConfigsRequest,
+) -> AlterConfigsResponse {
     let responses = request
         .resources
         .into_iter()
@@ -196,6 +252,7 @@ pub fn alter(broker: &Broker, request: AlterConfigsRequest) -> AlterConfigsRespo
                 .collect();
             let outcome = apply(
                 broker,
+                session,
                 resource.resource_type,
                 resource.resource_name.as_str(),
                 Ok(configs),
@@ -218,6 +275,7 @@ pub fn alter(broker: &Broker, request: AlterConfigsRequest) -> AlterConfigsRespo
 /// IncrementalAlterConfigs applies SET / DELETE / APPEND / SUBTRACT to the current overrides.
 pub fn incremental_alter(
     broker: &Broker,
+    session: &Session,
     request: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let responses = request
@@ -277,6 +335,7 @@ pub fn incremental_alter(
             };
             let outcome = apply(
                 broker,
+                session,
                 resource.resource_type,
                 name,
                 configs,

@@ -13,12 +13,19 @@ use super::str_bytes;
 use crate::broker::Broker;
 use crate::controller::NewTopic;
 use crate::metadata::topic_config::{all_names, effective_value};
+use crate::security::{AclOperation, Session};
 
 /// config_source values of DescribeConfigs/CreateTopics.
 pub const SOURCE_TOPIC: i8 = 1;
 pub const SOURCE_DEFAULT: i8 = 5;
 
-pub fn handle(broker: &Broker, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+pub fn handle(
+    broker: &Broker,
+    session: &Session,
+    request: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
+    let cluster_create = broker.authorizer.cluster(session, AclOperation::Create);
     let mut seen = std::collections::HashSet::new();
     let topics = request
         .topics
@@ -32,6 +39,15 @@ pub fn handle(broker: &Broker, request: CreateTopicsRequest, version: i16) -> Cr
                 return result
                     .with_error_code(ResponseError::InvalidRequest.code())
                     .with_error_message(Some(str_bytes("topic listed twice in one request")));
+            }
+            if !cluster_create
+                && !broker
+                    .authorizer
+                    .topic(session, AclOperation::Create, &t.name)
+            {
+                return result
+                    .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                    .with_error_message(Some(str_bytes("not authorized to create this topic")));
             }
             let (partitions, replication_factor) = if t.assignments.is_empty() {
                 (t.num_partitions, t.replication_factor)

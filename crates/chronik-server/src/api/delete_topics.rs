@@ -7,8 +7,13 @@ use uuid::Uuid;
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::security::{AclOperation, Session};
 
-pub fn handle(broker: &Broker, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
+pub fn handle(
+    broker: &Broker,
+    session: &Session,
+    request: DeleteTopicsRequest,
+) -> DeleteTopicsResponse {
     // v0-5 list names; v6 lists (name or id) states.
     let targets: Vec<(Option<TopicName>, Uuid)> = if request.topics.is_empty() {
         request
@@ -35,6 +40,13 @@ pub fn handle(broker: &Broker, request: DeleteTopicsRequest) -> DeleteTopicsResp
                     .ok_or(ResponseError::UnknownTopicId.code()),
             };
             let result = DeletableTopicResult::default().with_topic_id(id);
+            let name = name.and_then(|n| {
+                if broker.authorizer.topic(session, AclOperation::Delete, &n) {
+                    Ok(n)
+                } else {
+                    Err(ResponseError::TopicAuthorizationFailed.code())
+                }
+            });
             match name.map(|n| (broker.controller.delete_topic(&n), n)) {
                 Ok((Ok(topic), n)) => result
                     .with_name(Some(TopicName(str_bytes(&n))))

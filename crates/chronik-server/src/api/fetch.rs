@@ -15,11 +15,17 @@ use kafka_protocol::ResponseError;
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::replica::FetchPartition;
+use crate::security::{AclOperation, Session};
 
 /// Upper bound on a long-poll, whatever the client asks.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 
-pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
+pub async fn handle(
+    broker: &Broker,
+    session: &Session,
+    request: FetchRequest,
+    version: i16,
+) -> FetchResponse {
     if request.session_id != 0 || request.session_epoch > 0 {
         return FetchResponse::default()
             .with_error_code(ResponseError::FetchSessionIdNotFound.code())
@@ -34,7 +40,14 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
             Some(topic.topic.to_string())
         };
         let partitions: Vec<i32> = topic.partitions.iter().map(|p| p.partition).collect();
-        if let Some(name) = &name {
+        let refused = match &name {
+            None => Some(ResponseError::UnknownTopicId.code()),
+            Some(name) if !broker.authorizer.topic(session, AclOperation::Read, name) => {
+                Some(ResponseError::TopicAuthorizationFailed.code())
+            }
+            Some(_) => None,
+        };
+        if let (Some(name), None) = (&name, refused) {
             wanted.extend(topic.partitions.iter().map(|p| FetchPartition {
                 topic: name.clone(),
                 partition: p.partition,
@@ -42,12 +55,7 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
                 max_bytes: p.partition_max_bytes.max(0) as usize,
             }));
         }
-        layout.push((
-            topic.topic.clone(),
-            topic.topic_id,
-            name.is_some(),
-            partitions,
-        ));
+        layout.push((topic.topic.clone(), topic.topic_id, refused, partitions));
     }
     let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let fetched = broker
@@ -62,14 +70,14 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
     let mut fetched = fetched.into_iter();
     let responses = layout
         .into_iter()
-        .map(|(topic, topic_id, known, partitions)| {
+        .map(|(topic, topic_id, refused, partitions)| {
             let partitions = partitions
                 .into_iter()
                 .map(|index| {
                     let data = PartitionData::default().with_partition_index(index);
-                    if !known {
+                    if let Some(code) = refused {
                         return data
-                            .with_error_code(ResponseError::UnknownTopicId.code())
+                            .with_error_code(code)
                             .with_high_watermark(-1)
                             .with_last_stable_offset(-1)
                             .with_log_start_offset(-1)

@@ -9,9 +9,11 @@ use kafka_protocol::ResponseError;
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::coordinator::group::{JoinOutcome, JoinRequest};
+use crate::security::{AclOperation, Session};
 
 pub async fn handle(
     broker: &Broker,
+    session: &Session,
     request: JoinGroupRequest,
     version: i16,
     client_id: &str,
@@ -25,6 +27,11 @@ pub async fn handle(
     };
     let outcome = if group_id.is_empty() {
         error(ResponseError::InvalidGroupId)
+    } else if !broker
+        .authorizer
+        .group(session, AclOperation::Read, &group_id)
+    {
+        error(ResponseError::GroupAuthorizationFailed)
     } else if !broker
         .groups
         .session_timeout_valid(request.session_timeout_ms)
@@ -40,7 +47,7 @@ pub async fn handle(
             member_id: request.member_id.to_string(),
             group_instance_id: request.group_instance_id.as_ref().map(|s| s.to_string()),
             client_id: client_id.to_string(),
-            client_host: "/127.0.0.1".to_string(),
+            client_host: format!("/{}", session.host),
             session_timeout_ms: request.session_timeout_ms,
             // v0 has no rebalance timeout: it equals the session timeout.
             rebalance_timeout_ms: if version >= 1 {

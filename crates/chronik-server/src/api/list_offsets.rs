@@ -8,16 +8,26 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
 
 use crate::broker::Broker;
+use crate::security::{AclOperation, Session};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 
-pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+pub fn handle(
+    broker: &Broker,
+    session: &Session,
+    request: ListOffsetsRequest,
+    version: i16,
+) -> ListOffsetsResponse {
     let topics = request
         .topics
         .into_iter()
         .map(|topic| {
+            let authorized =
+                broker
+                    .authorizer
+                    .topic(session, AclOperation::Describe, topic.name.as_str());
             let partitions = topic
                 .partitions
                 .iter()
@@ -27,6 +37,10 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> Lis
                         .with_timestamp(-1)
                         .with_offset(-1)
                         .with_leader_epoch(-1);
+                    if !authorized {
+                        return response
+                            .with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                    }
                     let Some(partition) = broker
                         .replicas
                         .partition(topic.name.as_str(), p.partition_index)

@@ -1,5 +1,7 @@
 //! Metadata (key 3): brokers, cluster id, controller, and topics with their partitions, leaders
-//! and replicas. Unknown topics are auto-created when both the request and the broker allow it.
+//! and replicas. Unknown topics are auto-created when both the request and the broker allow it
+//! (and the session may CREATE them). Listing all topics shows only those the session may
+//! DESCRIBE; a named topic it may not describe gets TOPIC_AUTHORIZATION_FAILED.
 
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -12,8 +14,19 @@ use super::str_bytes;
 use crate::broker::Broker;
 use crate::controller::Controller;
 use crate::metadata::TopicMetadata;
+use crate::security::{AclOperation, Session};
 
-pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
+pub fn handle(
+    broker: &Broker,
+    session: &Session,
+    request: MetadataRequest,
+    version: i16,
+) -> MetadataResponse {
+    let describe = |name: &str| {
+        broker
+            .authorizer
+            .topic(session, AclOperation::Describe, name)
+    };
     let all_topics = match &request.topics {
         // Null (v1+) means every topic; so does an empty list in v0.
         None => true,
@@ -24,18 +37,32 @@ pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> Metada
             .metadata
             .topics()
             .iter()
+            .filter(|t| describe(&t.name))
             .map(|t| topic_response(broker, t))
             .collect(),
         None => Vec::new(),
         Some(requested) => requested
             .iter()
             .map(|t| match &t.name {
-                Some(name) => lookup_by_name(
-                    broker,
-                    name,
-                    request.allow_auto_topic_creation || version < 4,
-                ),
+                Some(name) if !describe(name.as_str()) => unauthorized(Some(name.clone())),
+                Some(name) => {
+                    let auto_create = (request.allow_auto_topic_creation || version < 4)
+                        && broker.metadata.topic(name.as_str()).is_none();
+                    if auto_create
+                        && !broker.authorizer.cluster(session, AclOperation::Create)
+                        && !broker
+                            .authorizer
+                            .topic(session, AclOperation::Create, name.as_str())
+                    {
+                        unauthorized(Some(name.clone()))
+                    } else {
+                        lookup_by_name(broker, name, auto_create)
+                    }
+                }
                 None => match broker.metadata.topic_by_id(t.topic_id) {
+                    Some(topic) if !describe(&topic.name) => {
+                        unauthorized(None).with_topic_id(t.topic_id)
+                    }
                     Some(topic) => topic_response(broker, &topic),
                     None => MetadataResponseTopic::default()
                         .with_error_code(ResponseError::UnknownTopicId.code())
@@ -50,6 +77,13 @@ pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> Metada
         .with_controller_id(BrokerId(broker.config.node_id))
         .with_topics(topics)
         .with_cluster_authorized_operations(i32::MIN)
+}
+
+fn unauthorized(name: Option<TopicName>) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_name(name)
+        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+        .with_topic_id(Uuid::nil())
 }
 
 fn lookup_by_name(

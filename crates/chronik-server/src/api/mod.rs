@@ -169,37 +169,37 @@ async fn dispatch(broker: Arc<Broker>, session: &Session, frame: Bytes) -> Outco
             Some(ResponseKind::ApiVersions(api_versions::handle(&req)))
         }
         RequestKind::Metadata(req) => Some(ResponseKind::Metadata(metadata::handle(
-            &broker, req, version,
+            &broker, session, req, version,
         ))),
-        RequestKind::Produce(req) => produce::handle(&broker, req, version)
+        RequestKind::Produce(req) => produce::handle(&broker, session, req, version)
             .await
             .map(ResponseKind::Produce),
         RequestKind::Fetch(req) => Some(ResponseKind::Fetch(
-            fetch::handle(&broker, req, version).await,
+            fetch::handle(&broker, session, req, version).await,
         )),
         RequestKind::ListOffsets(req) => Some(ResponseKind::ListOffsets(list_offsets::handle(
-            &broker, req, version,
+            &broker, session, req, version,
         ))),
         RequestKind::OffsetForLeaderEpoch(req) => Some(ResponseKind::OffsetForLeaderEpoch(
             offset_for_leader_epoch::handle(&broker, req),
         )),
         RequestKind::CreateTopics(req) => Some(ResponseKind::CreateTopics(create_topics::handle(
-            &broker, req, version,
+            &broker, session, req, version,
         ))),
         RequestKind::DeleteTopics(req) => Some(ResponseKind::DeleteTopics(delete_topics::handle(
-            &broker, req,
+            &broker, session, req,
         ))),
         RequestKind::CreatePartitions(req) => Some(ResponseKind::CreatePartitions(
             create_partitions::handle(&broker, req),
         )),
         RequestKind::DescribeConfigs(req) => Some(ResponseKind::DescribeConfigs(
-            configs::describe(&broker, req, version),
+            configs::describe(&broker, session, req, version),
         )),
-        RequestKind::AlterConfigs(req) => {
-            Some(ResponseKind::AlterConfigs(configs::alter(&broker, req)))
-        }
+        RequestKind::AlterConfigs(req) => Some(ResponseKind::AlterConfigs(configs::alter(
+            &broker, session, req,
+        ))),
         RequestKind::IncrementalAlterConfigs(req) => Some(ResponseKind::IncrementalAlterConfigs(
-            configs::incremental_alter(&broker, req),
+            configs::incremental_alter(&broker, session, req),
         )),
         RequestKind::DescribeCluster(req) => Some(ResponseKind::DescribeCluster(
             describe_cluster::handle(&broker, req),
@@ -216,11 +216,11 @@ async fn dispatch(broker: Arc<Broker>, session: &Session, frame: Bytes) -> Outco
         RequestKind::JoinGroup(req) => {
             let client_id = header.client_id.as_deref().unwrap_or_default();
             Some(ResponseKind::JoinGroup(
-                join_group::handle(&broker, req, version, client_id).await,
+                join_group::handle(&broker, session, req, version, client_id).await,
             ))
         }
         RequestKind::SyncGroup(req) => Some(ResponseKind::SyncGroup(
-            sync_group::handle(&broker, req, version).await,
+            sync_group::handle(&broker, session, req, version).await,
         )),
         RequestKind::Heartbeat(req) => {
             Some(ResponseKind::Heartbeat(heartbeat::handle(&broker, req)))
@@ -229,10 +229,10 @@ async fn dispatch(broker: Arc<Broker>, session: &Session, frame: Bytes) -> Outco
             &broker, req, version,
         ))),
         RequestKind::OffsetCommit(req) => Some(ResponseKind::OffsetCommit(
-            offset_commit::handle(&broker, req).await,
+            offset_commit::handle(&broker, session, req).await,
         )),
         RequestKind::OffsetFetch(req) => Some(ResponseKind::OffsetFetch(offset_fetch::handle(
-            &broker, req, version,
+            &broker, session, req, version,
         ))),
         RequestKind::DescribeGroups(req) => Some(ResponseKind::DescribeGroups(
             describe_groups::handle(&broker, req, version),

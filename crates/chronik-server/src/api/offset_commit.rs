@@ -9,8 +9,13 @@ use kafka_protocol::ResponseError;
 
 use crate::broker::Broker;
 use crate::coordinator::group_coordinator::OffsetToCommit;
+use crate::security::{AclOperation, Session};
 
-pub async fn handle(broker: &Broker, request: OffsetCommitRequest) -> OffsetCommitResponse {
+pub async fn handle(
+    broker: &Broker,
+    session: &Session,
+    request: OffsetCommitRequest,
+) -> OffsetCommitResponse {
     let offsets: Vec<OffsetToCommit> = request
         .topics
         .iter()
@@ -26,6 +31,19 @@ pub async fn handle(broker: &Broker, request: OffsetCommitRequest) -> OffsetComm
         .collect();
     let result = if request.group_id.is_empty() {
         Err(ResponseError::InvalidGroupId.code())
+    } else if !broker
+        .authorizer
+        .group(session, AclOperation::Read, request.group_id.as_str())
+    {
+        Err(ResponseError::GroupAuthorizationFailed.code())
+    } else if request.topics.iter().any(|t| {
+        !broker
+            .authorizer
+            .topic(session, AclOperation::Read, t.name.as_str())
+    }) {
+        // Kafka refuses only the unauthorized topics' partitions; refusing the whole commit
+        // keeps it atomic and never stores an offset for a topic the member may not read.
+        Err(ResponseError::TopicAuthorizationFailed.code())
     } else if let Err(code) = broker.groups.ensure_offsets_topic(&broker.controller) {
         Err(code)
     } else {

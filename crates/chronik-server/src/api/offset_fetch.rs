@@ -12,25 +12,43 @@ use kafka_protocol::ResponseError;
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::coordinator::offsets_log::OffsetValue;
+use crate::security::{AclOperation, Session};
 
 type Fetched = Vec<(String, i32, Option<OffsetValue>)>;
 type ByTopic = Vec<(String, Vec<(i32, Option<OffsetValue>)>)>;
 
 fn fetch(
     broker: &Broker,
+    session: &Session,
     group: &str,
     topics: Option<Vec<(String, Vec<i32>)>>,
 ) -> Result<Fetched, i16> {
     if group.is_empty() {
         return Err(ResponseError::InvalidGroupId.code());
     }
+    if !broker
+        .authorizer
+        .group(session, AclOperation::Describe, group)
+    {
+        return Err(ResponseError::GroupAuthorizationFailed.code());
+    }
+    let all_topics = topics.is_none();
     let partitions = topics.map(|topics| {
         topics
             .into_iter()
             .flat_map(|(t, ps)| ps.into_iter().map(move |p| (t.clone(), p)))
             .collect()
     });
-    Ok(broker.groups.fetch_offsets(group, partitions))
+    let mut fetched = broker.groups.fetch_offsets(group, partitions);
+    if all_topics {
+        // Offsets of topics the session may not describe are left out, as Kafka does.
+        fetched.retain(|(topic, _, _)| {
+            broker
+                .authorizer
+                .topic(session, AclOperation::Describe, topic)
+        });
+    }
+    Ok(fetched)
 }
 
 /// Groups the flat list by topic, keeping first-seen order.
@@ -45,7 +63,12 @@ fn by_topic(fetched: Fetched) -> ByTopic {
     out
 }
 
-pub fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+pub fn handle(
+    broker: &Broker,
+    session: &Session,
+    request: OffsetFetchRequest,
+    version: i16,
+) -> OffsetFetchResponse {
     if version >= 8 {
         let groups = request
             .groups
@@ -56,7 +79,7 @@ pub fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16) -> Off
                         .map(|t| (t.name.to_string(), t.partition_indexes))
                         .collect()
                 });
-                match fetch(broker, g.group_id.as_str(), topics) {
+                match fetch(broker, session, g.group_id.as_str(), topics) {
                     Ok(fetched) => OffsetFetchResponseGroup::default()
                         .with_group_id(g.group_id)
                         .with_topics(
@@ -86,7 +109,7 @@ pub fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16) -> Off
             .map(|t| (t.name.to_string(), t.partition_indexes))
             .collect()
     });
-    match fetch(broker, request.group_id.as_str(), topics) {
+    match fetch(broker, session, request.group_id.as_str(), topics) {
         Ok(fetched) => OffsetFetchResponse::default().with_topics(
             by_topic(fetched)
                 .into_iter()

@@ -15,12 +15,14 @@ use kafka_protocol::ResponseError;
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::replica::PartitionError;
+use crate::security::{AclOperation, Session};
 
 /// Upper bound on how long a produce waits for its acks, whatever the client asks.
 const MAX_TIMEOUT_MS: i32 = 300_000;
 
 pub async fn handle(
     broker: &Broker,
+    session: &Session,
     request: ProduceRequest,
     version: i16,
 ) -> Option<ProduceResponse> {
@@ -43,6 +45,9 @@ pub async fn handle(
             _ if invalid_acks => Err(ResponseError::InvalidRequiredAcks.code()),
             // Transactions are not built yet; refuse rather than write outside a transaction.
             _ if transactional => Err(ResponseError::TransactionalIdAuthorizationFailed.code()),
+            Some(name) if !broker.authorizer.topic(session, AclOperation::Write, name) => {
+                Err(ResponseError::TopicAuthorizationFailed.code())
+            }
             Some(name) => Ok(name.as_str()),
             None => Err(ResponseError::UnknownTopicId.code()),
         };

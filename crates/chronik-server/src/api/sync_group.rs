@@ -6,8 +6,24 @@ use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::coordinator::group::SyncOutcome;
+use crate::security::{AclOperation, Session};
 
-pub async fn handle(broker: &Broker, request: SyncGroupRequest, version: i16) -> SyncGroupResponse {
+pub async fn handle(
+    broker: &Broker,
+    session: &Session,
+    request: SyncGroupRequest,
+    version: i16,
+) -> SyncGroupResponse {
+    if !broker
+        .authorizer
+        .group(session, AclOperation::Read, request.group_id.as_str())
+    {
+        let refused = SyncOutcome {
+            error_code: kafka_protocol::ResponseError::GroupAuthorizationFailed.code(),
+            ..Default::default()
+        };
+        return response(refused, version);
+    }
     let assignments = request
         .assignments
         .iter()

@@ -137,7 +137,7 @@ fn store_creates_describes_deletes_and_survives_reopen() {
     let b = binding("a", PatternType::Prefixed, "User:y", AclOperation::Write);
     let c = binding("b", PatternType::Literal, "User:y", AclOperation::Write);
     store.create(&[a.clone(), b.clone(), c.clone()]).unwrap();
-    store.create(&[a.clone()]).unwrap(); // idempotent
+    store.create(std::slice::from_ref(&a)).unwrap(); // idempotent
     assert!(!store.is_empty());
     assert_eq!(store.describe(&AclBindingFilter::any()).len(), 3);
     assert_eq!(

@@ -50,7 +50,7 @@ fn no_acls_follows_allow_everyone_setting() {
     assert!(!closed.topic(&anon, Write, "t"));
     // ACLs on another resource do not make this one restricted.
     let other = acl(Topic, "x", PatternType::Literal, "User:a", "*", Read, Allow);
-    let (_d, open) = authorizer(&[other.clone()], true);
+    let (_d, open) = authorizer(std::slice::from_ref(&other), true);
     assert!(open.topic(&anon, Write, "t"));
     assert!(!open.topic(&anon, Write, "x"));
     let (_d, closed) = authorizer(&[other], false);
