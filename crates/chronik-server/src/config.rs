@@ -251,6 +251,26 @@ mod tests {
     }
 
     #[test]
+    fn allow_everyone_if_no_acl_found_defaults_on_and_can_be_turned_off() {
+        assert!(
+            BrokerConfig::load(&StartArgs::default())
+                .unwrap()
+                .allow_everyone_if_no_acl_found
+        );
+        let args = StartArgs {
+            allow_everyone_if_no_acl_found: Some(false),
+            ..Default::default()
+        };
+        assert!(
+            !BrokerConfig::load(&args)
+                .unwrap()
+                .allow_everyone_if_no_acl_found
+        );
+        let file: BrokerConfig = toml::from_str("allow_everyone_if_no_acl_found = false").unwrap();
+        assert!(!file.allow_everyone_if_no_acl_found);
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_rejected() {
         assert!(toml::from_str::<BrokerConfig>("no_such_key = 1").is_err());
         let args = StartArgs {
