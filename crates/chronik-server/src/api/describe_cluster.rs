@@ -1,13 +1,29 @@
-//! DescribeCluster (key 60): the brokers, the controller and the cluster id.
+//! DescribeCluster (key 60): the brokers, the controller and the cluster id, and on request
+//! the session's authorized operations on the cluster.
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::security::acl::CLUSTER_NAME;
+use crate::security::{ResourceType, Session};
 
-pub fn handle(broker: &Broker, request: DescribeClusterRequest) -> DescribeClusterResponse {
+pub fn handle(
+    broker: &Broker,
+    session: &Session,
+    request: DescribeClusterRequest,
+) -> DescribeClusterResponse {
     let (host, port) = broker.advertised.clone();
+    // Kafka requires no ACL to describe the cluster; the bitfield tells the client what else
+    // it may do with it.
+    let cluster_ops = if request.include_cluster_authorized_operations {
+        broker
+            .authorizer
+            .authorized_operations(session, ResourceType::Cluster, CLUSTER_NAME)
+    } else {
+        i32::MIN
+    };
     DescribeClusterResponse::default()
         .with_endpoint_type(request.endpoint_type)
         .with_cluster_id(str_bytes(&broker.metadata.cluster_id()))
@@ -16,5 +32,5 @@ pub fn handle(broker: &Broker, request: DescribeClusterRequest) -> DescribeClust
             .with_broker_id(BrokerId(broker.config.node_id))
             .with_host(str_bytes(&host))
             .with_port(port)])
-        .with_cluster_authorized_operations(i32::MIN)
+        .with_cluster_authorized_operations(cluster_ops)
 }

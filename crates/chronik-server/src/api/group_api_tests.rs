@@ -9,11 +9,11 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use super::*;
 use crate::config::{BrokerConfig, FlushPolicy};
 
-fn s(v: &str) -> StrBytes {
+pub(super) fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
 }
 
-fn broker() -> (tempfile::TempDir, Arc<Broker>) {
+pub(super) fn broker() -> (tempfile::TempDir, Arc<Broker>) {
     let dir = tempfile::tempdir().unwrap();
     let config = BrokerConfig {
         data_dir: dir.path().to_path_buf(),
@@ -26,7 +26,7 @@ fn broker() -> (tempfile::TempDir, Arc<Broker>) {
     (dir, broker)
 }
 
-async fn call(
+pub(super) async fn call(
     broker: &Arc<Broker>,
     key: ApiKey,
     version: i16,
@@ -71,7 +71,7 @@ fn subscription(topics: &[&str]) -> bytes::Bytes {
     buf.freeze()
 }
 
-fn versions(key: ApiKey) -> std::ops::RangeInclusive<i16> {
+pub(super) fn versions(key: ApiKey) -> std::ops::RangeInclusive<i16> {
     let (min, max) = supported_versions(key).unwrap();
     min..=max
 }

@@ -14,7 +14,8 @@ use super::str_bytes;
 use crate::broker::Broker;
 use crate::controller::Controller;
 use crate::metadata::TopicMetadata;
-use crate::security::{AclOperation, Session};
+use crate::security::acl::CLUSTER_NAME;
+use crate::security::{AclOperation, ResourceType, Session};
 
 pub fn handle(
     broker: &Broker,
@@ -27,6 +28,8 @@ pub fn handle(
             .authorizer
             .topic(session, AclOperation::Describe, name)
     };
+    let include_topic_ops = request.include_topic_authorized_operations;
+    let include_cluster_ops = request.include_cluster_authorized_operations;
     let all_topics = match &request.topics {
         // Null (v1+) means every topic; so does an empty list in v0.
         None => true,
@@ -71,12 +74,48 @@ pub fn handle(
             })
             .collect(),
     };
+    let topics = if include_topic_ops {
+        topics
+            .into_iter()
+            .map(|t| with_topic_ops(broker, session, t))
+            .collect()
+    } else {
+        topics
+    };
+    // Requests carry the cluster flag only in v8-v10 (decoded as false elsewhere), and only
+    // those versions' responses have the field.
+    let cluster_ops = if include_cluster_ops {
+        broker
+            .authorizer
+            .authorized_operations(session, ResourceType::Cluster, CLUSTER_NAME)
+    } else {
+        i32::MIN
+    };
     MetadataResponse::default()
         .with_brokers(vec![self_broker(broker)])
         .with_cluster_id(Some(str_bytes(&broker.metadata.cluster_id())))
         .with_controller_id(BrokerId(broker.config.node_id))
         .with_topics(topics)
-        .with_cluster_authorized_operations(i32::MIN)
+        .with_cluster_authorized_operations(cluster_ops)
+}
+
+/// Fills in what the session may do with a topic it was allowed to describe (found or not);
+/// an unauthorized topic keeps the "not provided" value, as in Kafka.
+fn with_topic_ops(
+    broker: &Broker,
+    session: &Session,
+    topic: MetadataResponseTopic,
+) -> MetadataResponseTopic {
+    if topic.error_code == ResponseError::TopicAuthorizationFailed.code() {
+        return topic;
+    }
+    let Some(name) = topic.name.as_ref() else {
+        return topic;
+    };
+    let ops = broker
+        .authorizer
+        .authorized_operations(session, ResourceType::Topic, name.as_str());
+    topic.with_topic_authorized_operations(ops)
 }
 
 fn unauthorized(name: Option<TopicName>) -> MetadataResponseTopic {

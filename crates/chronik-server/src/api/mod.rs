@@ -8,6 +8,8 @@
 //! error codes; only a frame that cannot be understood closes the connection, as Kafka does.
 
 mod api_versions;
+#[cfg(test)]
+mod authorized_ops_tests;
 mod configs;
 mod create_acls;
 mod create_partitions;
@@ -202,7 +204,7 @@ async fn dispatch(broker: Arc<Broker>, session: &Session, frame: Bytes) -> Outco
             configs::incremental_alter(&broker, session, req),
         )),
         RequestKind::DescribeCluster(req) => Some(ResponseKind::DescribeCluster(
-            describe_cluster::handle(&broker, req),
+            describe_cluster::handle(&broker, session, req),
         )),
         RequestKind::DeleteRecords(req) => Some(ResponseKind::DeleteRecords(
             delete_records::handle(&broker, req),
@@ -235,7 +237,7 @@ async fn dispatch(broker: Arc<Broker>, session: &Session, frame: Bytes) -> Outco
             &broker, session, req, version,
         ))),
         RequestKind::DescribeGroups(req) => Some(ResponseKind::DescribeGroups(
-            describe_groups::handle(&broker, req, version),
+            describe_groups::handle(&broker, session, req, version),
         )),
         RequestKind::ListGroups(req) => Some(ResponseKind::ListGroups(list_groups::handle(
             &broker, req, version,

@@ -80,6 +80,52 @@ impl Authorizer {
     pub fn cluster(&self, session: &Session, operation: AclOperation) -> bool {
         self.authorize(session, operation, ResourceType::Cluster, CLUSTER_NAME)
     }
+
+    /// The "authorized operations" bitfield of Metadata, DescribeCluster and DescribeGroups
+    /// (KIP-430): bit `1 << code` for every operation of the resource type this session may
+    /// perform on the resource, as Kafka's `AuthHelper.authorizedOperations`.
+    pub fn authorized_operations(
+        &self,
+        session: &Session,
+        resource_type: ResourceType,
+        name: &str,
+    ) -> i32 {
+        supported_operations(resource_type)
+            .iter()
+            .filter(|op| self.authorize(session, **op, resource_type, name))
+            .fold(0, |bits, op| bits | 1 << op.code())
+    }
+}
+
+/// The operations an ACL on a resource of this type can grant (Kafka's
+/// `AclEntry.supportedOperations`).
+pub fn supported_operations(resource_type: ResourceType) -> &'static [AclOperation] {
+    use AclOperation::*;
+    match resource_type {
+        ResourceType::Topic => &[
+            Read,
+            Write,
+            Create,
+            Describe,
+            Delete,
+            Alter,
+            DescribeConfigs,
+            AlterConfigs,
+        ],
+        ResourceType::Group => &[Read, Describe, Delete],
+        ResourceType::Cluster => &[
+            Create,
+            ClusterAction,
+            DescribeConfigs,
+            AlterConfigs,
+            IdempotentWrite,
+            Alter,
+            Describe,
+        ],
+        ResourceType::TransactionalId => &[Describe, Write],
+        ResourceType::DelegationToken => &[Describe],
+        ResourceType::User => &[CreateTokens, DescribeTokens],
+    }
 }
 
 fn applies_to(entry: &AclEntry, session: &Session) -> bool {

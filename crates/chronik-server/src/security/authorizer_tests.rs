@@ -186,3 +186,38 @@ fn prefixed_and_wildcard_resources_apply() {
     assert!(a.topic(&u, Read, "payments"));
     assert!(a.topic(&u, Read, "orders-eu"));
 }
+
+#[test]
+fn authorized_operations_is_the_bitfield_of_allowed_supported_operations() {
+    let anon = session("User:ANONYMOUS", "127.0.0.1");
+    let bits = |ops: &[AclOperation]| ops.iter().fold(0i32, |b, op| b | 1 << op.code());
+    let (_d, open) = authorizer(&[], true);
+    // Kafka's supported operations per type; ALL and the other types' operations never appear.
+    assert_eq!(
+        open.authorized_operations(&anon, Group, "g"),
+        bits(&[Read, Describe, Delete])
+    );
+    assert_eq!(
+        open.authorized_operations(&anon, Topic, "t"),
+        0b1101_1111_1000
+    );
+    let (_d, closed) = authorizer(&[], false);
+    assert_eq!(closed.authorized_operations(&anon, Topic, "t"), 0);
+    // One ALLOW READ: READ plus the DESCRIBE it implies, nothing else.
+    let (_d, a) = authorizer(
+        &[acl(
+            Topic,
+            "t",
+            PatternType::Literal,
+            "User:ANONYMOUS",
+            "*",
+            Read,
+            Allow,
+        )],
+        true,
+    );
+    assert_eq!(
+        a.authorized_operations(&anon, Topic, "t"),
+        bits(&[Read, Describe])
+    );
+}

@@ -1,0 +1,200 @@
+//! KIP-430 "authorized operations" in Metadata, DescribeCluster and DescribeGroups: the
+//! bitfield is filled in only when asked for, at every version that has the field, and it
+//! follows the ACLs of the session's principal.
+
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::*;
+use kafka_protocol::ResponseError;
+
+use super::group_api_tests::{broker, call, s, versions};
+use super::*;
+use crate::security::acl::{AclBinding, PatternType, PermissionType, ResourceType};
+use crate::security::AclOperation::{self, *};
+
+const NOT_PROVIDED: i32 = i32::MIN;
+
+fn bits(ops: &[AclOperation]) -> i32 {
+    ops.iter().fold(0, |b, op| b | 1 << op.code())
+}
+
+/// ALLOW ALL and DENY `op` for the anonymous principal (once a resource has ACLs, only what
+/// they allow is allowed).
+fn allow_all_but(broker: &Broker, rt: ResourceType, name: &str, op: AclOperation) {
+    let binding = |operation, permission| AclBinding {
+        resource_type: rt,
+        resource_name: name.into(),
+        pattern_type: PatternType::Literal,
+        principal: crate::security::ANONYMOUS.into(),
+        host: "*".into(),
+        operation,
+        permission,
+    };
+    broker
+        .authorizer
+        .acls()
+        .create(&[
+            binding(All, PermissionType::Allow),
+            binding(op, PermissionType::Deny),
+        ])
+        .unwrap();
+}
+
+async fn metadata(broker: &Arc<Broker>, v: i16, include: bool) -> MetadataResponse {
+    let topic = MetadataRequestTopic::default().with_name(Some(TopicName(s("t"))));
+    let mut req = MetadataRequest::default().with_topics(Some(vec![topic]));
+    if v >= 4 {
+        req = req.with_allow_auto_topic_creation(false);
+    }
+    if v >= 8 {
+        req = req.with_include_topic_authorized_operations(include);
+    }
+    if (8..=10).contains(&v) {
+        req = req.with_include_cluster_authorized_operations(include);
+    }
+    let ResponseKind::Metadata(r) =
+        call(broker, ApiKey::Metadata, v, RequestKind::Metadata(req)).await
+    else {
+        panic!()
+    };
+    r
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metadata_reports_topic_and_cluster_operations_when_asked() {
+    let (_dir, broker) = broker();
+    broker
+        .controller
+        .create_topic(
+            crate::controller::NewTopic {
+                name: "t",
+                partitions: 1,
+                replication_factor: -1,
+                configs: Default::default(),
+            },
+            false,
+        )
+        .unwrap();
+    let all_topic = bits(&[
+        Read,
+        Write,
+        Create,
+        Describe,
+        Delete,
+        Alter,
+        DescribeConfigs,
+        AlterConfigs,
+    ]);
+    let all_cluster = bits(&[
+        Create,
+        ClusterAction,
+        DescribeConfigs,
+        AlterConfigs,
+        IdempotentWrite,
+        Alter,
+        Describe,
+    ]);
+    for v in versions(ApiKey::Metadata) {
+        let r = metadata(&broker, v, false).await;
+        assert_eq!(
+            r.topics[0].topic_authorized_operations, NOT_PROVIDED,
+            "v{v}"
+        );
+        assert_eq!(r.cluster_authorized_operations, NOT_PROVIDED, "v{v}");
+        if v < 8 {
+            continue;
+        }
+        let r = metadata(&broker, v, true).await;
+        assert_eq!(r.topics[0].topic_authorized_operations, all_topic, "v{v}");
+        let cluster = if v <= 10 { all_cluster } else { NOT_PROVIDED };
+        assert_eq!(r.cluster_authorized_operations, cluster, "v{v}");
+    }
+    // A DENY of WRITE removes WRITE only (DESCRIBE stays: READ still implies it).
+    allow_all_but(&broker, ResourceType::Topic, "t", Write);
+    let r = metadata(&broker, 12, true).await;
+    assert_eq!(
+        r.topics[0].topic_authorized_operations,
+        all_topic & !(1 << Write.code())
+    );
+    // A topic the session may not describe gets no bitfield, only the error.
+    allow_all_but(&broker, ResourceType::Topic, "t", Describe);
+    let r = metadata(&broker, 12, true).await;
+    assert_eq!(
+        r.topics[0].error_code,
+        ResponseError::TopicAuthorizationFailed.code()
+    );
+    assert_eq!(r.topics[0].topic_authorized_operations, NOT_PROVIDED);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn describe_cluster_reports_cluster_operations_when_asked() {
+    let (_dir, broker) = broker();
+    allow_all_but(&broker, ResourceType::Cluster, "kafka-cluster", Alter);
+    let expected = bits(&[
+        Create,
+        ClusterAction,
+        DescribeConfigs,
+        AlterConfigs,
+        IdempotentWrite,
+        Describe,
+    ]);
+    for v in versions(ApiKey::DescribeCluster) {
+        for include in [false, true] {
+            let req = DescribeClusterRequest::default()
+                .with_include_cluster_authorized_operations(include);
+            let ResponseKind::DescribeCluster(r) = call(
+                &broker,
+                ApiKey::DescribeCluster,
+                v,
+                RequestKind::DescribeCluster(req),
+            )
+            .await
+            else {
+                panic!()
+            };
+            let want = if include { expected } else { NOT_PROVIDED };
+            assert_eq!(r.cluster_authorized_operations, want, "v{v} {include}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn describe_groups_reports_group_operations_and_refuses_unauthorized() {
+    let (_dir, broker) = broker();
+    allow_all_but(&broker, ResourceType::Group, "g", Delete);
+    allow_all_but(&broker, ResourceType::Group, "secret", Describe);
+    for v in versions(ApiKey::DescribeGroups) {
+        for include in [false, true] {
+            let mut req = DescribeGroupsRequest::default()
+                .with_groups(vec![GroupId(s("g")), GroupId(s("secret"))]);
+            if v >= 3 {
+                req = req.with_include_authorized_operations(include);
+            }
+            let ResponseKind::DescribeGroups(r) = call(
+                &broker,
+                ApiKey::DescribeGroups,
+                v,
+                RequestKind::DescribeGroups(req),
+            )
+            .await
+            else {
+                panic!()
+            };
+            let (g, secret) = (&r.groups[0], &r.groups[1]);
+            assert_eq!(g.error_code, 0, "v{v}");
+            assert_eq!(g.group_state.as_str(), "Dead");
+            let want = if include && v >= 3 {
+                bits(&[Read, Describe])
+            } else {
+                NOT_PROVIDED
+            };
+            assert_eq!(g.authorized_operations, want, "v{v} {include}");
+            assert_eq!(
+                secret.error_code,
+                ResponseError::GroupAuthorizationFailed.code(),
+                "v{v}"
+            );
+            assert_eq!(secret.authorized_operations, NOT_PROVIDED);
+            assert!(secret.members.is_empty());
+        }
+    }
+}
