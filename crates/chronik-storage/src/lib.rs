@@ -5,7 +5,8 @@
 //!
 //! # Layout
 //! - [`batch`]: a RecordBatch v2 header view — parse, validate (CRC-32C), patch in place.
-//! - [`offset_index`] / [`time_index`]: sparse per-segment indexes.
+//! - [`offset_index`] / [`time_index`]: sparse per-segment indexes, over the shared
+//!   fixed-width entry file handling of `index_file`.
 //! - [`segment`]: one `.log` data file plus its indexes; append, read, recover.
 //! - [`log`]: [`Log`], the ordered segments of one partition: offsets, rolling,
 //!   reads, retention, truncation, the log start offset and recovery at open.
@@ -23,6 +24,7 @@ pub mod cleaner;
 pub mod config;
 pub mod error;
 pub mod group_commit;
+mod index_file;
 pub mod leader_epoch;
 pub mod log;
 pub mod offset_index;

@@ -7,17 +7,19 @@
 //! `index_interval_bytes` of data, so the index is sparse. Entries strictly increase in
 //! both fields.
 //!
-//! The index is an in-memory `Vec` (used for lookups) mirrored by an append-only file.
-//! The file is not checksummed and not fsynced on append: after an unclean shutdown it is
-//! not trusted but rebuilt from the log data (see `Segment::recover`). A file whose
-//! length is not a multiple of 8 or whose entries are out of order or point past the
-//! end of the log is treated as inconsistent and rebuilt as well.
+//! The index is an in-memory `Vec` (used for lookups) mirrored by an append-only file
+//! (the file handling is shared with the time index: `index_file`). The file is not
+//! checksummed and not fsynced on append: after an unclean shutdown it is not trusted but
+//! rebuilt from the log data (see `Segment::recover`). A file whose length is not a
+//! multiple of 8 loses its torn trailing entry at open; one whose entries are out of
+//! order or point past the end of the log is treated as inconsistent and rebuilt.
 //!
 //! Not thread-safe; owned by its `Segment`.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io;
 use std::path::{Path, PathBuf};
+
+use crate::index_file::{IndexEntry, IndexFile};
 
 const ENTRY_SIZE: usize = 8;
 
@@ -28,106 +30,85 @@ pub struct OffsetEntry {
     pub position: u32,
 }
 
+impl IndexEntry<ENTRY_SIZE> for OffsetEntry {
+    fn encode(&self) -> [u8; ENTRY_SIZE] {
+        let mut raw = [0u8; ENTRY_SIZE];
+        raw[..4].copy_from_slice(&self.relative_offset.to_be_bytes());
+        raw[4..].copy_from_slice(&self.position.to_be_bytes());
+        raw
+    }
+
+    fn decode(c: [u8; ENTRY_SIZE]) -> Self {
+        OffsetEntry {
+            relative_offset: u32::from_be_bytes([c[0], c[1], c[2], c[3]]),
+            position: u32::from_be_bytes([c[4], c[5], c[6], c[7]]),
+        }
+    }
+}
+
 /// Sparse offset index of one segment.
 pub struct OffsetIndex {
     path: PathBuf,
-    file: File,
-    entries: Vec<OffsetEntry>,
+    file: IndexFile<OffsetEntry, ENTRY_SIZE>,
 }
 
 impl OffsetIndex {
     /// Opens (or creates) the index file and loads its entries without checking them.
     pub fn open(path: &Path) -> io::Result<OffsetIndex> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)?;
-        let mut raw = Vec::new();
-        file.read_to_end(&mut raw)?;
-        let entries = raw
-            .chunks_exact(ENTRY_SIZE)
-            .map(|c| OffsetEntry {
-                relative_offset: u32::from_be_bytes([c[0], c[1], c[2], c[3]]),
-                position: u32::from_be_bytes([c[4], c[5], c[6], c[7]]),
-            })
-            .collect::<Vec<_>>();
-        let index = OffsetIndex {
+        Ok(OffsetIndex {
             path: path.to_path_buf(),
-            file,
-            entries,
-        };
-        if raw.len() % ENTRY_SIZE != 0 {
-            // A torn trailing entry: drop it from the file too.
-            index
-                .file
-                .set_len((index.entries.len() * ENTRY_SIZE) as u64)?;
-        }
-        Ok(index)
+            file: IndexFile::open(path)?,
+        })
     }
 
     /// True when entries strictly increase and all positions are below `log_size`.
     pub fn is_consistent(&self, log_size: u64) -> bool {
-        self.entries
-            .windows(2)
-            .all(|w| w[0].relative_offset < w[1].relative_offset && w[0].position < w[1].position)
-            && self
-                .entries
-                .last()
-                .is_none_or(|e| (e.position as u64) < log_size)
+        self.file.is_consistent(
+            |a, b| a.relative_offset < b.relative_offset && a.position < b.position,
+            |last| (last.position as u64) < log_size,
+        )
     }
 
     /// Appends an entry; must be greater than the last one in both fields.
     pub fn append(&mut self, relative_offset: u32, position: u32) -> io::Result<()> {
-        let mut raw = [0u8; ENTRY_SIZE];
-        raw[..4].copy_from_slice(&relative_offset.to_be_bytes());
-        raw[4..].copy_from_slice(&position.to_be_bytes());
-        self.file.write_all(&raw)?;
-        self.entries.push(OffsetEntry {
+        self.file.append(OffsetEntry {
             relative_offset,
             position,
-        });
-        Ok(())
+        })
     }
 
     /// Greatest entry whose relative offset is <= `relative_offset`, or `None`
     /// (meaning: start at position 0).
     pub fn lookup(&self, relative_offset: u32) -> Option<OffsetEntry> {
-        let idx = self
-            .entries
-            .partition_point(|e| e.relative_offset <= relative_offset);
-        idx.checked_sub(1).map(|i| self.entries[i])
+        self.file
+            .last_while(|e| e.relative_offset <= relative_offset)
     }
 
     /// Last entry, if any.
     pub fn last(&self) -> Option<OffsetEntry> {
-        self.entries.last().copied()
+        self.file.last()
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.file.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.file.is_empty()
     }
 
     /// Drops entries whose position is >= `position` (the log is being truncated there).
     pub fn truncate_to_position(&mut self, position: u64) -> io::Result<()> {
-        let keep = self
-            .entries
-            .partition_point(|e| (e.position as u64) < position);
-        self.entries.truncate(keep);
-        self.file.set_len((keep * ENTRY_SIZE) as u64)
+        self.file.truncate_while(|e| (e.position as u64) < position)
     }
 
     /// Removes all entries.
     pub fn clear(&mut self) -> io::Result<()> {
-        self.truncate_to_position(0)
+        self.file.clear()
     }
 
     pub fn sync(&self) -> io::Result<()> {
-        self.file.sync_all()
+        self.file.sync()
     }
 
     pub fn path(&self) -> &Path {
@@ -137,6 +118,9 @@ impl OffsetIndex {
 
 #[cfg(test)]
 mod tests {
+    use std::fs::OpenOptions;
+    use std::io::Write;
+
     use super::*;
 
     #[test]
@@ -175,6 +159,7 @@ mod tests {
         f.write_all(&[1, 2, 3]).unwrap();
         let idx = OffsetIndex::open(&path).unwrap();
         assert_eq!(idx.len(), 1);
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), 8);
+        // The on-disk entry: relative offset then position, u32 BE each.
+        assert_eq!(std::fs::read(&path).unwrap(), [0, 0, 0, 1, 0, 0, 0, 10]);
     }
 }

@@ -6,13 +6,15 @@
 //! batch whose base offset is `base + O`. Entries are added at the same sparse points as
 //! offset index entries, and only when `T` grew, so both fields strictly increase.
 //!
-//! Like the offset index it is an in-memory `Vec` mirrored by an append-only file, not
-//! checksummed, not fsynced on append, and rebuilt from the log after an unclean
-//! shutdown. Not thread-safe; owned by its `Segment`.
+//! Like the offset index it is an in-memory `Vec` mirrored by an append-only file (the
+//! same file handling: `index_file`), not checksummed, not fsynced on append, and
+//! rebuilt from the log after an unclean shutdown. Not thread-safe; owned by its
+//! `Segment`.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io;
 use std::path::Path;
+
+use crate::index_file::{IndexEntry, IndexFile};
 
 const ENTRY_SIZE: usize = 12;
 
@@ -23,99 +25,87 @@ pub struct TimeEntry {
     pub relative_offset: u32,
 }
 
+impl IndexEntry<ENTRY_SIZE> for TimeEntry {
+    fn encode(&self) -> [u8; ENTRY_SIZE] {
+        let mut raw = [0u8; ENTRY_SIZE];
+        raw[..8].copy_from_slice(&self.timestamp.to_be_bytes());
+        raw[8..].copy_from_slice(&self.relative_offset.to_be_bytes());
+        raw
+    }
+
+    fn decode(c: [u8; ENTRY_SIZE]) -> Self {
+        TimeEntry {
+            timestamp: i64::from_be_bytes(c[..8].try_into().expect("8 bytes")),
+            relative_offset: u32::from_be_bytes(c[8..].try_into().expect("4 bytes")),
+        }
+    }
+}
+
 /// Sparse time index of one segment.
 pub struct TimeIndex {
-    file: File,
-    entries: Vec<TimeEntry>,
+    file: IndexFile<TimeEntry, ENTRY_SIZE>,
 }
 
 impl TimeIndex {
     /// Opens (or creates) the index file and loads its entries without checking them.
     pub fn open(path: &Path) -> io::Result<TimeIndex> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)?;
-        let mut raw = Vec::new();
-        file.read_to_end(&mut raw)?;
-        let entries = raw
-            .chunks_exact(ENTRY_SIZE)
-            .map(|c| TimeEntry {
-                timestamp: i64::from_be_bytes(c[..8].try_into().expect("8 bytes")),
-                relative_offset: u32::from_be_bytes(c[8..].try_into().expect("4 bytes")),
-            })
-            .collect::<Vec<_>>();
-        if raw.len() % ENTRY_SIZE != 0 {
-            file.set_len((entries.len() * ENTRY_SIZE) as u64)?;
-        }
-        Ok(TimeIndex { file, entries })
+        Ok(TimeIndex {
+            file: IndexFile::open(path)?,
+        })
     }
 
     /// True when both fields strictly increase and offsets are below `next_relative`.
     pub fn is_consistent(&self, next_relative: u64) -> bool {
-        self.entries
-            .windows(2)
-            .all(|w| w[0].timestamp < w[1].timestamp && w[0].relative_offset < w[1].relative_offset)
-            && self
-                .entries
-                .last()
-                .is_none_or(|e| (e.relative_offset as u64) < next_relative)
+        self.file.is_consistent(
+            |a, b| a.timestamp < b.timestamp && a.relative_offset < b.relative_offset,
+            |last| (last.relative_offset as u64) < next_relative,
+        )
     }
 
     /// Appends `(timestamp, relative_offset)` if `timestamp` is larger than the last
     /// entry's (otherwise the entry would add nothing).
     pub fn maybe_append(&mut self, timestamp: i64, relative_offset: u32) -> io::Result<()> {
-        if let Some(last) = self.entries.last() {
+        if let Some(last) = self.file.last() {
             if timestamp <= last.timestamp || relative_offset <= last.relative_offset {
                 return Ok(());
             }
         }
-        let mut raw = [0u8; ENTRY_SIZE];
-        raw[..8].copy_from_slice(&timestamp.to_be_bytes());
-        raw[8..].copy_from_slice(&relative_offset.to_be_bytes());
-        self.file.write_all(&raw)?;
-        self.entries.push(TimeEntry {
+        self.file.append(TimeEntry {
             timestamp,
             relative_offset,
-        });
-        Ok(())
+        })
     }
 
     /// Greatest entry whose timestamp is < `timestamp`: every batch up to that entry's
     /// offset has a max timestamp below `timestamp`, so a search may start there.
     pub fn lookup_below(&self, timestamp: i64) -> Option<TimeEntry> {
-        let idx = self.entries.partition_point(|e| e.timestamp < timestamp);
-        idx.checked_sub(1).map(|i| self.entries[i])
+        self.file.last_while(|e| e.timestamp < timestamp)
     }
 
     pub fn last(&self) -> Option<TimeEntry> {
-        self.entries.last().copied()
+        self.file.last()
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.file.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.file.is_empty()
     }
 
     /// Drops entries whose relative offset is >= `relative_offset`.
     pub fn truncate_to_offset(&mut self, relative_offset: u64) -> io::Result<()> {
-        let keep = self
-            .entries
-            .partition_point(|e| (e.relative_offset as u64) < relative_offset);
-        self.entries.truncate(keep);
-        self.file.set_len((keep * ENTRY_SIZE) as u64)
+        self.file
+            .truncate_while(|e| (e.relative_offset as u64) < relative_offset)
     }
 
     pub fn clear(&mut self) -> io::Result<()> {
-        self.truncate_to_offset(0)
+        self.file.clear()
     }
 
     pub fn sync(&self) -> io::Result<()> {
-        self.file.sync_all()
+        self.file.sync()
     }
 }
 
@@ -139,6 +129,10 @@ mod tests {
         assert!(idx.is_consistent(21));
         assert!(!idx.is_consistent(20));
         drop(idx);
+        // The on-disk entry: timestamp i64 BE then relative offset u32 BE.
+        let raw = std::fs::read(&path).unwrap();
+        assert_eq!(raw.len(), 36);
+        assert_eq!(raw[12..24], [0, 0, 0, 0, 0, 0, 0, 200, 0, 0, 0, 10]);
         let mut idx = TimeIndex::open(&path).unwrap();
         assert_eq!(idx.len(), 3);
         idx.truncate_to_offset(10).unwrap();
