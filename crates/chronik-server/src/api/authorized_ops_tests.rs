@@ -155,6 +155,22 @@ async fn describe_cluster_reports_cluster_operations_when_asked() {
             assert_eq!(r.cluster_authorized_operations, want, "v{v} {include}");
         }
     }
+    // A session that may not DESCRIBE the cluster learns nothing of it: 0, as in Kafka.
+    allow_all_but(&broker, ResourceType::Cluster, "kafka-cluster", Describe);
+    let req = DescribeClusterRequest::default().with_include_cluster_authorized_operations(true);
+    let ResponseKind::DescribeCluster(r) = call(
+        &broker,
+        ApiKey::DescribeCluster,
+        0,
+        RequestKind::DescribeCluster(req),
+    )
+    .await
+    else {
+        panic!()
+    };
+    assert_eq!(r.cluster_authorized_operations, 0);
+    let r = metadata(&broker, 10, true).await;
+    assert_eq!(r.cluster_authorized_operations, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -6,8 +6,7 @@ use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 
 use super::str_bytes;
 use crate::broker::Broker;
-use crate::security::acl::CLUSTER_NAME;
-use crate::security::{ResourceType, Session};
+use crate::security::Session;
 
 pub fn handle(
     broker: &Broker,
@@ -15,12 +14,9 @@ pub fn handle(
     request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let (host, port) = broker.advertised.clone();
-    // Kafka requires no ACL to describe the cluster; the bitfield tells the client what else
-    // it may do with it.
+    // Kafka requires no ACL to describe the cluster's brokers.
     let cluster_ops = if request.include_cluster_authorized_operations {
-        broker
-            .authorizer
-            .authorized_operations(session, ResourceType::Cluster, CLUSTER_NAME)
+        broker.authorizer.cluster_authorized_operations(session)
     } else {
         i32::MIN
     };

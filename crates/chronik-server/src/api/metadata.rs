@@ -14,7 +14,6 @@ use super::str_bytes;
 use crate::broker::Broker;
 use crate::controller::Controller;
 use crate::metadata::TopicMetadata;
-use crate::security::acl::CLUSTER_NAME;
 use crate::security::{AclOperation, ResourceType, Session};
 
 pub fn handle(
@@ -85,9 +84,7 @@ pub fn handle(
     // Requests carry the cluster flag only in v8-v10 (decoded as false elsewhere), and only
     // those versions' responses have the field.
     let cluster_ops = if include_cluster_ops {
-        broker
-            .authorizer
-            .authorized_operations(session, ResourceType::Cluster, CLUSTER_NAME)
+        broker.authorizer.cluster_authorized_operations(session)
     } else {
         i32::MIN
     };

@@ -95,6 +95,15 @@ impl Authorizer {
             .filter(|op| self.authorize(session, **op, resource_type, name))
             .fold(0, |bits, op| bits | 1 << op.code())
     }
+
+    /// The cluster's bitfield as Metadata and DescribeCluster report it: Kafka reveals it only
+    /// to a session that may DESCRIBE the cluster, and answers 0 to any other.
+    pub fn cluster_authorized_operations(&self, session: &Session) -> i32 {
+        if !self.cluster(session, AclOperation::Describe) {
+            return 0;
+        }
+        self.authorized_operations(session, ResourceType::Cluster, CLUSTER_NAME)
+    }
 }
 
 /// The operations an ACL on a resource of this type can grant (Kafka's
