@@ -1,43 +1,28 @@
 //! DeleteAcls (key 31, KIP-140): remove every binding matched by any of the filters, in one
 //! persisted change, and report per filter the bindings it matched. Needs ALTER on the cluster.
+//! The request flow (authorize, parse, apply, per-item errors) is shared with CreateAcls:
+//! `create_acls::change_acls`.
 
 use kafka_protocol::messages::delete_acls_response::{
     DeleteAclsFilterResult, DeleteAclsMatchingAcl,
 };
 use kafka_protocol::messages::{DeleteAclsRequest, DeleteAclsResponse};
-use kafka_protocol::ResponseError;
 
+use super::create_acls::change_acls;
 use super::str_bytes;
 use crate::broker::Broker;
-use crate::security::{AclBindingFilter, AclOperation, Session};
+use crate::security::{AclBinding, AclBindingFilter, Session};
 
 pub fn handle(
     broker: &Broker,
     session: &Session,
     request: DeleteAclsRequest,
 ) -> DeleteAclsResponse {
-    let failed = |error: ResponseError, message: &str| {
-        DeleteAclsFilterResult::default()
-            .with_error_code(error.code())
-            .with_error_message(Some(str_bytes(message)))
-    };
-    if !broker.authorizer.cluster(session, AclOperation::Alter) {
-        let results = request
-            .filters
-            .iter()
-            .map(|_| {
-                failed(
-                    ResponseError::ClusterAuthorizationFailed,
-                    "not authorized to alter ACLs",
-                )
-            })
-            .collect();
-        return DeleteAclsResponse::default().with_filter_results(results);
-    }
-    let parsed: Vec<_> = request
-        .filters
-        .iter()
-        .map(|f| {
+    let results = change_acls(
+        broker,
+        session,
+        &request.filters,
+        |f| {
             AclBindingFilter::from_wire(
                 f.resource_type_filter,
                 f.resource_name_filter.as_deref(),
@@ -47,44 +32,29 @@ pub fn handle(
                 f.operation,
                 f.permission_type,
             )
-        })
-        .collect();
-    let valid: Vec<AclBindingFilter> = parsed
-        .iter()
-        .filter_map(|p| p.as_ref().ok().cloned())
-        .collect();
-    let deleted = broker.authorizer.acls().delete(&valid);
-    let mut matched = match &deleted {
-        Ok(matched) => matched.clone().into_iter(),
-        Err(_) => Vec::new().into_iter(),
-    };
-    let results = parsed
-        .into_iter()
-        .map(|p| match (p, &deleted) {
-            (Err(invalid), _) => failed(ResponseError::InvalidRequest, &invalid.0),
-            (Ok(_), Err(e)) => failed(
-                ResponseError::UnknownServerError,
-                &format!("storing ACLs: {e}"),
-            ),
-            (Ok(_), Ok(_)) => {
-                let acls = matched
-                    .next()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|b| {
-                        DeleteAclsMatchingAcl::default()
-                            .with_resource_type(b.resource_type.code())
-                            .with_resource_name(str_bytes(&b.resource_name))
-                            .with_pattern_type(b.pattern_type.code())
-                            .with_principal(str_bytes(&b.principal))
-                            .with_host(str_bytes(&b.host))
-                            .with_operation(b.operation.code())
-                            .with_permission_type(b.permission.code())
-                    })
-                    .collect();
-                DeleteAclsFilterResult::default().with_matching_acls(acls)
-            }
-        })
-        .collect();
+        },
+        |acls, valid| acls.delete(valid),
+        |matched: Vec<AclBinding>| {
+            let acls = matched
+                .into_iter()
+                .map(|b| {
+                    DeleteAclsMatchingAcl::default()
+                        .with_resource_type(b.resource_type.code())
+                        .with_resource_name(str_bytes(&b.resource_name))
+                        .with_pattern_type(b.pattern_type.code())
+                        .with_principal(str_bytes(&b.principal))
+                        .with_host(str_bytes(&b.host))
+                        .with_operation(b.operation.code())
+                        .with_permission_type(b.permission.code())
+                })
+                .collect();
+            DeleteAclsFilterResult::default().with_matching_acls(acls)
+        },
+        |error, message| {
+            DeleteAclsFilterResult::default()
+                .with_error_code(error.code())
+                .with_error_message(Some(str_bytes(message)))
+        },
+    );
     DeleteAclsResponse::default().with_filter_results(results)
 }
