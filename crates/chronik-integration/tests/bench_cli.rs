@@ -2,26 +2,35 @@
 //! its totals must be non-zero and consistent (what was acknowledged was read back);
 //! bad flags must fail with a clear message.
 //!
+//! The tests share the running ([`run`], [`run_report`]: flags against a broker, success
+//! asserted with the broker's log), the JSON report ([`Report`]) and the validation
+//! invariants ([`Report::assert_none_missing`], [`Report::assert_read_back`]).
+//!
 //! Needs `target/debug/chronik-bench` and `target/debug/chronik-server`
 //! (`cargo build -p chronik-bench -p chronik-server`).
 
+use std::ffi::OsStr;
+use std::fmt;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use chronik_integration::{bench_bin, free_port, Broker};
 
-fn bench(args: &[&str]) -> Output {
+/// chronik-bench with `args`, ignoring `KAFKA_BOOTSTRAP_SERVERS` from the environment.
+fn bench_command(args: &[impl AsRef<OsStr>]) -> Command {
     let bin = bench_bin();
     assert!(
         bin.exists(),
         "{} not built: run `cargo build -p chronik-bench`",
         bin.display()
     );
-    Command::new(bin)
-        .args(args)
-        .env_remove("KAFKA_BOOTSTRAP_SERVERS")
-        .output()
-        .expect("run chronik-bench")
+    let mut command = Command::new(bin);
+    command.args(args).env_remove("KAFKA_BOOTSTRAP_SERVERS");
+    command
+}
+
+fn bench(args: &[impl AsRef<OsStr>]) -> Output {
+    bench_command(args).output().expect("run chronik-bench")
 }
 
 fn describe(out: &Output) -> String {
@@ -31,6 +40,45 @@ fn describe(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// The flags of a run against `broker`: `-b <bootstrap>`, `args`, then `--json-output
+/// <json>` when given.
+fn flags(broker: &Broker, args: &[&str], json: Option<&Path>) -> Vec<String> {
+    let mut flags = vec!["-b".to_string(), broker.bootstrap()];
+    flags.extend(args.iter().map(|a| a.to_string()));
+    if let Some(json) = json {
+        flags.push("--json-output".to_string());
+        flags.push(json.to_str().unwrap().to_string());
+    }
+    flags
+}
+
+fn assert_succeeded(out: &Output, broker: &Broker) {
+    assert!(
+        out.status.success(),
+        "{}\nbroker log:\n{}",
+        describe(out),
+        broker.log()
+    );
+}
+
+/// The flags of a command line without quoting (none of ours have spaces).
+fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
+/// Runs chronik-bench against `broker` with `args` and asserts that it succeeded.
+fn run(broker: &Broker, args: &[&str]) {
+    assert_succeeded(&bench(&flags(broker, args, None)), broker);
+}
+
+/// [`run`], with the JSON report written to a temporary file: returns that report.
+fn run_report(broker: &Broker, args: &[&str]) -> Report {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    assert_succeeded(&bench(&flags(broker, args, Some(&json))), broker);
+    Report::read(&json)
 }
 
 /// The number after `"key": ` at the given indentation of the pretty JSON report
@@ -51,8 +99,53 @@ fn field(json: &str, indent: usize, key: &str) -> u64 {
         .unwrap_or_else(|_| panic!("{key} is not a whole number in report:\n{json}"))
 }
 
-fn report(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("no report at {}: {e}", path.display()))
+/// A chronik-bench JSON report; it displays as its text, for assertion messages.
+struct Report(String);
+
+impl Report {
+    fn read(path: &Path) -> Report {
+        Report(
+            std::fs::read_to_string(path)
+                .unwrap_or_else(|e| panic!("no report at {}: {e}", path.display())),
+        )
+    }
+
+    /// A top-level number (`messages`, `acknowledged`, ...).
+    fn top(&self, key: &str) -> u64 {
+        field(&self.0, 2, key)
+    }
+
+    /// The first number named `key` one level down (in `validation` or `latency`).
+    fn nested(&self, key: &str) -> u64 {
+        field(&self.0, 4, key)
+    }
+
+    /// Measured plus warm-up messages.
+    fn all_messages(&self) -> u64 {
+        self.top("messages") + self.top("warmup_messages")
+    }
+
+    /// Validation found no acknowledged message missing.
+    fn assert_none_missing(&self) {
+        assert_eq!(self.nested("missing"), 0, "{self}");
+    }
+
+    /// Something was acknowledged and validation read all of it back intact; returns the
+    /// number acknowledged.
+    fn assert_read_back(&self) -> u64 {
+        let acked = self.top("acknowledged");
+        assert!(acked > 0, "{self}");
+        assert_eq!(self.nested("matched"), acked, "{self}");
+        self.assert_none_missing();
+        assert_eq!(self.nested("corrupt"), 0, "{self}");
+        acked
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 #[test]
@@ -100,49 +193,19 @@ fn nothing_acknowledged_is_a_failure() {
 fn produce_with_validate_reads_back_everything_acknowledged() {
     let broker = Broker::start();
     let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("produce.json");
     let csv = dir.path().join("produce.csv");
-    let out = bench(&[
-        "-b",
-        &broker.bootstrap(),
-        "-t",
-        "bench-produce",
-        "--create-topic",
-        "-p",
-        "3",
-        "-c",
-        "8",
-        "--in-flight",
-        "2",
-        "-s",
-        "128",
-        "-d",
-        "2s",
-        "--validate",
-        "--json-output",
-        json.to_str().unwrap(),
-        "--csv-output",
-        csv.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}\nbroker log:\n{}",
-        describe(&out),
-        broker.log()
-    );
-    let j = report(&json);
-    let measured = field(&j, 2, "messages");
-    let warmup = field(&j, 2, "warmup_messages");
-    let acked = field(&j, 2, "acknowledged");
-    let sent = field(&j, 2, "sent");
+    let mut args =
+        words("-t bench-produce --create-topic -p 3 -c 8 --in-flight 2 -s 128 -d 2s --validate");
+    args.extend(["--csv-output", csv.to_str().unwrap()]);
+    let j = run_report(&broker, &args);
+    let measured = j.top("messages");
+    let acked = j.top("acknowledged");
     assert!(measured > 0, "{j}");
-    assert_eq!(acked, measured + warmup, "{j}");
-    assert_eq!(sent, acked + field(&j, 2, "errors"), "{j}");
-    assert_eq!(field(&j, 2, "bytes"), measured * 128, "{j}");
-    assert_eq!(field(&j, 4, "acknowledged"), acked, "{j}");
-    assert_eq!(field(&j, 4, "matched"), acked, "{j}");
-    assert_eq!(field(&j, 4, "missing"), 0, "{j}");
-    assert_eq!(field(&j, 4, "corrupt"), 0, "{j}");
+    assert_eq!(acked, measured + j.top("warmup_messages"), "{j}");
+    assert_eq!(j.top("sent"), acked + j.top("errors"), "{j}");
+    assert_eq!(j.top("bytes"), measured * 128, "{j}");
+    assert_eq!(j.nested("acknowledged"), acked, "{j}");
+    j.assert_read_back();
     let csv = std::fs::read_to_string(&csv).unwrap();
     assert!(csv.starts_with("elapsed_s,msgs,bytes,errors"), "{csv}");
     assert!(csv.lines().count() >= 2, "{csv}");
@@ -151,60 +214,18 @@ fn produce_with_validate_reads_back_everything_acknowledged() {
 #[test]
 fn produce_then_consume_counts_match() {
     let broker = Broker::start();
-    let dir = tempfile::tempdir().unwrap();
-    let pjson = dir.path().join("p.json");
-    let cjson = dir.path().join("c.json");
-    let out = bench(&[
-        "-b",
-        &broker.bootstrap(),
-        "-t",
-        "bench-consume",
-        "--create-topic",
-        "-p",
-        "2",
-        "-c",
-        "4",
-        "-n",
-        "1000",
-        "--validate",
-        "--json-output",
-        pjson.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}\nbroker log:\n{}",
-        describe(&out),
-        broker.log()
+    let p = run_report(
+        &broker,
+        &words("-t bench-consume --create-topic -p 2 -c 4 -n 1000 --validate"),
     );
-    let p = report(&pjson);
-    assert_eq!(field(&p, 2, "acknowledged"), 1000, "{p}");
-    assert_eq!(field(&p, 4, "matched"), 1000, "{p}");
+    assert_eq!(p.top("acknowledged"), 1000, "{p}");
+    assert_eq!(p.nested("matched"), 1000, "{p}");
 
-    let out = bench(&[
-        "-b",
-        &broker.bootstrap(),
-        "-t",
-        "bench-consume",
-        "-m",
-        "consume",
-        "-c",
-        "2",
-        "-n",
-        "1000",
-        "--json-output",
-        cjson.to_str().unwrap(),
-    ]);
+    let c = run_report(&broker, &words("-t bench-consume -m consume -c 2 -n 1000"));
+    assert_eq!(c.top("messages"), 1000, "{c}");
+    assert_eq!(c.top("errors"), 0, "{c}");
     assert!(
-        out.status.success(),
-        "{}\nbroker log:\n{}",
-        describe(&out),
-        broker.log()
-    );
-    let c = report(&cjson);
-    assert_eq!(field(&c, 2, "messages"), 1000, "{c}");
-    assert_eq!(field(&c, 2, "errors"), 0, "{c}");
-    assert!(
-        c.contains("content: 1000 bench messages intact, 0 corrupt"),
+        c.0.contains("content: 1000 bench messages intact, 0 corrupt"),
         "{c}"
     );
 }
@@ -212,158 +233,51 @@ fn produce_then_consume_counts_match() {
 #[test]
 fn round_trip_measures_arrivals_of_everything_acknowledged() {
     let broker = Broker::start();
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("rt.json");
-    let out = bench(&[
-        "-b",
-        &broker.bootstrap(),
-        "-t",
-        "bench-rt",
-        "--create-topic",
-        "-m",
-        "round-trip",
-        "-c",
-        "4",
-        "-d",
-        "2s",
-        "--validate",
-        "--json-output",
-        json.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}\nbroker log:\n{}",
-        describe(&out),
-        broker.log()
+    let j = run_report(
+        &broker,
+        &words("-t bench-rt --create-topic -m round-trip -c 4 -d 2s --validate"),
     );
-    let j = report(&json);
-    let arrived = field(&j, 2, "messages") + field(&j, 2, "warmup_messages");
+    let arrived = j.all_messages();
     assert!(arrived > 0, "{j}");
-    assert_eq!(arrived, field(&j, 2, "acknowledged"), "{j}");
-    assert_eq!(field(&j, 4, "missing"), 0, "{j}");
+    assert_eq!(arrived, j.top("acknowledged"), "{j}");
+    j.assert_none_missing();
 }
 
 #[test]
 fn open_loop_rate_limit_paces_sends() {
     let broker = Broker::start();
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("rate.json");
-    let out = bench(&[
-        "-b",
-        &broker.bootstrap(),
-        "-t",
-        "bench-rate",
-        "--create-topic",
-        "-c",
-        "2",
-        "--rate-limit",
-        "200",
-        "-d",
-        "2s",
-        "--validate",
-        "--json-output",
-        json.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}\nbroker log:\n{}",
-        describe(&out),
-        broker.log()
+    let j = run_report(
+        &broker,
+        &words("-t bench-rate --create-topic -c 2 --rate-limit 200 -d 2s --validate"),
     );
-    let j = report(&json);
-    let acked = field(&j, 2, "acknowledged");
+    let acked = j.top("acknowledged");
     assert!(
         (300..=500).contains(&acked),
         "expected ~400 at 200 msg/s for 2 s:\n{j}"
     );
-    assert_eq!(field(&j, 4, "missing"), 0, "{j}");
+    j.assert_none_missing();
 }
 
 #[test]
 fn metadata_mode_completes_cycles() {
     let broker = Broker::start();
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("meta.json");
-    let out = bench(&[
-        "-b",
-        &broker.bootstrap(),
-        "-m",
-        "metadata",
-        "-c",
-        "2",
-        "-p",
-        "2",
-        "-d",
-        "2s",
-        "--json-output",
-        json.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}\nbroker log:\n{}",
-        describe(&out),
-        broker.log()
-    );
-    let j = report(&json);
-    assert!(field(&j, 2, "messages") > 0, "{j}");
-    assert_eq!(field(&j, 2, "errors"), 0, "{j}");
+    let j = run_report(&broker, &words("-m metadata -c 2 -p 2 -d 2s"));
+    assert!(j.top("messages") > 0, "{j}");
+    assert_eq!(j.top("errors"), 0, "{j}");
 }
 
 #[test]
 fn consume_with_a_group_reads_everything() {
     let broker = Broker::start();
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("group.json");
-    let out = bench(&[
-        "-b",
-        &broker.bootstrap(),
-        "-t",
-        "bench-group",
-        "--create-topic",
-        "-p",
-        "4",
-        "-c",
-        "4",
-        "-n",
-        "2000",
-        "--validate",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}\nbroker log:\n{}",
-        describe(&out),
-        broker.log()
+    run(
+        &broker,
+        &words("-t bench-group --create-topic -p 4 -c 4 -n 2000 --validate"),
     );
-    let out = bench(&[
-        "-b",
-        &broker.bootstrap(),
-        "-t",
-        "bench-group",
-        "-m",
-        "consume",
-        "-c",
-        "2",
-        "--consumer-group",
-        "bench-group-1",
-        "-n",
-        "2000",
-        "-d",
-        "20s",
-        "--json-output",
-        json.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}\nbroker log:\n{}",
-        describe(&out),
-        broker.log()
+    let j = run_report(
+        &broker,
+        &words("-t bench-group -m consume -c 2 --consumer-group bench-group-1 -n 2000 -d 20s"),
     );
-    let j = report(&json);
-    assert_eq!(
-        field(&j, 2, "messages") + field(&j, 2, "warmup_messages"),
-        2000,
-        "{j}"
-    );
+    assert_eq!(j.all_messages(), 2000, "{j}");
 }
 
 #[test]
@@ -371,41 +285,16 @@ fn acknowledged_messages_survive_a_broker_crash_mid_run() {
     let mut broker = Broker::start();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("crash.json");
-    let child = Command::new(bench_bin())
-        .args([
-            "-b",
-            &broker.bootstrap(),
-            "-t",
-            "bench-crash",
-            "--create-topic",
-            "-p",
-            "2",
-            "-c",
-            "8",
-            "-d",
-            "4s",
-            "--validate",
-            "--json-output",
-            json.to_str().unwrap(),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+    let args = words("-t bench-crash --create-topic -p 2 -c 8 -d 4s --validate");
+    let child = bench_command(&flags(&broker, &args, Some(&json)))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("run chronik-bench");
     std::thread::sleep(std::time::Duration::from_millis(1500));
     // SIGKILL and start again on the same port and data directory.
     broker.restart();
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}\nbroker log:\n{}",
-        describe(&out),
-        broker.log()
-    );
-    let j = report(&json);
-    let acked = field(&j, 2, "acknowledged");
-    assert!(acked > 0, "{j}");
-    assert_eq!(field(&j, 4, "matched"), acked, "{j}");
-    assert_eq!(field(&j, 4, "missing"), 0, "{j}");
-    assert_eq!(field(&j, 4, "corrupt"), 0, "{j}");
+    assert_succeeded(&out, &broker);
+    Report::read(&json).assert_read_back();
 }
