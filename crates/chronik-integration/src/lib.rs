@@ -130,7 +130,10 @@ impl Broker {
             .arg("--data-dir")
             .arg(self.data_dir.path().join("data"))
             .args(&self.extra_args)
-            .env("RUST_LOG", std::env::var("CHRONIK_TEST_LOG").unwrap_or("info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("CHRONIK_TEST_LOG").unwrap_or("info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log clone"))
             .stderr(log)
@@ -148,12 +151,18 @@ impl Broker {
             }
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("chronik-server exited early ({status}); log:\n{}", self.log());
+                    panic!(
+                        "chronik-server exited early ({status}); log:\n{}",
+                        self.log()
+                    );
                 }
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("chronik-server did not listen within 30 s; log:\n{}", self.log());
+        panic!(
+            "chronik-server did not listen within 30 s; log:\n{}",
+            self.log()
+        );
     }
 
     /// What the broker wrote to stdout/stderr so far.

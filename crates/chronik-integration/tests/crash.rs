@@ -87,7 +87,7 @@ async fn sigkill_during_acks_one_stream_keeps_every_acknowledged_record() {
                     }
                 }
                 producer.poll(Duration::ZERO);
-                if sent % 200 == 0 {
+                if sent.is_multiple_of(200) {
                     // Keep a steady stream rather than a single burst.
                     std::thread::sleep(Duration::from_millis(2));
                 }

@@ -59,7 +59,7 @@ fn read_frame(stream: &mut TcpStream) -> Bytes {
     let mut size = [0u8; 4];
     stream.read_exact(&mut size).expect("response size");
     let size = i32::from_be_bytes(size);
-    assert!(size >= 4 && size < 64 << 20, "absurd response size {size}");
+    assert!((4..64 << 20).contains(&size), "absurd response size {size}");
     let mut body = vec![0u8; size as usize];
     stream.read_exact(&mut body).expect("response body");
     Bytes::from(body)
@@ -105,18 +105,16 @@ fn assert_closed(mut stream: TcpStream, what: &str) {
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let mut buf = [0u8; 1024];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => panic!("{what}: got {n} bytes instead of a closed connection"),
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut =>
-            {
-                panic!("{what}: connection still open after 10 s")
-            }
-            Err(_) => return, // reset: closed too
+    match stream.read(&mut buf) {
+        Ok(0) => {}
+        Ok(n) => panic!("{what}: got {n} bytes instead of a closed connection"),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::WouldBlock
+                || e.kind() == std::io::ErrorKind::TimedOut =>
+        {
+            panic!("{what}: connection still open after 10 s")
         }
+        Err(_) => {} // reset: closed too
     }
 }
 
