@@ -4,14 +4,29 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
 use super::str_bytes;
-use crate::broker::Broker;
+use kafka_protocol::ResponseError;
 
-pub fn handle(broker: &Broker, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
+use crate::broker::Broker;
+use crate::security::{AclOperation, Session};
+
+pub fn handle(
+    broker: &Broker,
+    session: &Session,
+    request: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
     let results = request
         .topics
         .into_iter()
         .map(|t| {
             let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+            if !broker
+                .authorizer
+                .topic(session, AclOperation::Alter, t.name.as_str())
+            {
+                return result
+                    .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                    .with_error_message(Some(str_bytes("Topic authorization failed.")));
+            }
             match broker.controller.create_partitions(
                 t.name.as_str(),
                 t.count,

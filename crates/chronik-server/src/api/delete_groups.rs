@@ -4,14 +4,28 @@
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 
-use crate::broker::Broker;
+use kafka_protocol::ResponseError;
 
-pub fn handle(broker: &Broker, request: DeleteGroupsRequest) -> DeleteGroupsResponse {
+use crate::broker::Broker;
+use crate::security::{AclOperation, Session};
+
+pub fn handle(
+    broker: &Broker,
+    session: &Session,
+    request: DeleteGroupsRequest,
+) -> DeleteGroupsResponse {
     let results = request
         .groups_names
         .into_iter()
         .map(|group_id| {
-            let code = broker.groups.delete_group(group_id.as_str());
+            let code = if broker
+                .authorizer
+                .group(session, AclOperation::Delete, group_id.as_str())
+            {
+                broker.groups.delete_group(group_id.as_str())
+            } else {
+                ResponseError::GroupAuthorizationFailed.code()
+            };
             DeletableGroupResult::default()
                 .with_group_id(group_id)
                 .with_error_code(code)

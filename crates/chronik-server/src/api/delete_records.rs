@@ -8,12 +8,21 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use kafka_protocol::ResponseError;
 
 use crate::broker::Broker;
+use crate::security::{AclOperation, Session};
 
-pub fn handle(broker: &Broker, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
+pub fn handle(
+    broker: &Broker,
+    session: &Session,
+    request: DeleteRecordsRequest,
+) -> DeleteRecordsResponse {
     let topics = request
         .topics
         .into_iter()
         .map(|topic| {
+            let authorized =
+                broker
+                    .authorizer
+                    .topic(session, AclOperation::Delete, topic.name.as_str());
             let partitions = topic
                 .partitions
                 .iter()
@@ -21,6 +30,10 @@ pub fn handle(broker: &Broker, request: DeleteRecordsRequest) -> DeleteRecordsRe
                     let result = DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index)
                         .with_low_watermark(-1);
+                    if !authorized {
+                        return result
+                            .with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                    }
                     match broker
                         .replicas
                         .partition(topic.name.as_str(), p.partition_index)

@@ -2,9 +2,19 @@
 
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
-use crate::broker::Broker;
+use kafka_protocol::ResponseError;
 
-pub fn handle(broker: &Broker, request: HeartbeatRequest) -> HeartbeatResponse {
+use crate::broker::Broker;
+use crate::security::{AclOperation, Session};
+
+pub fn handle(broker: &Broker, session: &Session, request: HeartbeatRequest) -> HeartbeatResponse {
+    if !broker
+        .authorizer
+        .group(session, AclOperation::Read, request.group_id.as_str())
+    {
+        return HeartbeatResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     let code = broker.groups.heartbeat(
         request.group_id.as_str(),
         request.member_id.as_str(),

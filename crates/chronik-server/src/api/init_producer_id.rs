@@ -1,14 +1,21 @@
 //! InitProducerId (key 22) for idempotent producers: a fresh producer id at epoch 0, or, when a
 //! producer re-initialises its own id (KIP-360), the same id at the next epoch, which fences the
-//! old epoch. Transactional ids are refused until transactions are built.
+//! old epoch. Transactional ids are refused until transactions are built. Without one, Kafka's
+//! rule applies: IDEMPOTENT_WRITE on the cluster, or WRITE on some topic, else
+//! CLUSTER_AUTHORIZATION_FAILED.
 
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use kafka_protocol::ResponseError;
 use tracing::warn;
 
 use crate::broker::Broker;
+use crate::security::{AclOperation, ResourceType, Session};
 
-pub fn handle(broker: &Broker, request: InitProducerIdRequest) -> InitProducerIdResponse {
+pub fn handle(
+    broker: &Broker,
+    session: &Session,
+    request: InitProducerIdRequest,
+) -> InitProducerIdResponse {
     let response = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1)
@@ -16,6 +23,17 @@ pub fn handle(broker: &Broker, request: InitProducerIdRequest) -> InitProducerId
         .with_ongoing_txn_producer_epoch(-1);
     if request.transactional_id.is_some() {
         return response.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+    }
+    if !broker
+        .authorizer
+        .cluster(session, AclOperation::IdempotentWrite)
+        && !broker.authorizer.authorize_by_resource_type(
+            session,
+            AclOperation::Write,
+            ResourceType::Topic,
+        )
+    {
+        return response.with_error_code(ResponseError::ClusterAuthorizationFailed.code());
     }
     if request.producer_id.0 >= 0
         && request.producer_epoch >= 0

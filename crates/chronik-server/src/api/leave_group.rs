@@ -4,10 +4,25 @@
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
-use crate::broker::Broker;
+use kafka_protocol::ResponseError;
 
-pub fn handle(broker: &Broker, request: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+use crate::broker::Broker;
+use crate::security::{AclOperation, Session};
+
+pub fn handle(
+    broker: &Broker,
+    session: &Session,
+    request: LeaveGroupRequest,
+    version: i16,
+) -> LeaveGroupResponse {
     let group_id = request.group_id.as_str();
+    if !broker
+        .authorizer
+        .group(session, AclOperation::Read, group_id)
+    {
+        return LeaveGroupResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     if version < 3 {
         let codes = broker
             .groups

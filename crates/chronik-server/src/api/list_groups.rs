@@ -1,17 +1,30 @@
 //! ListGroups (key 16): every group this broker coordinates; v4+ filters by state, v5+ by type
-//! (all groups here are "classic").
+//! (all groups here are "classic"). As in Kafka, DESCRIBE on the cluster lists every group;
+//! otherwise only the groups the session may DESCRIBE are listed.
 
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::security::{AclOperation, Session};
 
-pub fn handle(broker: &Broker, request: ListGroupsRequest, version: i16) -> ListGroupsResponse {
+pub fn handle(
+    broker: &Broker,
+    session: &Session,
+    request: ListGroupsRequest,
+    version: i16,
+) -> ListGroupsResponse {
+    let all = broker.authorizer.cluster(session, AclOperation::Describe);
     let groups = broker
         .groups
         .list_groups()
         .into_iter()
+        .filter(|g| {
+            all || broker
+                .authorizer
+                .group(session, AclOperation::Describe, &g.group_id)
+        })
         .filter(|g| {
             request.states_filter.is_empty()
                 || request

@@ -183,7 +183,7 @@ async fn dispatch(broker: Arc<Broker>, session: &Session, frame: Bytes) -> Outco
             &broker, session, req, version,
         ))),
         RequestKind::OffsetForLeaderEpoch(req) => Some(ResponseKind::OffsetForLeaderEpoch(
-            offset_for_leader_epoch::handle(&broker, req),
+            offset_for_leader_epoch::handle(&broker, session, req),
         )),
         RequestKind::CreateTopics(req) => Some(ResponseKind::CreateTopics(create_topics::handle(
             &broker, session, req, version,
@@ -192,7 +192,7 @@ async fn dispatch(broker: Arc<Broker>, session: &Session, frame: Bytes) -> Outco
             &broker, session, req,
         ))),
         RequestKind::CreatePartitions(req) => Some(ResponseKind::CreatePartitions(
-            create_partitions::handle(&broker, req),
+            create_partitions::handle(&broker, session, req),
         )),
         RequestKind::DescribeConfigs(req) => Some(ResponseKind::DescribeConfigs(
             configs::describe(&broker, session, req, version),
@@ -207,13 +207,13 @@ async fn dispatch(broker: Arc<Broker>, session: &Session, frame: Bytes) -> Outco
             describe_cluster::handle(&broker, session, req),
         )),
         RequestKind::DeleteRecords(req) => Some(ResponseKind::DeleteRecords(
-            delete_records::handle(&broker, req),
+            delete_records::handle(&broker, session, req),
         )),
         RequestKind::InitProducerId(req) => Some(ResponseKind::InitProducerId(
-            init_producer_id::handle(&broker, req),
+            init_producer_id::handle(&broker, session, req),
         )),
         RequestKind::FindCoordinator(req) => Some(ResponseKind::FindCoordinator(
-            find_coordinator::handle(&broker, req, version),
+            find_coordinator::handle(&broker, session, req, version),
         )),
         RequestKind::JoinGroup(req) => {
             let client_id = header.client_id.as_deref().unwrap_or_default();
@@ -224,11 +224,11 @@ async fn dispatch(broker: Arc<Broker>, session: &Session, frame: Bytes) -> Outco
         RequestKind::SyncGroup(req) => Some(ResponseKind::SyncGroup(
             sync_group::handle(&broker, session, req, version).await,
         )),
-        RequestKind::Heartbeat(req) => {
-            Some(ResponseKind::Heartbeat(heartbeat::handle(&broker, req)))
-        }
+        RequestKind::Heartbeat(req) => Some(ResponseKind::Heartbeat(heartbeat::handle(
+            &broker, session, req,
+        ))),
         RequestKind::LeaveGroup(req) => Some(ResponseKind::LeaveGroup(leave_group::handle(
-            &broker, req, version,
+            &broker, session, req, version,
         ))),
         RequestKind::OffsetCommit(req) => Some(ResponseKind::OffsetCommit(
             offset_commit::handle(&broker, session, req).await,
@@ -240,13 +240,13 @@ async fn dispatch(broker: Arc<Broker>, session: &Session, frame: Bytes) -> Outco
             describe_groups::handle(&broker, session, req, version),
         )),
         RequestKind::ListGroups(req) => Some(ResponseKind::ListGroups(list_groups::handle(
-            &broker, req, version,
+            &broker, session, req, version,
         ))),
         RequestKind::DeleteGroups(req) => Some(ResponseKind::DeleteGroups(delete_groups::handle(
-            &broker, req,
+            &broker, session, req,
         ))),
         RequestKind::OffsetDelete(req) => Some(ResponseKind::OffsetDelete(offset_delete::handle(
-            &broker, req,
+            &broker, session, req,
         ))),
         RequestKind::CreateAcls(req) => Some(ResponseKind::CreateAcls(create_acls::handle(
             &broker, session, req,

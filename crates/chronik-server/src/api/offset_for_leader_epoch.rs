@@ -1,5 +1,7 @@
 //! OffsetForLeaderEpoch (key 23): the end offset of a leader epoch, so a consumer or follower can
-//! detect that its log diverged from the leader's and truncate.
+//! detect that its log diverged from the leader's and truncate. As in Kafka (KIP-320),
+//! CLUSTER_ACTION on the cluster (replicas) covers every topic; otherwise each topic needs
+//! DESCRIBE, else its partitions get TOPIC_AUTHORIZATION_FAILED.
 
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
@@ -8,15 +10,24 @@ use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpoch
 use kafka_protocol::ResponseError;
 
 use crate::broker::Broker;
+use crate::security::{AclOperation, Session};
 
 pub fn handle(
     broker: &Broker,
+    session: &Session,
     request: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
+    let cluster_action = broker
+        .authorizer
+        .cluster(session, AclOperation::ClusterAction);
     let topics = request
         .topics
         .into_iter()
         .map(|topic| {
+            let authorized = cluster_action
+                || broker
+                    .authorizer
+                    .topic(session, AclOperation::Describe, topic.topic.as_str());
             let partitions = topic
                 .partitions
                 .iter()
@@ -25,6 +36,10 @@ pub fn handle(
                         .with_partition(p.partition)
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
+                    if !authorized {
+                        return result
+                            .with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                    }
                     let Some(partition) =
                         broker.replicas.partition(topic.topic.as_str(), p.partition)
                     else {

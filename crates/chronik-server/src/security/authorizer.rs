@@ -14,7 +14,9 @@
 
 use std::sync::Arc;
 
-use super::acl::{AclEntry, AclOperation, AclStore, PermissionType, ResourceType, WILDCARD};
+use super::acl::{
+    AclEntry, AclOperation, AclStore, PatternType, PermissionType, ResourceType, WILDCARD,
+};
 use super::acl::{CLUSTER_NAME, WILDCARD_PRINCIPAL};
 use super::Session;
 
@@ -79,6 +81,57 @@ impl Authorizer {
 
     pub fn cluster(&self, session: &Session, operation: AclOperation) -> bool {
         self.authorize(session, operation, ResourceType::Cluster, CLUSTER_NAME)
+    }
+
+    /// May this session perform `operation` on *some* resource of this type? Kafka's
+    /// `authorizeByResourceType` (InitProducerId without a transactional id: WRITE on any
+    /// topic): a literal `*` DENY refuses; `allow_everyone_if_no_acl_found` allows; otherwise
+    /// an ALLOW (operation or ALL) is needed on `*`, or on a literal name / prefix that no DENY
+    /// of the same name or a prefix of it covers.
+    pub fn authorize_by_resource_type(
+        &self,
+        session: &Session,
+        operation: AclOperation,
+        resource_type: ResourceType,
+    ) -> bool {
+        if self.acls.is_empty() {
+            return self.allow_everyone_if_no_acl_found;
+        }
+        let index = self.acls.snapshot();
+        let relevant = index.bindings().iter().filter(|b| {
+            b.resource_type == resource_type
+                && (b.principal == session.principal || b.principal == WILDCARD_PRINCIPAL)
+                && (b.host == session.host || b.host == WILDCARD)
+                && (b.operation == operation || b.operation == AclOperation::All)
+        });
+        let (mut deny_literal, mut deny_prefix) = (Vec::new(), Vec::new());
+        let mut allows = Vec::new();
+        for b in relevant {
+            match (b.permission, b.pattern_type) {
+                (PermissionType::Deny, PatternType::Literal) if b.resource_name == WILDCARD => {
+                    return false;
+                }
+                (PermissionType::Deny, PatternType::Literal) => deny_literal.push(b),
+                (PermissionType::Deny, PatternType::Prefixed) => deny_prefix.push(b),
+                (PermissionType::Allow, _) => allows.push(b),
+            }
+        }
+        if self.allow_everyone_if_no_acl_found {
+            return true;
+        }
+        allows.iter().any(|a| {
+            if a.pattern_type == PatternType::Literal && a.resource_name == WILDCARD {
+                return true;
+            }
+            let literal_denied = a.pattern_type == PatternType::Literal
+                && deny_literal
+                    .iter()
+                    .any(|d| d.resource_name == a.resource_name);
+            let prefix_denied = deny_prefix
+                .iter()
+                .any(|d| a.resource_name.starts_with(d.resource_name.as_str()));
+            !literal_denied && !prefix_denied
+        })
     }
 
     /// The "authorized operations" bitfield of Metadata, DescribeCluster and DescribeGroups
