@@ -7,6 +7,8 @@
 //! *_AUTHORIZATION_FAILED code). Per-partition failures become per-partition
 //! error codes; only a frame that cannot be understood closes the connection, as Kafka does.
 
+#[cfg(test)]
+mod acl_handler_tests;
 mod api_versions;
 #[cfg(test)]
 mod authorized_ops_tests;

@@ -221,3 +221,46 @@ fn authorized_operations_is_the_bitfield_of_allowed_supported_operations() {
         bits(&[Read, Describe])
     );
 }
+
+#[test]
+fn by_resource_type_follows_kafkas_rule() {
+    use PatternType::{Literal, Prefixed};
+    let anon = session("User:ANONYMOUS", "127.0.0.1");
+    let by_type = |bindings: &[AclBinding], allow_if_none: bool| {
+        let (_d, a) = authorizer(bindings, allow_if_none);
+        a.authorize_by_resource_type(&anon, Write, Topic)
+    };
+    let allow = |name: &str, p| acl(Topic, name, p, "User:*", "*", Write, Allow);
+    let deny = |name: &str, p| acl(Topic, name, p, "User:ANONYMOUS", "*", Write, Deny);
+    // Nothing at all, or an unrelated ACL: the allow-everyone setting decides.
+    assert!(by_type(&[], true));
+    assert!(!by_type(&[], false));
+    let read = acl(Topic, "t", Literal, "User:*", "*", Read, Allow);
+    assert!(by_type(std::slice::from_ref(&read), true));
+    assert!(!by_type(&[read], false));
+    // A literal `*` DENY refuses even with allow-everyone.
+    assert!(!by_type(&[deny("*", Literal)], true));
+    // Some ALLOW that no DENY dominates.
+    assert!(by_type(&[allow("t", Literal)], false));
+    assert!(by_type(&[allow("*", Literal), deny("x", Prefixed)], false));
+    assert!(!by_type(&[allow("t", Literal), deny("t", Literal)], false));
+    assert!(!by_type(
+        &[allow("tx", Literal), deny("t", Prefixed)],
+        false
+    ));
+    assert!(!by_type(
+        &[allow("tx", Prefixed), deny("t", Prefixed)],
+        false
+    ));
+    assert!(by_type(
+        &[allow("tx", Prefixed), deny("tx", Literal)],
+        false
+    ));
+    assert!(by_type(
+        &[allow("a", Literal), allow("b", Literal), deny("a", Literal)],
+        false
+    ));
+    // Another principal's ALLOW does not count.
+    let other = acl(Topic, "t", Literal, "User:bob", "*", Write, Allow);
+    assert!(!by_type(&[other], false));
+}
