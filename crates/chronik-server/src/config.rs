@@ -76,6 +76,31 @@ pub struct LogDefaults {
     pub message_timestamp_type: String,
 }
 
+impl LogDefaults {
+    /// The defaults obey the same rules as the topic configs they stand in for.
+    fn validate(&self) -> anyhow::Result<()> {
+        let pairs = [
+            ("segment.bytes", self.segment_bytes.to_string()),
+            ("segment.ms", self.segment_ms.to_string()),
+            ("retention.ms", self.retention_ms.to_string()),
+            ("retention.bytes", self.retention_bytes.to_string()),
+            ("cleanup.policy", self.cleanup_policy.clone()),
+            ("delete.retention.ms", self.delete_retention_ms.to_string()),
+            ("max.message.bytes", self.max_message_bytes.to_string()),
+            ("min.insync.replicas", self.min_insync_replicas.to_string()),
+            (
+                "message.timestamp.type",
+                self.message_timestamp_type.clone(),
+            ),
+        ];
+        for (name, value) in &pairs {
+            crate::metadata::topic_config::validate(name, value)
+                .map_err(|e| anyhow::anyhow!("[log] default: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
 impl Default for LogDefaults {
     fn default() -> Self {
         LogDefaults {
@@ -202,7 +227,7 @@ impl BrokerConfig {
             bail!("socket_request_max_bytes must be at least 1024");
         }
         self.advertised_host_port()?;
-        Ok(())
+        self.log.validate()
     }
 
     /// The (host, port) clients are told to use.
@@ -273,6 +298,9 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_values_are_rejected() {
         assert!(toml::from_str::<BrokerConfig>("no_such_key = 1").is_err());
+        let mut config = BrokerConfig::default();
+        config.log.cleanup_policy = "shred".into();
+        assert!(config.validate().is_err());
         let args = StartArgs {
             num_partitions: Some(0),
             ..Default::default()
