@@ -211,8 +211,9 @@ fn fetch_values(
     let version = 11;
     let request = FetchRequest::default()
         .with_replica_id(kafka_protocol::messages::BrokerId(-1))
-        .with_max_wait_ms(0)
-        .with_min_bytes(0)
+        // Long-poll: acks=0 data becomes visible once the group commit made it durable.
+        .with_max_wait_ms(5000)
+        .with_min_bytes(1)
         .with_max_bytes(1 << 20)
         .with_topics(vec![FetchTopic::default()
             .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
