@@ -4,49 +4,29 @@
 use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
-use super::group_api_tests::{broker, call, s, versions};
+use super::test_support::{
+    acls, broker, call, commit_t0, delete_group, latest, offset_delete_request, s, topic, versions,
+};
 use super::*;
-use crate::security::acl::{AclBinding, PatternType, PermissionType, ResourceType};
+use crate::security::acl::{PermissionType, ResourceType};
 use crate::security::AclOperation::{self, *};
 
 const TOPIC_DENIED: i16 = ResponseError::TopicAuthorizationFailed.code();
 const GROUP_DENIED: i16 = ResponseError::GroupAuthorizationFailed.code();
 const CLUSTER_DENIED: i16 = ResponseError::ClusterAuthorizationFailed.code();
 
-fn acl(broker: &Broker, rt: ResourceType, name: &str, op: AclOperation, perm: PermissionType) {
-    let binding = AclBinding {
-        resource_type: rt,
-        resource_name: name.into(),
-        pattern_type: PatternType::Literal,
-        principal: crate::security::ANONYMOUS.into(),
-        host: "*".into(),
-        operation: op,
-        permission: perm,
-    };
-    broker.authorizer.acls().create(&[binding]).unwrap();
-}
-
 fn deny(broker: &Broker, rt: ResourceType, name: &str, op: AclOperation) {
-    acl(broker, rt, name, op, PermissionType::Deny);
+    acls(broker, rt, name, &[(op, PermissionType::Deny)]);
 }
 
-fn topic(broker: &Broker, name: &str) {
-    broker
-        .controller
-        .create_topic(
-            crate::controller::NewTopic {
-                name,
-                partitions: 1,
-                replication_factor: -1,
-                configs: Default::default(),
-            },
-            false,
-        )
-        .unwrap();
-}
-
-fn latest(key: ApiKey) -> i16 {
-    *versions(key).end()
+/// An ALLOW of `op` on the cluster (once the cluster has ACLs, only what they allow is).
+fn allow_on_cluster(broker: &Broker, op: AclOperation) {
+    acls(
+        broker,
+        ResourceType::Cluster,
+        "kafka-cluster",
+        &[(op, PermissionType::Allow)],
+    );
 }
 
 /// A group "g" with a committed offset for t-0 (simple consumer commit, generation -1).
@@ -54,25 +34,8 @@ async fn commit(broker: &Arc<Broker>, group: &str) {
     let req = OffsetCommitRequest::default()
         .with_group_id(GroupId(s(group)))
         .with_generation_id_or_member_epoch(-1)
-        .with_topics(vec![
-            offset_commit_request::OffsetCommitRequestTopic::default()
-                .with_name(TopicName(s("t")))
-                .with_partitions(vec![
-                    offset_commit_request::OffsetCommitRequestPartition::default()
-                        .with_partition_index(0)
-                        .with_committed_offset(0),
-                ]),
-        ]);
-    let ResponseKind::OffsetCommit(r) = call(
-        broker,
-        ApiKey::OffsetCommit,
-        2,
-        RequestKind::OffsetCommit(req),
-    )
-    .await
-    else {
-        panic!()
-    };
+        .with_topics(commit_t0(0, |p| p));
+    let r = call(broker, 2, req).await;
     assert_eq!(r.topics[0].partitions[0].error_code, 0);
 }
 
@@ -86,17 +49,7 @@ async fn delete_records(broker: &Arc<Broker>) -> i16 {
                     .with_offset(0),
             ]),
     ]);
-    let v = latest(ApiKey::DeleteRecords);
-    let ResponseKind::DeleteRecords(r) = call(
-        broker,
-        ApiKey::DeleteRecords,
-        v,
-        RequestKind::DeleteRecords(req),
-    )
-    .await
-    else {
-        panic!()
-    };
+    let r = call(broker, latest(ApiKey::DeleteRecords), req).await;
     r.topics[0].partitions[0].error_code
 }
 
@@ -115,17 +68,7 @@ async fn create_partitions(broker: &Arc<Broker>, count: i32) -> i16 {
             .with_name(TopicName(s("t")))
             .with_count(count),
     ]);
-    let v = latest(ApiKey::CreatePartitions);
-    let ResponseKind::CreatePartitions(r) = call(
-        broker,
-        ApiKey::CreatePartitions,
-        v,
-        RequestKind::CreatePartitions(req),
-    )
-    .await
-    else {
-        panic!()
-    };
+    let r = call(broker, latest(ApiKey::CreatePartitions), req).await;
     r.results[0].error_code
 }
 
@@ -140,19 +83,7 @@ async fn create_partitions_needs_alter_on_the_topic() {
 }
 
 async fn delete_groups(broker: &Arc<Broker>, group: &str) -> i16 {
-    let req = DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s(group))]);
-    let v = latest(ApiKey::DeleteGroups);
-    let ResponseKind::DeleteGroups(r) = call(
-        broker,
-        ApiKey::DeleteGroups,
-        v,
-        RequestKind::DeleteGroups(req),
-    )
-    .await
-    else {
-        panic!()
-    };
-    r.results[0].error_code
+    delete_group(broker, latest(ApiKey::DeleteGroups), group).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -167,28 +98,12 @@ async fn delete_groups_needs_delete_on_the_group() {
 }
 
 async fn offset_delete(broker: &Arc<Broker>) -> OffsetDeleteResponse {
-    let req = OffsetDeleteRequest::default()
-        .with_group_id(GroupId(s("g")))
-        .with_topics(vec![
-            offset_delete_request::OffsetDeleteRequestTopic::default()
-                .with_name(TopicName(s("t")))
-                .with_partitions(vec![
-                    offset_delete_request::OffsetDeleteRequestPartition::default()
-                        .with_partition_index(0),
-                ]),
-        ]);
-    let v = latest(ApiKey::OffsetDelete);
-    let ResponseKind::OffsetDelete(r) = call(
+    call(
         broker,
-        ApiKey::OffsetDelete,
-        v,
-        RequestKind::OffsetDelete(req),
+        latest(ApiKey::OffsetDelete),
+        offset_delete_request("g"),
     )
     .await
-    else {
-        panic!()
-    };
-    r
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -227,11 +142,7 @@ async fn heartbeat_and_leave_group_need_read_on_the_group() {
                 .with_group_id(GroupId(s("g")))
                 .with_member_id(s("m"))
                 .with_generation_id(1);
-            let ResponseKind::Heartbeat(r) =
-                call(&broker, ApiKey::Heartbeat, v, RequestKind::Heartbeat(req)).await
-            else {
-                panic!()
-            };
+            let r = call(&broker, v, req).await;
             assert_eq!(r.error_code == GROUP_DENIED, !allowed, "Heartbeat v{v}");
         }
         for v in versions(ApiKey::LeaveGroup) {
@@ -243,11 +154,7 @@ async fn heartbeat_and_leave_group_need_read_on_the_group() {
                     leave_group_request::MemberIdentity::default().with_member_id(s("m"))
                 ]);
             }
-            let ResponseKind::LeaveGroup(r) =
-                call(&broker, ApiKey::LeaveGroup, v, RequestKind::LeaveGroup(req)).await
-            else {
-                panic!()
-            };
+            let r = call(&broker, v, req).await;
             assert_eq!(r.error_code == GROUP_DENIED, !allowed, "LeaveGroup v{v}");
         }
     }
@@ -260,32 +167,13 @@ async fn find_coordinator_needs_describe_on_each_group_key() {
     for v in versions(ApiKey::FindCoordinator) {
         let codes: Vec<i16> = if v >= 4 {
             let req = FindCoordinatorRequest::default().with_coordinator_keys(vec![s("g"), s("h")]);
-            let ResponseKind::FindCoordinator(r) = call(
-                &broker,
-                ApiKey::FindCoordinator,
-                v,
-                RequestKind::FindCoordinator(req),
-            )
-            .await
-            else {
-                panic!()
-            };
+            let r = call(&broker, v, req).await;
             r.coordinators.iter().map(|c| c.error_code).collect()
         } else {
             let mut codes = Vec::new();
             for key in ["g", "h"] {
                 let req = FindCoordinatorRequest::default().with_key(s(key));
-                let ResponseKind::FindCoordinator(r) = call(
-                    &broker,
-                    ApiKey::FindCoordinator,
-                    v,
-                    RequestKind::FindCoordinator(req),
-                )
-                .await
-                else {
-                    panic!()
-                };
-                codes.push(r.error_code);
+                codes.push(call(&broker, v, req).await.error_code);
             }
             codes
         };
@@ -294,13 +182,12 @@ async fn find_coordinator_needs_describe_on_each_group_key() {
 }
 
 async fn list_groups(broker: &Arc<Broker>) -> Vec<String> {
-    let v = latest(ApiKey::ListGroups);
-    let req = ListGroupsRequest::default();
-    let ResponseKind::ListGroups(r) =
-        call(broker, ApiKey::ListGroups, v, RequestKind::ListGroups(req)).await
-    else {
-        panic!()
-    };
+    let r = call(
+        broker,
+        latest(ApiKey::ListGroups),
+        ListGroupsRequest::default(),
+    )
+    .await;
     let mut ids: Vec<String> = r.groups.iter().map(|g| g.group_id.to_string()).collect();
     ids.sort();
     ids
@@ -314,42 +201,21 @@ async fn list_groups_lists_only_describable_groups_unless_the_cluster_is_describ
     commit(&broker, "h").await;
     assert_eq!(list_groups(&broker).await, ["g", "h"]);
     // The cluster gets an ACL that does not grant DESCRIBE (without any, everyone may).
-    acl(
-        &broker,
-        ResourceType::Cluster,
-        "kafka-cluster",
-        ClusterAction,
-        PermissionType::Allow,
-    );
+    allow_on_cluster(&broker, ClusterAction);
     deny(&broker, ResourceType::Group, "h", Describe);
     assert_eq!(list_groups(&broker).await, ["g"]);
-    acl(
-        &broker,
-        ResourceType::Cluster,
-        "kafka-cluster",
-        Describe,
-        PermissionType::Allow,
-    );
+    allow_on_cluster(&broker, Describe);
     assert_eq!(list_groups(&broker).await, ["g", "h"]);
 }
 
 async fn init_producer_id(broker: &Arc<Broker>) -> i16 {
-    let v = latest(ApiKey::InitProducerId);
     let req = InitProducerIdRequest::default()
         .with_transactional_id(None)
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
-    let ResponseKind::InitProducerId(r) = call(
-        broker,
-        ApiKey::InitProducerId,
-        v,
-        RequestKind::InitProducerId(req),
-    )
-    .await
-    else {
-        panic!()
-    };
-    r.error_code
+    call(broker, latest(ApiKey::InitProducerId), req)
+        .await
+        .error_code
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -369,7 +235,6 @@ async fn init_producer_id_needs_idempotent_write_or_write_on_some_topic() {
 }
 
 async fn offset_for_leader_epoch(broker: &Arc<Broker>, replica_id: i32) -> i16 {
-    let v = latest(ApiKey::OffsetForLeaderEpoch);
     let req = OffsetForLeaderEpochRequest::default()
         .with_replica_id(BrokerId(replica_id))
         .with_topics(vec![
@@ -382,16 +247,7 @@ async fn offset_for_leader_epoch(broker: &Arc<Broker>, replica_id: i32) -> i16 {
                         .with_leader_epoch(0),
                 ]),
         ]);
-    let ResponseKind::OffsetForLeaderEpoch(r) = call(
-        broker,
-        ApiKey::OffsetForLeaderEpoch,
-        v,
-        RequestKind::OffsetForLeaderEpoch(req),
-    )
-    .await
-    else {
-        panic!()
-    };
+    let r = call(broker, latest(ApiKey::OffsetForLeaderEpoch), req).await;
     r.topics[0].partitions[0].error_code
 }
 
@@ -402,21 +258,9 @@ async fn offset_for_leader_epoch_needs_describe_on_the_topic_or_cluster_action()
     assert_eq!(offset_for_leader_epoch(&broker, -1).await, 0);
     deny(&broker, ResourceType::Topic, "t", Describe);
     // The cluster gets an ACL that does not grant CLUSTER_ACTION (without any, everyone may).
-    acl(
-        &broker,
-        ResourceType::Cluster,
-        "kafka-cluster",
-        Describe,
-        PermissionType::Allow,
-    );
+    allow_on_cluster(&broker, Describe);
     assert_eq!(offset_for_leader_epoch(&broker, -1).await, TOPIC_DENIED);
     assert_eq!(offset_for_leader_epoch(&broker, 1).await, TOPIC_DENIED);
-    acl(
-        &broker,
-        ResourceType::Cluster,
-        "kafka-cluster",
-        ClusterAction,
-        PermissionType::Allow,
-    );
+    allow_on_cluster(&broker, ClusterAction);
     assert_eq!(offset_for_leader_epoch(&broker, 1).await, 0);
 }

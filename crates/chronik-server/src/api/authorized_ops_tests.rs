@@ -6,9 +6,9 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
-use super::group_api_tests::{broker, call, s, versions};
+use super::test_support::{acls, broker, call, s, topic, versions};
 use super::*;
-use crate::security::acl::{AclBinding, PatternType, PermissionType, ResourceType};
+use crate::security::acl::{PermissionType, ResourceType};
 use crate::security::AclOperation::{self, *};
 
 const NOT_PROVIDED: i32 = i32::MIN;
@@ -20,23 +20,12 @@ fn bits(ops: &[AclOperation]) -> i32 {
 /// ALLOW ALL and DENY `op` for the anonymous principal (once a resource has ACLs, only what
 /// they allow is allowed).
 fn allow_all_but(broker: &Broker, rt: ResourceType, name: &str, op: AclOperation) {
-    let binding = |operation, permission| AclBinding {
-        resource_type: rt,
-        resource_name: name.into(),
-        pattern_type: PatternType::Literal,
-        principal: crate::security::ANONYMOUS.into(),
-        host: "*".into(),
-        operation,
-        permission,
-    };
-    broker
-        .authorizer
-        .acls()
-        .create(&[
-            binding(All, PermissionType::Allow),
-            binding(op, PermissionType::Deny),
-        ])
-        .unwrap();
+    acls(
+        broker,
+        rt,
+        name,
+        &[(All, PermissionType::Allow), (op, PermissionType::Deny)],
+    );
 }
 
 async fn metadata(broker: &Arc<Broker>, v: i16, include: bool) -> MetadataResponse {
@@ -51,29 +40,13 @@ async fn metadata(broker: &Arc<Broker>, v: i16, include: bool) -> MetadataRespon
     if (8..=10).contains(&v) {
         req = req.with_include_cluster_authorized_operations(include);
     }
-    let ResponseKind::Metadata(r) =
-        call(broker, ApiKey::Metadata, v, RequestKind::Metadata(req)).await
-    else {
-        panic!()
-    };
-    r
+    call(broker, v, req).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metadata_reports_topic_and_cluster_operations_when_asked() {
     let (_dir, broker) = broker();
-    broker
-        .controller
-        .create_topic(
-            crate::controller::NewTopic {
-                name: "t",
-                partitions: 1,
-                replication_factor: -1,
-                configs: Default::default(),
-            },
-            false,
-        )
-        .unwrap();
+    topic(&broker, "t");
     let all_topic = bits(&[
         Read,
         Write,
@@ -141,16 +114,7 @@ async fn describe_cluster_reports_cluster_operations_when_asked() {
         for include in [false, true] {
             let req = DescribeClusterRequest::default()
                 .with_include_cluster_authorized_operations(include);
-            let ResponseKind::DescribeCluster(r) = call(
-                &broker,
-                ApiKey::DescribeCluster,
-                v,
-                RequestKind::DescribeCluster(req),
-            )
-            .await
-            else {
-                panic!()
-            };
+            let r = call(&broker, v, req).await;
             let want = if include { expected } else { NOT_PROVIDED };
             assert_eq!(r.cluster_authorized_operations, want, "v{v} {include}");
         }
@@ -158,16 +122,7 @@ async fn describe_cluster_reports_cluster_operations_when_asked() {
     // A session that may not DESCRIBE the cluster learns nothing of it: 0, as in Kafka.
     allow_all_but(&broker, ResourceType::Cluster, "kafka-cluster", Describe);
     let req = DescribeClusterRequest::default().with_include_cluster_authorized_operations(true);
-    let ResponseKind::DescribeCluster(r) = call(
-        &broker,
-        ApiKey::DescribeCluster,
-        0,
-        RequestKind::DescribeCluster(req),
-    )
-    .await
-    else {
-        panic!()
-    };
+    let r = call(&broker, 0, req).await;
     assert_eq!(r.cluster_authorized_operations, 0);
     let r = metadata(&broker, 10, true).await;
     assert_eq!(r.cluster_authorized_operations, 0);
@@ -185,16 +140,7 @@ async fn describe_groups_reports_group_operations_and_refuses_unauthorized() {
             if v >= 3 {
                 req = req.with_include_authorized_operations(include);
             }
-            let ResponseKind::DescribeGroups(r) = call(
-                &broker,
-                ApiKey::DescribeGroups,
-                v,
-                RequestKind::DescribeGroups(req),
-            )
-            .await
-            else {
-                panic!()
-            };
+            let r = call(&broker, v, req).await;
             let (g, secret) = (&r.groups[0], &r.groups[1]);
             assert_eq!(g.error_code, 0, "v{v}");
             assert_eq!(g.group_state.as_str(), "Dead");

@@ -2,64 +2,13 @@
 //! by kafka-protocol at that version, and the response must encode (no field set that the
 //! version lacks) and decode again.
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::Encodable;
 
-use super::*;
-use crate::config::{BrokerConfig, FlushPolicy};
-
-pub(super) fn s(v: &str) -> StrBytes {
-    StrBytes::from_string(v.to_string())
-}
-
-pub(super) fn broker() -> (tempfile::TempDir, Arc<Broker>) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = BrokerConfig {
-        data_dir: dir.path().to_path_buf(),
-        offsets_topic_num_partitions: 2,
-        flush_policy: FlushPolicy::Os,
-        group_initial_rebalance_delay_ms: 0,
-        ..Default::default()
-    };
-    let broker = Broker::open(config).unwrap();
-    (dir, broker)
-}
-
-pub(super) async fn call(
-    broker: &Arc<Broker>,
-    key: ApiKey,
-    version: i16,
-    request: RequestKind,
-) -> ResponseKind {
-    let header = RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(7)
-        .with_client_id(Some(s("test")));
-    let mut buf = BytesMut::new();
-    header
-        .encode(&mut buf, key.request_header_version(version))
-        .unwrap();
-    request.encode(&mut buf, version).unwrap();
-    match handle_frame(
-        broker.clone(),
-        Arc::new(Session::anonymous(None)),
-        buf.freeze(),
-    )
-    .await
-    {
-        Outcome::Respond(mut frame) => {
-            let size = frame.get_i32() as usize;
-            assert_eq!(size, frame.len());
-            let header =
-                ResponseHeader::decode(&mut frame, key.response_header_version(version)).unwrap();
-            assert_eq!(header.correlation_id, 7);
-            ResponseKind::decode(key, &mut frame, version).unwrap()
-        }
-        _ => panic!("{key:?} v{version}: no response"),
-    }
-}
+use super::test_support::{
+    broker, call, commit_t0, delete_group, offset_delete_request, s, topic, versions,
+};
 
 /// Consumer protocol subscription metadata (version prefix, then the v1 body).
 fn subscription(topics: &[&str]) -> bytes::Bytes {
@@ -71,26 +20,10 @@ fn subscription(topics: &[&str]) -> bytes::Bytes {
     buf.freeze()
 }
 
-pub(super) fn versions(key: ApiKey) -> std::ops::RangeInclusive<i16> {
-    let (min, max) = supported_versions(key).unwrap();
-    min..=max
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn every_group_api_version_round_trips() {
     let (_dir, broker) = broker();
-    broker
-        .controller
-        .create_topic(
-            crate::controller::NewTopic {
-                name: "t",
-                partitions: 1,
-                replication_factor: -1,
-                configs: Default::default(),
-            },
-            false,
-        )
-        .unwrap();
+    topic(&broker, "t");
     for v in versions(ApiKey::FindCoordinator) {
         let mut req = FindCoordinatorRequest::default();
         if v >= 4 {
@@ -98,16 +31,7 @@ async fn every_group_api_version_round_trips() {
         } else {
             req = req.with_key(s("g"));
         }
-        let ResponseKind::FindCoordinator(r) = call(
-            &broker,
-            ApiKey::FindCoordinator,
-            v,
-            RequestKind::FindCoordinator(req),
-        )
-        .await
-        else {
-            panic!()
-        };
+        let r = call(&broker, v, req).await;
         if v >= 4 {
             assert_eq!(r.coordinators.len(), 2);
             assert_eq!(r.coordinators[0].port, broker.advertised.1);
@@ -121,16 +45,7 @@ async fn every_group_api_version_round_trips() {
             } else {
                 txn.with_key(s("x"))
             };
-            let ResponseKind::FindCoordinator(r) = call(
-                &broker,
-                ApiKey::FindCoordinator,
-                v,
-                RequestKind::FindCoordinator(txn),
-            )
-            .await
-            else {
-                panic!()
-            };
+            let r = call(&broker, v, txn).await;
             let code = if v >= 4 {
                 r.coordinators[0].error_code
             } else {
@@ -155,32 +70,13 @@ async fn every_group_api_version_round_trips() {
         if v >= 1 {
             req = req.with_rebalance_timeout_ms(10_000);
         }
-        let ResponseKind::JoinGroup(mut r) = call(
-            &broker,
-            ApiKey::JoinGroup,
-            v,
-            RequestKind::JoinGroup(req.clone()),
-        )
-        .await
-        else {
-            panic!()
-        };
+        let mut r = call(&broker, v, req.clone()).await;
         if v >= 4 {
             assert_eq!(
                 r.error_code,
                 kafka_protocol::ResponseError::MemberIdRequired.code()
             );
-            let ResponseKind::JoinGroup(again) = call(
-                &broker,
-                ApiKey::JoinGroup,
-                v,
-                RequestKind::JoinGroup(req.with_member_id(r.member_id.clone())),
-            )
-            .await
-            else {
-                panic!()
-            };
-            r = again;
+            r = call(&broker, v, req.with_member_id(r.member_id.clone())).await;
         }
         assert_eq!(r.error_code, 0, "JoinGroup v{v}");
         assert_eq!(r.generation_id, 1);
@@ -191,39 +87,27 @@ async fn every_group_api_version_round_trips() {
             .with_member_id(member.clone())
             .with_assignment(bytes::Bytes::from_static(b"asg"));
         let sv = v.min(5);
-        let ResponseKind::SyncGroup(sr) = call(
+        let sr = call(
             &broker,
-            ApiKey::SyncGroup,
             sv,
-            RequestKind::SyncGroup(
-                SyncGroupRequest::default()
-                    .with_group_id(GroupId(s(&group)))
-                    .with_generation_id(1)
-                    .with_member_id(member.clone())
-                    .with_assignments(vec![assignment]),
-            ),
+            SyncGroupRequest::default()
+                .with_group_id(GroupId(s(&group)))
+                .with_generation_id(1)
+                .with_member_id(member.clone())
+                .with_assignments(vec![assignment]),
         )
-        .await
-        else {
-            panic!()
-        };
+        .await;
         assert_eq!((sr.error_code, &sr.assignment[..]), (0, &b"asg"[..]));
         let hv = v.min(4);
-        let ResponseKind::Heartbeat(hr) = call(
+        let hr = call(
             &broker,
-            ApiKey::Heartbeat,
             hv,
-            RequestKind::Heartbeat(
-                HeartbeatRequest::default()
-                    .with_group_id(GroupId(s(&group)))
-                    .with_generation_id(1)
-                    .with_member_id(member.clone()),
-            ),
+            HeartbeatRequest::default()
+                .with_group_id(GroupId(s(&group)))
+                .with_generation_id(1)
+                .with_member_id(member.clone()),
         )
-        .await
-        else {
-            panic!()
-        };
+        .await;
         assert_eq!(hr.error_code, 0);
         // Commit and fetch back at every OffsetCommit/OffsetFetch version.
         for cv in versions(ApiKey::OffsetCommit) {
@@ -231,26 +115,10 @@ async fn every_group_api_version_round_trips() {
                 .with_group_id(GroupId(s(&group)))
                 .with_generation_id_or_member_epoch(1)
                 .with_member_id(member.clone())
-                .with_topics(vec![
-                    offset_commit_request::OffsetCommitRequestTopic::default()
-                        .with_name(TopicName(s("t")))
-                        .with_partitions(vec![
-                            offset_commit_request::OffsetCommitRequestPartition::default()
-                                .with_partition_index(0)
-                                .with_committed_offset(cv as i64)
-                                .with_committed_metadata(Some(s("m"))),
-                        ]),
-                ]);
-            let ResponseKind::OffsetCommit(cr) = call(
-                &broker,
-                ApiKey::OffsetCommit,
-                cv,
-                RequestKind::OffsetCommit(req),
-            )
-            .await
-            else {
-                panic!()
-            };
+                .with_topics(commit_t0(cv as i64, |p| {
+                    p.with_committed_metadata(Some(s("m")))
+                }));
+            let cr = call(&broker, cv, req).await;
             assert_eq!(
                 cr.topics[0].partitions[0].error_code, 0,
                 "OffsetCommit v{cv}"
@@ -272,16 +140,7 @@ async fn every_group_api_version_round_trips() {
                             .with_partition_indexes(vec![0, 1]),
                     ]))
             };
-            let ResponseKind::OffsetFetch(fr) = call(
-                &broker,
-                ApiKey::OffsetFetch,
-                fv,
-                RequestKind::OffsetFetch(req),
-            )
-            .await
-            else {
-                panic!()
-            };
+            let fr = call(&broker, fv, req).await;
             let last = *versions(ApiKey::OffsetCommit).end() as i64;
             if fv >= 8 {
                 assert_eq!(fr.groups[0].topics[0].partitions[0].committed_offset, last);
@@ -291,19 +150,13 @@ async fn every_group_api_version_round_trips() {
             }
         }
         for dv in versions(ApiKey::DescribeGroups) {
-            let ResponseKind::DescribeGroups(dr) = call(
+            let dr = call(
                 &broker,
-                ApiKey::DescribeGroups,
                 dv,
-                RequestKind::DescribeGroups(
-                    DescribeGroupsRequest::default()
-                        .with_groups(vec![GroupId(s(&group)), GroupId(s("nope"))]),
-                ),
+                DescribeGroupsRequest::default()
+                    .with_groups(vec![GroupId(s(&group)), GroupId(s("nope"))]),
             )
-            .await
-            else {
-                panic!()
-            };
+            .await;
             assert_eq!(dr.groups[0].group_state.as_str(), "Stable");
             assert_eq!(dr.groups[0].protocol_data.as_str(), "range");
             assert_eq!(dr.groups[1].group_state.as_str(), "Dead");
@@ -313,55 +166,14 @@ async fn every_group_api_version_round_trips() {
             if lv >= 4 {
                 req = req.with_states_filter(vec![s("stable")]);
             }
-            let ResponseKind::ListGroups(lr) = call(
-                &broker,
-                ApiKey::ListGroups,
-                lv,
-                RequestKind::ListGroups(req),
-            )
-            .await
-            else {
-                panic!()
-            };
+            let lr = call(&broker, lv, req).await;
             assert!(lr.groups.iter().any(|g| g.group_id.as_str() == group));
         }
-        let ResponseKind::DeleteGroups(dg) = call(
-            &broker,
-            ApiKey::DeleteGroups,
-            v.min(2),
-            RequestKind::DeleteGroups(
-                DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s(&group))]),
-            ),
-        )
-        .await
-        else {
-            panic!()
-        };
         assert_eq!(
-            dg.results[0].error_code,
+            delete_group(&broker, v.min(2), &group).await,
             kafka_protocol::ResponseError::NonEmptyGroup.code()
         );
-        let ResponseKind::OffsetDelete(od) = call(
-            &broker,
-            ApiKey::OffsetDelete,
-            0,
-            RequestKind::OffsetDelete(
-                OffsetDeleteRequest::default()
-                    .with_group_id(GroupId(s(&group)))
-                    .with_topics(vec![
-                        offset_delete_request::OffsetDeleteRequestTopic::default()
-                            .with_name(TopicName(s("t")))
-                            .with_partitions(vec![
-                                offset_delete_request::OffsetDeleteRequestPartition::default()
-                                    .with_partition_index(0),
-                            ]),
-                    ]),
-            ),
-        )
-        .await
-        else {
-            panic!()
-        };
+        let od = call(&broker, 0, offset_delete_request(&group)).await;
         assert_eq!(
             od.topics[0].partitions[0].error_code,
             kafka_protocol::ResponseError::GroupSubscribedToTopic.code(),
@@ -379,34 +191,13 @@ async fn every_group_api_version_round_trips() {
                 .with_group_id(GroupId(s(&group)))
                 .with_member_id(member.clone())
         };
-        let ResponseKind::LeaveGroup(lr) = call(
-            &broker,
-            ApiKey::LeaveGroup,
-            lv,
-            RequestKind::LeaveGroup(leave),
-        )
-        .await
-        else {
-            panic!()
-        };
+        let lr = call(&broker, lv, leave).await;
         let code = if lv >= 3 {
             lr.members[0].error_code
         } else {
             lr.error_code
         };
         assert_eq!(code, 0);
-        let ResponseKind::DeleteGroups(dg) = call(
-            &broker,
-            ApiKey::DeleteGroups,
-            v.min(2),
-            RequestKind::DeleteGroups(
-                DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s(&group))]),
-            ),
-        )
-        .await
-        else {
-            panic!()
-        };
-        assert_eq!(dg.results[0].error_code, 0);
+        assert_eq!(delete_group(&broker, v.min(2), &group).await, 0);
     }
 }

@@ -40,6 +40,8 @@ mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
+#[cfg(test)]
+mod test_support;
 
 use std::sync::Arc;
 
