@@ -318,11 +318,6 @@ impl Log {
         self.segments.len()
     }
 
-    /// Base offsets of all segments, oldest first.
-    pub fn segment_bases(&self) -> Vec<i64> {
-        self.segments.iter().map(Segment::base_offset).collect()
-    }
-
     /// ListOffsets by timestamp: the first record whose timestamp is >= `ts`, as
     /// `(offset, timestamp)`, in the first batch whose max timestamp is >= `ts`.
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>> {
@@ -499,11 +494,6 @@ impl Log {
 
     pub fn latest_epoch(&self) -> Option<i32> {
         self.epochs.latest_epoch()
-    }
-
-    /// `(epoch, start_offset)` entries of the leader epoch cache.
-    pub fn epoch_entries(&self) -> &[(i32, i64)] {
-        self.epochs.entries()
     }
 
     /// One compaction pass (only when the cleanup policy includes Compact); see
