@@ -13,6 +13,7 @@
 //! - [`leader_epoch`]: the leader epoch cache (OffsetForLeaderEpoch).
 //! - [`cleaner`]: log compaction.
 //! - [`group_commit`]: one fsync thread shared by all partitions.
+//! - [`fs`]: the file-system seam ([`fs::Fs`]) every file operation goes through.
 //! - [`config`]: [`LogConfig`]; [`error`]: [`StorageError`].
 //!
 //! Architecture invariant: stored batches are the producer's bytes; only `baseOffset`
@@ -23,6 +24,7 @@ pub mod batch;
 pub mod cleaner;
 pub mod config;
 pub mod error;
+pub mod fs;
 pub mod group_commit;
 mod index_file;
 pub mod leader_epoch;
