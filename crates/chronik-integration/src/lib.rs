@@ -39,12 +39,74 @@ pub fn free_port() -> u16 {
         .expect("no free port on 127.0.0.1")
 }
 
+/// A cluster of `chronik-server` processes on 127.0.0.1, every node a voter of the metadata
+/// quorum. Nodes are ordinary `Broker`s: kill, restart and read their logs one by one.
+pub struct Cluster {
+    pub nodes: Vec<Broker>,
+}
+
+impl Cluster {
+    /// Starts `n` nodes (ids 1..=n) with extra `chronik-server start` flags for each.
+    pub fn start(n: usize, extra_args: &[&str]) -> Cluster {
+        let kafka: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let controller: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let voters = controller
+            .iter()
+            .enumerate()
+            .map(|(i, port)| format!("{}@127.0.0.1:{port}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        // Spawned all at once: each waits for a quorum before it accepts clients.
+        let mut nodes: Vec<Broker> = (0..n)
+            .map(|i| {
+                let mut args = vec![
+                    "--node-id".to_string(),
+                    (i + 1).to_string(),
+                    "--controller-quorum-voters".to_string(),
+                    voters.clone(),
+                ];
+                args.extend(extra_args.iter().map(|s| s.to_string()));
+                Broker {
+                    child: None,
+                    port: kafka[i],
+                    data_dir: tempfile::tempdir().expect("temp data dir"),
+                    extra_args: args,
+                    starts_before: 0,
+                }
+            })
+            .collect();
+        for node in &mut nodes {
+            node.spawn_process();
+        }
+        for node in &mut nodes {
+            node.wait_ready();
+        }
+        Cluster { nodes }
+    }
+
+    /// Every node's `host:port`, comma-separated.
+    pub fn bootstrap(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| n.bootstrap())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Index of the node with this id (ids start at 1).
+    pub fn node(&mut self, id: i32) -> &mut Broker {
+        &mut self.nodes[(id - 1) as usize]
+    }
+}
+
 /// One broker process with its own data directory.
 pub struct Broker {
     child: Option<Child>,
     port: u16,
     data_dir: tempfile::TempDir,
     extra_args: Vec<String>,
+    /// "broker started" lines in the log before the current process was spawned.
+    starts_before: usize,
 }
 
 impl Broker {
@@ -60,6 +122,7 @@ impl Broker {
             port: free_port(),
             data_dir: tempfile::tempdir().expect("temp data dir"),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            starts_before: 0,
         };
         broker.spawn();
         broker
@@ -112,6 +175,12 @@ impl Broker {
     }
 
     fn spawn(&mut self) {
+        self.spawn_process();
+        self.wait_ready();
+    }
+
+    fn spawn_process(&mut self) {
+        self.starts_before = self.log().matches("broker started").count();
         let bin = server_bin();
         assert!(
             bin.exists(),
@@ -132,7 +201,7 @@ impl Broker {
             .args(&self.extra_args)
             .env(
                 "RUST_LOG",
-                std::env::var("CHRONIK_TEST_LOG").unwrap_or("info".into()),
+                std::env::var("CHRONIK_TEST_LOG").unwrap_or("info,openraft=warn".into()),
             )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log clone"))
@@ -140,13 +209,16 @@ impl Broker {
             .spawn()
             .expect("spawn chronik-server");
         self.child = Some(child);
-        self.wait_ready();
     }
 
+    /// Waits until the broker has registered and opened its data: it logs "broker started"
+    /// only then (the Kafka port is bound earlier, so connecting proves nothing).
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if self.log().matches("broker started").count() > self.starts_before
+                && TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            {
                 return;
             }
             if let Some(child) = self.child.as_mut() {
@@ -160,7 +232,7 @@ impl Broker {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!(
-            "chronik-server did not listen within 30 s; log:\n{}",
+            "chronik-server did not start within 30 s; log:\n{}",
             self.log()
         );
     }

@@ -1,83 +1,220 @@
 //! `Broker`: wires the layers together for one node and runs it until shutdown.
 //!
+//! Start-up order: open the metadata quorum (its log and snapshot restore the image), publish
+//! that image (opening this broker's partitions and loading its groups), import a pre-quorum
+//! data directory if there is one, register with the controller (a new broker epoch) and
+//! heartbeat until unfenced; only then does the Kafka listener accept clients.
+//!
 //! Data directory layout:
 //! ```text
 //! data/
-//!   meta/topics.json          topic catalogue (MetadataStore)
-//!   meta/acls.json            ACL bindings (AclStore)
-//!   meta/producer-id-block    producer id allocation (ProducerIdManager)
+//!   meta/raft/                the metadata log, vote and snapshot (quorum::log_store)
 //!   <topic>-<partition>/      one Log per partition (chronik-storage)
 //! ```
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use tokio::net::TcpListener;
-use tracing::info;
+use tokio::sync::watch;
+use tracing::{info, warn};
 
 use crate::config::BrokerConfig;
-use crate::controller::Controller;
+use crate::controller::{Controller, ControllerCall, Decided};
 use crate::coordinator::GroupCoordinator;
-use crate::metadata::MetadataStore;
+use crate::metadata::publisher::Publisher;
+use crate::metadata::{legacy, MetadataImage, MetadataView};
 use crate::producer_ids::ProducerIdManager;
+use crate::quorum::{Quorum, RaftTiming};
 use crate::replica::ReplicaManager;
 use crate::security::{AclStore, Authorizer};
+
+/// How long a starting broker waits for the controller quorum before it gives up.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Everything a request handler may reach, shared by all connections.
 pub struct Broker {
     pub config: Arc<BrokerConfig>,
     /// (host, port) advertised to clients.
     pub advertised: (String, i32),
-    pub metadata: Arc<MetadataStore>,
+    /// The metadata image as this broker last published it.
+    pub metadata: MetadataView,
     pub replicas: Arc<ReplicaManager>,
-    pub controller: Controller,
+    pub controller: Arc<Controller>,
     pub producer_ids: ProducerIdManager,
     /// Consumer groups and committed offsets (`__consumer_offsets`).
     pub groups: Arc<GroupCoordinator>,
     /// ACLs and the decisions made from them.
     pub authorizer: Authorizer,
+    /// This process's registration epoch.
+    pub broker_epoch: u64,
 }
 
 impl Broker {
-    /// Opens the data directory, recovering every log, and reconciles partitions with metadata.
-    pub fn open(config: BrokerConfig) -> anyhow::Result<Arc<Broker>> {
+    /// Opens the data directory and the metadata quorum, registers with the controller and
+    /// returns once this broker is unfenced (or fails with what it waited for).
+    pub async fn open(config: BrokerConfig) -> anyhow::Result<Arc<Broker>> {
         let config = Arc::new(config);
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
         let meta_dir = config.data_dir.join("meta");
-        let metadata = Arc::new(MetadataStore::open(
-            &meta_dir,
-            config.cluster_id.as_deref(),
-        )?);
+        let node_id = config.node_id;
+        let configured_voters = config.voters()?;
+        let legacy_records = legacy::read(&meta_dir, node_id, configured_voters.len() <= 1)?;
+        let controller_listener = std::net::TcpListener::bind(config.controller_listen_addr()?)
+            .with_context(|| {
+                format!(
+                    "binding the controller listener {}",
+                    config
+                        .controller_listen_addr()
+                        .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into())
+                )
+            })?;
+        controller_listener.set_nonblocking(true)?;
+        let voters = if configured_voters.is_empty() {
+            // A cluster of one: the lone voter's address only matters to itself.
+            [(
+                node_id as u64,
+                controller_listener.local_addr()?.to_string(),
+            )]
+            .into()
+        } else {
+            configured_voters
+        };
+        let quorum = Arc::new(
+            Quorum::start(
+                node_id as u64,
+                voters,
+                &meta_dir.join("raft"),
+                RaftTiming::default(),
+            )
+            .await?,
+        );
+
         let replicas = Arc::new(ReplicaManager::new(
             config.data_dir.clone(),
             config.log.clone(),
             config.flush_policy,
         ));
-        let controller = Controller::new(config.clone(), metadata.clone(), replicas.clone());
-        controller.reconcile_all()?;
+        let (published, view) = watch::channel(Arc::new(MetadataImage::default()));
+        let metadata = MetadataView::new(view);
+        let controller = Arc::new(Controller::new(
+            config.clone(),
+            quorum.clone(),
+            metadata.clone(),
+        ));
         let groups = Arc::new(GroupCoordinator::new(
             config.clone(),
             metadata.clone(),
             replicas.clone(),
         ));
-        groups.load()?;
-        let producer_ids = ProducerIdManager::open(&meta_dir)?;
-        let authorizer = Authorizer::new(
-            Arc::new(AclStore::open(&meta_dir)?),
-            config.allow_everyone_if_no_acl_found,
-        );
+        let acls = Arc::new(AclStore::new());
+        let publisher = Arc::new(Publisher {
+            node_id,
+            replicas: replicas.clone(),
+            groups: groups.clone(),
+            acls: acls.clone(),
+            published,
+        });
+        let restored = quorum.committed_image();
+        let first = publisher.clone();
+        tokio::task::spawn_blocking(move || first.publish(restored)).await?;
+        tokio::spawn(publisher.run(quorum.subscribe()));
+
+        let runtime = quorum.runtime();
+        runtime.spawn(crate::quorum::server::serve(
+            controller_listener,
+            quorum.raft.clone(),
+            controller.clone(),
+        ));
+        runtime.spawn(controller.clone().run_fencing());
+
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        if let Some(records) = legacy_records {
+            call_at_startup(&controller, ControllerCall::Import { records }, deadline).await?;
+            legacy::retire(&meta_dir).context("renaming the imported metadata files")?;
+            info!("imported the single-node metadata files into the metadata log");
+        }
+        let advertised = config.advertised_host_port()?;
+        let register = ControllerCall::RegisterBroker {
+            id: node_id,
+            host: advertised.0.clone(),
+            port: advertised.1,
+        };
+        let Decided::BrokerEpoch(broker_epoch) =
+            call_at_startup(&controller, register, deadline).await?
+        else {
+            bail!("the controller answered the registration with something else");
+        };
+        let heartbeat = ControllerCall::BrokerHeartbeat {
+            id: node_id,
+            epoch: broker_epoch,
+        };
+        call_at_startup(&controller, heartbeat, deadline).await?;
+        runtime.spawn(run_heartbeats(
+            controller.clone(),
+            config.clone(),
+            broker_epoch,
+        ));
+
         Ok(Arc::new(Broker {
-            advertised: config.advertised_host_port()?,
+            advertised,
+            producer_ids: ProducerIdManager::new(node_id),
+            authorizer: Authorizer::new(acls, config.allow_everyone_if_no_acl_found),
             config,
             metadata,
             replicas,
             controller,
-            producer_ids,
             groups,
-            authorizer,
+            broker_epoch,
         }))
+    }
+}
+
+/// A controller call made while starting: retried until `deadline`, saying what it waits for.
+async fn call_at_startup(
+    controller: &Controller,
+    call: ControllerCall,
+    deadline: Instant,
+) -> anyhow::Result<Decided> {
+    let mut warned = Instant::now();
+    loop {
+        let attempt =
+            (deadline.saturating_duration_since(Instant::now())).min(Duration::from_secs(5));
+        match controller.call(call.clone(), attempt).await {
+            Ok(decided) => return Ok(decided),
+            Err(e) if Instant::now() >= deadline => bail!(
+                "no controller quorum after {}s (voters: {:?}): {}",
+                STARTUP_TIMEOUT.as_secs(),
+                controller.quorum().voters,
+                e.message
+            ),
+            Err(e) => {
+                if warned.elapsed() >= Duration::from_secs(5) {
+                    warn!(voters = ?controller.quorum().voters, error = %e.message, "waiting for the controller quorum");
+                    warned = Instant::now();
+                }
+            }
+        }
+    }
+}
+
+/// Heartbeats the controller every `broker_heartbeat_interval_ms`; runs on the Raft runtime so
+/// a busy data path cannot make this broker look dead.
+async fn run_heartbeats(controller: Arc<Controller>, config: Arc<BrokerConfig>, epoch: u64) {
+    let interval = Duration::from_millis(config.broker_heartbeat_interval_ms);
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tick.tick().await;
+        let call = ControllerCall::BrokerHeartbeat {
+            id: config.node_id,
+            epoch,
+        };
+        let deadline = Instant::now() + interval;
+        if let Err(e) = controller.call_leader(call, deadline).await {
+            tracing::debug!(error = %e.message, "broker heartbeat failed");
+        }
     }
 }
 
@@ -90,10 +227,12 @@ pub async fn run(
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    let broker = tokio::task::block_in_place(|| Broker::open(config))?;
+    let broker = Broker::open(config).await?;
     info!(
         listen = %broker.config.listen,
         advertised = ?broker.advertised,
+        node_id = broker.config.node_id,
+        broker_epoch = broker.broker_epoch,
         topics = broker.metadata.topics().len(),
         "broker started"
     );
@@ -107,6 +246,7 @@ pub async fn run(
     info!("shutting down: closing logs");
     let replicas = broker.replicas.clone();
     tokio::task::spawn_blocking(move || replicas.shutdown()).await?;
+    broker.controller.quorum().shutdown().await;
     Ok(())
 }
 

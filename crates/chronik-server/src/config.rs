@@ -2,6 +2,7 @@
 //!
 //! Every field here is read somewhere; the README's configuration table lists them.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -59,6 +60,17 @@ pub struct BrokerConfig {
     /// Allow every request on a resource no ACL applies to (Kafka's
     /// allow.everyone.if.no.acl.found). When false, a resource without ACLs is closed.
     pub allow_everyone_if_no_acl_found: bool,
+    /// Address of the controller listener (Raft and broker → controller calls). Defaults to
+    /// this node's entry in `controller_quorum_voters`, or, for a single node without voters,
+    /// an ephemeral port on 127.0.0.1 (a lone voter talks to no one).
+    pub controller_listen: Option<SocketAddr>,
+    /// The metadata quorum, `id@host:port,...` (Kafka's controller.quorum.voters). Unset: a
+    /// cluster of one, this node.
+    pub controller_quorum_voters: Option<String>,
+    /// A broker the controller has not heard from for this long is fenced.
+    pub broker_session_timeout_ms: u64,
+    /// How often a broker heartbeats the controller.
+    pub broker_heartbeat_interval_ms: u64,
 }
 
 /// Defaults for topic configs (each can be overridden per topic).
@@ -138,6 +150,10 @@ impl Default for BrokerConfig {
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
             allow_everyone_if_no_acl_found: true,
+            controller_listen: None,
+            controller_quorum_voters: None,
+            broker_session_timeout_ms: 9000,
+            broker_heartbeat_interval_ms: 2000,
         }
     }
 }
@@ -174,6 +190,18 @@ pub struct StartArgs {
     pub group_initial_rebalance_delay_ms: Option<u64>,
     #[arg(long, env = "CHRONIK_ALLOW_EVERYONE_IF_NO_ACL_FOUND")]
     pub allow_everyone_if_no_acl_found: Option<bool>,
+    /// Address of the controller listener, e.g. 127.0.0.1:9192.
+    #[arg(long, env = "CHRONIK_CONTROLLER_LISTEN")]
+    pub controller_listen: Option<SocketAddr>,
+    /// The metadata quorum, e.g. 1@127.0.0.1:9192,2@127.0.0.1:9193,3@127.0.0.1:9194.
+    #[arg(long, env = "CHRONIK_CONTROLLER_QUORUM_VOTERS")]
+    pub controller_quorum_voters: Option<String>,
+    #[arg(long, env = "CHRONIK_BROKER_SESSION_TIMEOUT_MS")]
+    pub broker_session_timeout_ms: Option<u64>,
+    #[arg(long, env = "CHRONIK_DEFAULT_REPLICATION_FACTOR")]
+    pub default_replication_factor: Option<i16>,
+    #[arg(long, env = "CHRONIK_MIN_INSYNC_REPLICAS")]
+    pub min_insync_replicas: Option<i32>,
 }
 
 impl BrokerConfig {
@@ -201,10 +229,21 @@ impl BrokerConfig {
             socket_request_max_bytes,
             offsets_topic_num_partitions,
             group_initial_rebalance_delay_ms,
-            allow_everyone_if_no_acl_found
+            allow_everyone_if_no_acl_found,
+            broker_session_timeout_ms,
+            default_replication_factor
         );
         if args.advertised_address.is_some() {
             config.advertised_address = args.advertised_address.clone();
+        }
+        if args.controller_listen.is_some() {
+            config.controller_listen = args.controller_listen;
+        }
+        if args.controller_quorum_voters.is_some() {
+            config.controller_quorum_voters = args.controller_quorum_voters.clone();
+        }
+        if let Some(min) = args.min_insync_replicas {
+            config.log.min_insync_replicas = min;
         }
         config.validate()?;
         Ok(config)
@@ -226,8 +265,77 @@ impl BrokerConfig {
         if self.socket_request_max_bytes < 1024 {
             bail!("socket_request_max_bytes must be at least 1024");
         }
+        if self.default_replication_factor < 1 {
+            bail!("default_replication_factor must be at least 1");
+        }
+        if self.broker_heartbeat_interval_ms == 0
+            || self.broker_session_timeout_ms <= self.broker_heartbeat_interval_ms
+        {
+            bail!(
+                "broker_session_timeout_ms ({}) must be larger than broker_heartbeat_interval_ms ({})",
+                self.broker_session_timeout_ms,
+                self.broker_heartbeat_interval_ms
+            );
+        }
         self.advertised_host_port()?;
+        self.voters()?;
         self.log.validate()
+    }
+
+    /// The metadata quorum's voters (node id → controller address), checked: well-formed
+    /// `id@host:port` entries, no id twice, no address twice, this node among them.
+    /// Without `controller_quorum_voters`: empty, meaning a cluster of this node alone.
+    pub fn voters(&self) -> anyhow::Result<BTreeMap<u64, String>> {
+        let Some(list) = &self.controller_quorum_voters else {
+            return Ok(BTreeMap::new());
+        };
+        let mut voters = BTreeMap::new();
+        for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let (id, addr) = entry.split_once('@').with_context(|| {
+                format!("controller_quorum_voters: {entry:?} is not id@host:port")
+            })?;
+            let id: u64 = id.parse().with_context(|| {
+                format!("controller_quorum_voters: {entry:?} has a bad node id")
+            })?;
+            let (_, port) = addr
+                .rsplit_once(':')
+                .with_context(|| format!("controller_quorum_voters: {entry:?} has no port"))?;
+            port.parse::<u16>()
+                .with_context(|| format!("controller_quorum_voters: {entry:?} has a bad port"))?;
+            if voters.values().any(|a| a == addr) {
+                bail!("controller_quorum_voters: address {addr} is listed twice");
+            }
+            if voters.insert(id, addr.to_string()).is_some() {
+                bail!("controller_quorum_voters: node id {id} is listed twice");
+            }
+        }
+        if voters.is_empty() {
+            bail!("controller_quorum_voters is empty");
+        }
+        if self.node_id < 0 || !voters.contains_key(&(self.node_id as u64)) {
+            bail!(
+                "node_id {} is not among controller_quorum_voters ({list}); every node is a voter",
+                self.node_id
+            );
+        }
+        Ok(voters)
+    }
+
+    /// Where the controller listener binds.
+    pub fn controller_listen_addr(&self) -> anyhow::Result<SocketAddr> {
+        if let Some(addr) = self.controller_listen {
+            return Ok(addr);
+        }
+        match self.voters()?.get(&(self.node_id as u64)) {
+            Some(addr) => {
+                use std::net::ToSocketAddrs;
+                addr.to_socket_addrs()
+                    .with_context(|| format!("resolving controller address {addr}"))?
+                    .next()
+                    .with_context(|| format!("controller address {addr} resolves to nothing"))
+            }
+            None => Ok(SocketAddr::from(([127, 0, 0, 1], 0))),
+        }
     }
 
     /// The (host, port) clients are told to use.
@@ -293,6 +401,35 @@ mod tests {
         );
         let file: BrokerConfig = toml::from_str("allow_everyone_if_no_acl_found = false").unwrap();
         assert!(!file.allow_everyone_if_no_acl_found);
+    }
+
+    #[test]
+    fn voters_are_parsed_and_bad_lists_are_refused() {
+        let with = |node_id, voters: &str| BrokerConfig {
+            node_id,
+            controller_quorum_voters: Some(voters.into()),
+            ..Default::default()
+        };
+        let ok = with(2, "1@127.0.0.1:9192, 2@127.0.0.1:9193,3@127.0.0.1:9194");
+        assert_eq!(ok.voters().unwrap().len(), 3);
+        assert_eq!(
+            ok.controller_listen_addr().unwrap(),
+            "127.0.0.1:9193".parse().unwrap()
+        );
+        for (node_id, bad, says) in [
+            (1, "1@127.0.0.1:9192,1@127.0.0.1:9193", "listed twice"),
+            (1, "1@127.0.0.1:9192,2@127.0.0.1:9192", "listed twice"),
+            (4, "1@127.0.0.1:9192,2@127.0.0.1:9193", "not among"),
+            (1, "1-127.0.0.1:9192", "id@host:port"),
+            (1, "x@127.0.0.1:9192", "bad node id"),
+            (1, "1@127.0.0.1", "no port"),
+        ] {
+            let e = with(node_id, bad).validate().unwrap_err();
+            assert!(format!("{e:#}").contains(says), "{bad}: {e:#}");
+        }
+        let single = BrokerConfig::default();
+        assert!(single.voters().unwrap().is_empty());
+        assert_eq!(single.controller_listen_addr().unwrap().port(), 0);
     }
 
     #[test]

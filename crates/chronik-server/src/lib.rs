@@ -3,13 +3,15 @@
 //! Layout, in the direction data flows:
 //! - `network`: accepts connections, frames requests, writes responses in request order.
 //! - `api`: one handler per Kafka API key, behind the single dispatch point `api::handle_frame`.
-//! - `controller`: the only writer of cluster metadata (topics, partition counts, configs).
-//! - `metadata`: the persisted topic catalogue and the topic-config rules.
+//! - `controller`: the only writer of cluster metadata: decides on the Raft leader, forwards
+//!   from every other node; broker registration, heartbeats, fencing, replica placement.
+//! - `quorum`: the metadata Raft (openraft): log store, state machine, controller RPC.
+//! - `metadata`: records, the immutable image they fold into, its publisher, topic configs.
 //! - `coordinator`: consumer groups and committed offsets, persisted in `__consumer_offsets`.
 //! - `replica`: the partitions this broker hosts, produce/fetch through them, producer state.
 //! - `chronik_storage` (its own crate): the segmented log on disk.
-//! - `security`: ACL bindings (persisted in `data/meta/acls.json`) and the authorizer every
-//!   handler asks before it acts.
+//! - `security`: ACL bindings (from the metadata image) and the authorizer every handler asks
+//!   before it acts.
 //! - `allocator`: keeps hostile array lengths from aborting the process.
 //! - `broker`: wiring and the run loop; `config`: settings; `producer_ids`: id allocation.
 
@@ -22,5 +24,6 @@ pub mod coordinator;
 pub mod metadata;
 pub mod network;
 pub mod producer_ids;
+pub mod quorum;
 pub mod replica;
 pub mod security;

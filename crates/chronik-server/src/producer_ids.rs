@@ -1,65 +1,50 @@
-//! Allocation of idempotent-producer ids, unique across restarts.
+//! Allocation of idempotent-producer ids, unique across the cluster and across restarts.
 //!
-//! File format: `data/meta/producer-id-block`, the decimal id just past the last block handed
-//! out. Ids are reserved in blocks of `BLOCK` so an InitProducerId costs an fsync only once per
-//! block; a crash skips the rest of the block, which is harmless.
+//! The controller hands out blocks of ids as metadata records (`ProducerIdBlock`, KIP-730);
+//! this broker uses its block up, then asks for the next. A crash skips the rest of a block,
+//! which is harmless. The legacy `data/meta/producer-id-block` file is only read once, to import.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use parking_lot::Mutex;
-
-const BLOCK: i64 = 1000;
+use crate::controller::{Controller, ControllerCall, ControllerError, Decided};
 
 pub struct ProducerIdManager {
-    path: PathBuf,
-    /// (next id to hand out, end of the reserved block)
-    state: Mutex<(i64, i64)>,
+    node_id: i32,
+    /// (next id to hand out, end of the block). Held across the controller call so that one
+    /// request fetches a block while the others wait for it.
+    block: tokio::sync::Mutex<(i64, i64)>,
 }
 
 impl ProducerIdManager {
-    pub fn open(meta_dir: &Path) -> std::io::Result<ProducerIdManager> {
-        let path = meta_dir.join("producer-id-block");
-        let start = match std::fs::read_to_string(&path) {
-            Ok(text) => text.trim().parse::<i64>().unwrap_or(0),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(e),
-        };
-        Ok(ProducerIdManager {
-            path,
-            state: Mutex::new((start, start)),
-        })
-    }
-
-    pub fn next_id(&self) -> std::io::Result<i64> {
-        let mut state = self.state.lock();
-        if state.0 == state.1 {
-            let end = state.1 + BLOCK;
-            let tmp = self.path.with_extension("tmp");
-            let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(end.to_string().as_bytes())?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, &self.path)?;
-            state.1 = end;
+    pub fn new(node_id: i32) -> ProducerIdManager {
+        ProducerIdManager {
+            node_id,
+            block: tokio::sync::Mutex::new((0, 0)),
         }
-        let id = state.0;
-        state.0 += 1;
-        Ok(id)
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_are_unique_across_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let ids = ProducerIdManager::open(dir.path()).unwrap();
-        let first: Vec<i64> = (0..3).map(|_| ids.next_id().unwrap()).collect();
-        assert_eq!(first, vec![0, 1, 2]);
-        drop(ids);
-        let ids = ProducerIdManager::open(dir.path()).unwrap();
-        assert!(ids.next_id().unwrap() >= BLOCK);
+    pub async fn next_id(
+        &self,
+        controller: &Controller,
+        timeout: Duration,
+    ) -> Result<i64, ControllerError> {
+        let mut block = self.block.lock().await;
+        if block.0 == block.1 {
+            let call = ControllerCall::AllocateProducerIds {
+                broker: self.node_id,
+            };
+            match controller.call(call, timeout).await? {
+                Decided::ProducerIds { first, size } => *block = (first, first + size),
+                other => {
+                    return Err(ControllerError::new(
+                        kafka_protocol::ResponseError::UnknownServerError,
+                        format!("unexpected controller answer {other:?}"),
+                    ))
+                }
+            }
+        }
+        let id = block.0;
+        block.0 += 1;
+        Ok(id)
     }
 }

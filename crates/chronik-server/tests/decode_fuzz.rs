@@ -80,12 +80,12 @@ fn fixture() -> &'static Fixture {
             flush_policy: FlushPolicy::Os,
             ..BrokerConfig::default()
         };
-        let broker = Broker::open(config).unwrap();
         // Current-thread: the handler runs on the test's thread, where the allocator watches.
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
+        let broker = runtime.block_on(Broker::open(config)).unwrap();
         let fixture = Fixture {
             _dir: dir,
             broker,

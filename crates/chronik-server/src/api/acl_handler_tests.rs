@@ -15,18 +15,19 @@ const TOPIC_DENIED: i16 = ResponseError::TopicAuthorizationFailed.code();
 const GROUP_DENIED: i16 = ResponseError::GroupAuthorizationFailed.code();
 const CLUSTER_DENIED: i16 = ResponseError::ClusterAuthorizationFailed.code();
 
-fn deny(broker: &Broker, rt: ResourceType, name: &str, op: AclOperation) {
-    acls(broker, rt, name, &[(op, PermissionType::Deny)]);
+async fn deny(broker: &Broker, rt: ResourceType, name: &str, op: AclOperation) {
+    acls(broker, rt, name, &[(op, PermissionType::Deny)]).await;
 }
 
 /// An ALLOW of `op` on the cluster (once the cluster has ACLs, only what they allow is).
-fn allow_on_cluster(broker: &Broker, op: AclOperation) {
+async fn allow_on_cluster(broker: &Broker, op: AclOperation) {
     acls(
         broker,
         ResourceType::Cluster,
         "kafka-cluster",
         &[(op, PermissionType::Allow)],
-    );
+    )
+    .await;
 }
 
 /// A group "g" with a committed offset for t-0 (simple consumer commit, generation -1).
@@ -55,10 +56,10 @@ async fn delete_records(broker: &Arc<Broker>) -> i16 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn delete_records_needs_delete_on_the_topic() {
-    let (_dir, broker) = broker();
-    topic(&broker, "t");
+    let (_dir, broker) = broker().await;
+    topic(&broker, "t").await;
     assert_eq!(delete_records(&broker).await, 0);
-    deny(&broker, ResourceType::Topic, "t", Delete);
+    deny(&broker, ResourceType::Topic, "t", Delete).await;
     assert_eq!(delete_records(&broker).await, TOPIC_DENIED);
 }
 
@@ -74,12 +75,12 @@ async fn create_partitions(broker: &Arc<Broker>, count: i32) -> i16 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn create_partitions_needs_alter_on_the_topic() {
-    let (_dir, broker) = broker();
-    topic(&broker, "t");
+    let (_dir, broker) = broker().await;
+    topic(&broker, "t").await;
     assert_eq!(create_partitions(&broker, 2).await, 0);
-    deny(&broker, ResourceType::Topic, "t", Alter);
+    deny(&broker, ResourceType::Topic, "t", Alter).await;
     assert_eq!(create_partitions(&broker, 3).await, TOPIC_DENIED);
-    assert_eq!(broker.metadata.topic("t").unwrap().partitions, 2);
+    assert_eq!(broker.metadata.topic("t").unwrap().partition_count(), 2);
 }
 
 async fn delete_groups(broker: &Arc<Broker>, group: &str) -> i16 {
@@ -88,12 +89,12 @@ async fn delete_groups(broker: &Arc<Broker>, group: &str) -> i16 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn delete_groups_needs_delete_on_the_group() {
-    let (_dir, broker) = broker();
-    topic(&broker, "t");
+    let (_dir, broker) = broker().await;
+    topic(&broker, "t").await;
     commit(&broker, "g").await;
     commit(&broker, "h").await;
     assert_eq!(delete_groups(&broker, "h").await, 0);
-    deny(&broker, ResourceType::Group, "g", Delete);
+    deny(&broker, ResourceType::Group, "g", Delete).await;
     assert_eq!(delete_groups(&broker, "g").await, GROUP_DENIED);
 }
 
@@ -108,14 +109,14 @@ async fn offset_delete(broker: &Arc<Broker>) -> OffsetDeleteResponse {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn offset_delete_needs_delete_on_the_group_and_read_on_the_topic() {
-    let (_dir, broker) = broker();
-    topic(&broker, "t");
+    let (_dir, broker) = broker().await;
+    topic(&broker, "t").await;
     commit(&broker, "g").await;
-    deny(&broker, ResourceType::Topic, "t", Read);
+    deny(&broker, ResourceType::Topic, "t", Read).await;
     let r = offset_delete(&broker).await;
     assert_eq!(r.error_code, 0);
     assert_eq!(r.topics[0].partitions[0].error_code, TOPIC_DENIED);
-    deny(&broker, ResourceType::Group, "g", Delete);
+    deny(&broker, ResourceType::Group, "g", Delete).await;
     let r = offset_delete(&broker).await;
     assert_eq!(r.error_code, GROUP_DENIED);
     assert!(r.topics.is_empty());
@@ -123,8 +124,8 @@ async fn offset_delete_needs_delete_on_the_group_and_read_on_the_topic() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn offset_delete_works_without_acls() {
-    let (_dir, broker) = broker();
-    topic(&broker, "t");
+    let (_dir, broker) = broker().await;
+    topic(&broker, "t").await;
     commit(&broker, "g").await;
     let r = offset_delete(&broker).await;
     assert_eq!((r.error_code, r.topics[0].partitions[0].error_code), (0, 0));
@@ -132,10 +133,10 @@ async fn offset_delete_works_without_acls() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn heartbeat_and_leave_group_need_read_on_the_group() {
-    let (_dir, broker) = broker();
+    let (_dir, broker) = broker().await;
     for allowed in [true, false] {
         if !allowed {
-            deny(&broker, ResourceType::Group, "g", Read);
+            deny(&broker, ResourceType::Group, "g", Read).await;
         }
         for v in versions(ApiKey::Heartbeat) {
             let req = HeartbeatRequest::default()
@@ -162,8 +163,8 @@ async fn heartbeat_and_leave_group_need_read_on_the_group() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn find_coordinator_needs_describe_on_each_group_key() {
-    let (_dir, broker) = broker();
-    deny(&broker, ResourceType::Group, "g", Describe);
+    let (_dir, broker) = broker().await;
+    deny(&broker, ResourceType::Group, "g", Describe).await;
     for v in versions(ApiKey::FindCoordinator) {
         let codes: Vec<i16> = if v >= 4 {
             let req = FindCoordinatorRequest::default().with_coordinator_keys(vec![s("g"), s("h")]);
@@ -195,16 +196,16 @@ async fn list_groups(broker: &Arc<Broker>) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn list_groups_lists_only_describable_groups_unless_the_cluster_is_describable() {
-    let (_dir, broker) = broker();
-    topic(&broker, "t");
+    let (_dir, broker) = broker().await;
+    topic(&broker, "t").await;
     commit(&broker, "g").await;
     commit(&broker, "h").await;
     assert_eq!(list_groups(&broker).await, ["g", "h"]);
     // The cluster gets an ACL that does not grant DESCRIBE (without any, everyone may).
-    allow_on_cluster(&broker, ClusterAction);
-    deny(&broker, ResourceType::Group, "h", Describe);
+    allow_on_cluster(&broker, ClusterAction).await;
+    deny(&broker, ResourceType::Group, "h", Describe).await;
     assert_eq!(list_groups(&broker).await, ["g"]);
-    allow_on_cluster(&broker, Describe);
+    allow_on_cluster(&broker, Describe).await;
     assert_eq!(list_groups(&broker).await, ["g", "h"]);
 }
 
@@ -220,17 +221,18 @@ async fn init_producer_id(broker: &Arc<Broker>) -> i16 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn init_producer_id_needs_idempotent_write_or_write_on_some_topic() {
-    let (_dir, broker) = broker();
+    let (_dir, broker) = broker().await;
     assert_eq!(init_producer_id(&broker).await, 0);
     deny(
         &broker,
         ResourceType::Cluster,
         "kafka-cluster",
         IdempotentWrite,
-    );
+    )
+    .await;
     // WRITE on some topic still suffices (everyone may write a topic without ACLs).
     assert_eq!(init_producer_id(&broker).await, 0);
-    deny(&broker, ResourceType::Topic, "*", Write);
+    deny(&broker, ResourceType::Topic, "*", Write).await;
     assert_eq!(init_producer_id(&broker).await, CLUSTER_DENIED);
 }
 
@@ -253,14 +255,14 @@ async fn offset_for_leader_epoch(broker: &Arc<Broker>, replica_id: i32) -> i16 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn offset_for_leader_epoch_needs_describe_on_the_topic_or_cluster_action() {
-    let (_dir, broker) = broker();
-    topic(&broker, "t");
+    let (_dir, broker) = broker().await;
+    topic(&broker, "t").await;
     assert_eq!(offset_for_leader_epoch(&broker, -1).await, 0);
-    deny(&broker, ResourceType::Topic, "t", Describe);
+    deny(&broker, ResourceType::Topic, "t", Describe).await;
     // The cluster gets an ACL that does not grant CLUSTER_ACTION (without any, everyone may).
-    allow_on_cluster(&broker, Describe);
+    allow_on_cluster(&broker, Describe).await;
     assert_eq!(offset_for_leader_epoch(&broker, -1).await, TOPIC_DENIED);
     assert_eq!(offset_for_leader_epoch(&broker, 1).await, TOPIC_DENIED);
-    allow_on_cluster(&broker, ClusterAction);
+    allow_on_cluster(&broker, ClusterAction).await;
     assert_eq!(offset_for_leader_epoch(&broker, 1).await, 0);
 }

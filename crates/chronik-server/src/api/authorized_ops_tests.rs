@@ -19,13 +19,14 @@ fn bits(ops: &[AclOperation]) -> i32 {
 
 /// ALLOW ALL and DENY `op` for the anonymous principal (once a resource has ACLs, only what
 /// they allow is allowed).
-fn allow_all_but(broker: &Broker, rt: ResourceType, name: &str, op: AclOperation) {
+async fn allow_all_but(broker: &Broker, rt: ResourceType, name: &str, op: AclOperation) {
     acls(
         broker,
         rt,
         name,
         &[(All, PermissionType::Allow), (op, PermissionType::Deny)],
-    );
+    )
+    .await;
 }
 
 async fn metadata(broker: &Arc<Broker>, v: i16, include: bool) -> MetadataResponse {
@@ -45,8 +46,8 @@ async fn metadata(broker: &Arc<Broker>, v: i16, include: bool) -> MetadataRespon
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metadata_reports_topic_and_cluster_operations_when_asked() {
-    let (_dir, broker) = broker();
-    topic(&broker, "t");
+    let (_dir, broker) = broker().await;
+    topic(&broker, "t").await;
     let all_topic = bits(&[
         Read,
         Write,
@@ -82,14 +83,14 @@ async fn metadata_reports_topic_and_cluster_operations_when_asked() {
         assert_eq!(r.cluster_authorized_operations, cluster, "v{v}");
     }
     // A DENY of WRITE removes WRITE only (DESCRIBE stays: READ still implies it).
-    allow_all_but(&broker, ResourceType::Topic, "t", Write);
+    allow_all_but(&broker, ResourceType::Topic, "t", Write).await;
     let r = metadata(&broker, 12, true).await;
     assert_eq!(
         r.topics[0].topic_authorized_operations,
         all_topic & !(1 << Write.code())
     );
     // A topic the session may not describe gets no bitfield, only the error.
-    allow_all_but(&broker, ResourceType::Topic, "t", Describe);
+    allow_all_but(&broker, ResourceType::Topic, "t", Describe).await;
     let r = metadata(&broker, 12, true).await;
     assert_eq!(
         r.topics[0].error_code,
@@ -100,8 +101,8 @@ async fn metadata_reports_topic_and_cluster_operations_when_asked() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn describe_cluster_reports_cluster_operations_when_asked() {
-    let (_dir, broker) = broker();
-    allow_all_but(&broker, ResourceType::Cluster, "kafka-cluster", Alter);
+    let (_dir, broker) = broker().await;
+    allow_all_but(&broker, ResourceType::Cluster, "kafka-cluster", Alter).await;
     let expected = bits(&[
         Create,
         ClusterAction,
@@ -120,7 +121,7 @@ async fn describe_cluster_reports_cluster_operations_when_asked() {
         }
     }
     // A session that may not DESCRIBE the cluster learns nothing of it: 0, as in Kafka.
-    allow_all_but(&broker, ResourceType::Cluster, "kafka-cluster", Describe);
+    allow_all_but(&broker, ResourceType::Cluster, "kafka-cluster", Describe).await;
     let req = DescribeClusterRequest::default().with_include_cluster_authorized_operations(true);
     let r = call(&broker, 0, req).await;
     assert_eq!(r.cluster_authorized_operations, 0);
@@ -130,9 +131,9 @@ async fn describe_cluster_reports_cluster_operations_when_asked() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn describe_groups_reports_group_operations_and_refuses_unauthorized() {
-    let (_dir, broker) = broker();
-    allow_all_but(&broker, ResourceType::Group, "g", Delete);
-    allow_all_but(&broker, ResourceType::Group, "secret", Describe);
+    let (_dir, broker) = broker().await;
+    allow_all_but(&broker, ResourceType::Group, "g", Delete).await;
+    allow_all_but(&broker, ResourceType::Group, "secret", Describe).await;
     for v in versions(ApiKey::DescribeGroups) {
         for include in [false, true] {
             let mut req = DescribeGroupsRequest::default()

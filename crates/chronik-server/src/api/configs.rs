@@ -201,7 +201,7 @@ fn broker_configs(broker: &Broker) -> Vec<(&'static str, String)> {
 }
 
 /// Applies a whole new set of overrides to one resource.
-fn apply(
+async fn apply(
     broker: &Broker,
     session: &Session,
     resource_type: i8,
@@ -217,9 +217,12 @@ fn apply(
         name,
     )?;
     match resource_type {
-        RESOURCE_TOPIC => broker
-            .controller
-            .set_topic_configs(name, configs?, validate_only),
+        RESOURCE_TOPIC => {
+            broker
+                .controller
+                .set_topic_configs(name, configs?, validate_only)
+                .await
+        }
         RESOURCE_BROKER => Err(ControllerError {
             code: ResponseError::InvalidRequest.code(),
             message: "broker configs are static: change the config file and restart".into(),
@@ -232,15 +235,14 @@ fn apply(
 }
 
 /// AlterConfigs replaces every override of the resource.
-pub fn alter(
+pub async fn alter(
     broker: &Broker,
     session: &Session,
     request: AlterConfigsRequest,
 ) -> AlterConfigsResponse {
-    let responses = request
-        .resources
-        .into_iter()
-        .map(|resource| {
+    let mut responses = Vec::new();
+    for resource in request.resources {
+        let response = {
             let configs = resource
                 .configs
                 .iter()
@@ -257,7 +259,8 @@ pub fn alter(
                 resource.resource_name.as_str(),
                 Ok(configs),
                 request.validate_only,
-            );
+            )
+            .await;
             let response = alter_configs_response::AlterConfigsResourceResponse::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name);
@@ -267,21 +270,21 @@ pub fn alter(
                     .with_error_code(e.code)
                     .with_error_message(Some(str_bytes(&e.message))),
             }
-        })
-        .collect();
+        };
+        responses.push(response);
+    }
     AlterConfigsResponse::default().with_responses(responses)
 }
 
 /// IncrementalAlterConfigs applies SET / DELETE / APPEND / SUBTRACT to the current overrides.
-pub fn incremental_alter(
+pub async fn incremental_alter(
     broker: &Broker,
     session: &Session,
     request: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
-    let responses = request
-        .resources
-        .into_iter()
-        .map(|resource| {
+    let mut responses = Vec::new();
+    for resource in request.resources {
+        let response = {
             let name = resource.resource_name.as_str();
             let configs = match broker.metadata.topic(name) {
                 Some(topic) if resource.resource_type == RESOURCE_TOPIC => {
@@ -340,7 +343,8 @@ pub fn incremental_alter(
                 name,
                 configs,
                 request.validate_only,
-            );
+            )
+            .await;
             let response =
                 incremental_alter_configs_response::AlterConfigsResourceResponse::default()
                     .with_resource_type(resource.resource_type)
@@ -351,7 +355,8 @@ pub fn incremental_alter(
                     .with_error_code(e.code)
                     .with_error_message(Some(str_bytes(&e.message))),
             }
-        })
-        .collect();
+        };
+        responses.push(response);
+    }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }

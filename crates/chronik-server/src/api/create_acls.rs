@@ -1,6 +1,6 @@
 //! CreateAcls (key 30, KIP-140): validate each creation (Kafka's rules: no UNKNOWN/ANY/MATCH
-//! values, a resource name, a `Type:name` principal) and add the valid ones in one persisted
-//! change. Needs ALTER on the cluster.
+//! values, a resource name, a `Type:name` principal) and add the valid ones in one committed
+//! metadata change. Needs ALTER on the cluster.
 //!
 //! Also home of [`change_acls`], the request flow CreateAcls and DeleteAcls share
 //! (authorize, parse each item, apply the valid ones in one change, per-item errors).
@@ -11,10 +11,11 @@ use kafka_protocol::ResponseError;
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::controller::ControllerError;
 use crate::security::acl::InvalidAcl;
-use crate::security::{AclBinding, AclOperation, AclStore, Session};
+use crate::security::{AclBinding, AclOperation, Session};
 
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     session: &Session,
     request: CreateAclsRequest,
@@ -34,14 +35,22 @@ pub fn handle(
                 c.permission_type,
             )
         },
-        |acls, valid| acls.create(valid).map(|()| vec![(); valid.len()]),
+        |valid: Vec<AclBinding>| async move {
+            let n = valid.len();
+            broker
+                .controller
+                .create_acls(valid)
+                .await
+                .map(|()| vec![(); n])
+        },
         |()| AclCreationResult::default(),
-        |error, message| {
+        |code, message| {
             AclCreationResult::default()
-                .with_error_code(error.code())
+                .with_error_code(code)
                 .with_error_message(Some(str_bytes(message)))
         },
-    );
+    )
+    .await;
     CreateAclsResponse::default().with_results(results)
 }
 
@@ -49,24 +58,27 @@ pub fn handle(
 /// filters), in request order:
 /// - without ALTER on the cluster, every item `failed` with CLUSTER_AUTHORIZATION_FAILED;
 /// - an item `parse` refuses fails with INVALID_REQUEST and the reason;
-/// - the valid items are applied together by `apply`, one persisted change returning one
-///   outcome per valid item (a missing one counts as `S::default()`); if it fails, every
-///   valid item fails with UNKNOWN_SERVER_ERROR, else each becomes `succeeded(outcome)`.
-pub(super) fn change_acls<I, P: Clone, S: Default, R>(
+/// - the valid items are applied together by `apply`, one committed metadata change returning
+///   one outcome per valid item (a missing one counts as `S::default()`); if it fails, every
+///   valid item fails with the controller's error, else each becomes `succeeded(outcome)`.
+pub(super) async fn change_acls<I, P: Clone, S: Default, R, F>(
     broker: &Broker,
     session: &Session,
     items: &[I],
     parse: impl Fn(&I) -> Result<P, InvalidAcl>,
-    apply: impl FnOnce(&AclStore, &[P]) -> anyhow::Result<Vec<S>>,
+    apply: impl FnOnce(Vec<P>) -> F,
     mut succeeded: impl FnMut(S) -> R,
-    failed: impl Fn(ResponseError, &str) -> R,
-) -> Vec<R> {
+    failed: impl Fn(i16, &str) -> R,
+) -> Vec<R>
+where
+    F: std::future::Future<Output = Result<Vec<S>, ControllerError>>,
+{
     if !broker.authorizer.cluster(session, AclOperation::Alter) {
         return items
             .iter()
             .map(|_| {
                 failed(
-                    ResponseError::ClusterAuthorizationFailed,
+                    ResponseError::ClusterAuthorizationFailed.code(),
                     "not authorized to alter ACLs",
                 )
             })
@@ -77,15 +89,15 @@ pub(super) fn change_acls<I, P: Clone, S: Default, R>(
         .iter()
         .filter_map(|p| p.as_ref().ok().cloned())
         .collect();
-    let (mut outcomes, apply_error) = match apply(broker.authorizer.acls(), &valid) {
+    let (mut outcomes, apply_error) = match apply(valid).await {
         Ok(outcomes) => (outcomes.into_iter(), None),
-        Err(e) => (Vec::new().into_iter(), Some(format!("storing ACLs: {e}"))),
+        Err(e) => (Vec::new().into_iter(), Some(e)),
     };
     parsed
         .into_iter()
         .map(|p| match (p, &apply_error) {
-            (Err(invalid), _) => failed(ResponseError::InvalidRequest, &invalid.0),
-            (Ok(_), Some(message)) => failed(ResponseError::UnknownServerError, message),
+            (Err(invalid), _) => failed(ResponseError::InvalidRequest.code(), &invalid.0),
+            (Ok(_), Some(e)) => failed(e.code, &e.message),
             (Ok(_), None) => succeeded(outcomes.next().unwrap_or_default()),
         })
         .collect()

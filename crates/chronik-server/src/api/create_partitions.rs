@@ -9,35 +9,47 @@ use kafka_protocol::ResponseError;
 use crate::broker::Broker;
 use crate::security::{AclOperation, Session};
 
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     session: &Session,
     request: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
-    let results = request
-        .topics
-        .into_iter()
-        .map(|t| {
-            let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-            if !broker
-                .authorizer
-                .topic(session, AclOperation::Alter, t.name.as_str())
-            {
-                return result
+    let timeout = super::create_topics::request_timeout(request.timeout_ms);
+    let mut results = Vec::with_capacity(request.topics.len());
+    for t in request.topics {
+        let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+        if !broker
+            .authorizer
+            .topic(session, AclOperation::Alter, t.name.as_str())
+        {
+            results.push(
+                result
                     .with_error_code(ResponseError::TopicAuthorizationFailed.code())
-                    .with_error_message(Some(str_bytes("Topic authorization failed.")));
-            }
-            match broker.controller.create_partitions(
+                    .with_error_message(Some(str_bytes("Topic authorization failed."))),
+            );
+            continue;
+        }
+        let assignments = t.assignments.filter(|a| !a.is_empty()).map(|a| {
+            a.into_iter()
+                .map(|p| p.broker_ids.into_iter().map(|b| b.0).collect())
+                .collect()
+        });
+        let outcome = broker
+            .controller
+            .create_partitions(
                 t.name.as_str(),
                 t.count,
+                assignments,
                 request.validate_only,
-            ) {
-                Ok(()) => result,
-                Err(e) => result
-                    .with_error_code(e.code)
-                    .with_error_message(Some(str_bytes(&e.message))),
-            }
-        })
-        .collect();
+                timeout,
+            )
+            .await;
+        results.push(match outcome {
+            Ok(()) => result,
+            Err(e) => result
+                .with_error_code(e.code)
+                .with_error_message(Some(str_bytes(&e.message))),
+        });
+    }
     CreatePartitionsResponse::default().with_results(results)
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
@@ -19,109 +20,146 @@ use crate::security::{AclOperation, Session};
 pub const SOURCE_TOPIC: i8 = 1;
 pub const SOURCE_DEFAULT: i8 = 5;
 
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     session: &Session,
     request: CreateTopicsRequest,
     version: i16,
 ) -> CreateTopicsResponse {
     let cluster_create = broker.authorizer.cluster(session, AclOperation::Create);
+    let timeout = request_timeout(request.timeout_ms);
     let mut seen = std::collections::HashSet::new();
-    let topics = request
-        .topics
-        .into_iter()
-        .map(|t| {
-            let result = CreatableTopicResult::default()
-                .with_name(t.name.clone())
-                .with_num_partitions(-1)
-                .with_replication_factor(-1);
-            if !seen.insert(t.name.clone()) {
-                return result
-                    .with_error_code(ResponseError::InvalidRequest.code())
-                    .with_error_message(Some(str_bytes("topic listed twice in one request")));
-            }
-            if !cluster_create
-                && !broker
-                    .authorizer
-                    .topic(session, AclOperation::Create, &t.name)
-            {
-                return result
-                    .with_error_code(ResponseError::TopicAuthorizationFailed.code())
-                    .with_error_message(Some(str_bytes("not authorized to create this topic")));
-            }
-            let (partitions, replication_factor) = if t.assignments.is_empty() {
-                (t.num_partitions, t.replication_factor)
-            } else if t.num_partitions != -1 || t.replication_factor != -1 {
-                return result
-                    .with_error_code(ResponseError::InvalidRequest.code())
-                    .with_error_message(Some(str_bytes(
-                        "give either replica assignments or partition count and replication factor",
-                    )));
-            } else {
-                let assignments: Vec<(i32, Vec<i32>)> = t
-                    .assignments
-                    .iter()
-                    .map(|a| {
-                        (
-                            a.partition_index,
-                            a.broker_ids.iter().map(|b| b.0).collect(),
-                        )
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for t in request.topics {
+        let first = seen.insert(t.name.clone());
+        let result = create_one(
+            broker,
+            session,
+            t,
+            first,
+            cluster_create,
+            request.validate_only,
+            timeout,
+            version,
+        )
+        .await;
+        topics.push(result);
+    }
+    CreateTopicsResponse::default().with_topics(topics)
+}
+
+/// The time a metadata change may take: the request's timeout, or the controller's default.
+pub fn request_timeout(timeout_ms: i32) -> std::time::Duration {
+    if timeout_ms > 0 {
+        std::time::Duration::from_millis(timeout_ms as u64)
+    } else {
+        crate::controller::DEFAULT_TIMEOUT
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn create_one(
+    broker: &Broker,
+    session: &Session,
+    t: CreatableTopic,
+    first: bool,
+    cluster_create: bool,
+    validate_only: bool,
+    timeout: std::time::Duration,
+    version: i16,
+) -> CreatableTopicResult {
+    let result = CreatableTopicResult::default()
+        .with_name(t.name.clone())
+        .with_num_partitions(-1)
+        .with_replication_factor(-1);
+    if !first {
+        return result
+            .with_error_code(ResponseError::InvalidRequest.code())
+            .with_error_message(Some(str_bytes("topic listed twice in one request")));
+    }
+    if !cluster_create
+        && !broker
+            .authorizer
+            .topic(session, AclOperation::Create, &t.name)
+    {
+        return result
+            .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+            .with_error_message(Some(str_bytes("not authorized to create this topic")));
+    }
+    let assignments = if t.assignments.is_empty() {
+        None
+    } else if t.num_partitions != -1 || t.replication_factor != -1 {
+        return result
+            .with_error_code(ResponseError::InvalidRequest.code())
+            .with_error_message(Some(str_bytes(
+                "give either replica assignments or partition count and replication factor",
+            )));
+    } else {
+        let mut by_index: Vec<(i32, Vec<i32>)> = t
+            .assignments
+            .iter()
+            .map(|a| {
+                (
+                    a.partition_index,
+                    a.broker_ids.iter().map(|b| b.0).collect(),
+                )
+            })
+            .collect();
+        by_index.sort_by_key(|(p, _)| *p);
+        if by_index
+            .iter()
+            .enumerate()
+            .any(|(i, (p, _))| *p != i as i32)
+        {
+            return result
+                .with_error_code(ResponseError::InvalidReplicaAssignment.code())
+                .with_error_message(Some(str_bytes(
+                    "partitions must be numbered 0..n without gaps",
+                )));
+        }
+        Some(by_index.into_iter().map(|(_, r)| r).collect())
+    };
+    let mut configs = BTreeMap::new();
+    for c in &t.configs {
+        if let Some(value) = &c.value {
+            configs.insert(c.name.to_string(), value.to_string());
+        }
+    }
+    let new = NewTopic {
+        name: t.name.to_string(),
+        partitions: t.num_partitions,
+        replication_factor: t.replication_factor,
+        assignments,
+        configs,
+        validate_only,
+    };
+    match broker.controller.create_topic(new, timeout).await {
+        Ok(topic) => {
+            let mut result = result
+                .with_topic_id(topic.id)
+                .with_num_partitions(topic.partition_count())
+                .with_replication_factor(topic.replication_factor());
+            if version >= 5 {
+                let configs = all_names()
+                    .map(|name| {
+                        let (value, is_default) =
+                            effective_value(&broker.config.log, &topic.configs, name);
+                        CreatableTopicConfigs::default()
+                            .with_name(str_bytes(name))
+                            .with_value(Some(str_bytes(&value)))
+                            .with_config_source(if is_default {
+                                SOURCE_DEFAULT
+                            } else {
+                                SOURCE_TOPIC
+                            })
                     })
                     .collect();
-                match broker.controller.check_replica_assignment(&assignments) {
-                    Ok(shape) => shape,
-                    Err(e) => {
-                        return result
-                            .with_error_code(e.code)
-                            .with_error_message(Some(str_bytes(&e.message)))
-                    }
-                }
-            };
-            let mut configs = BTreeMap::new();
-            for c in &t.configs {
-                if let Some(value) = &c.value {
-                    configs.insert(c.name.to_string(), value.to_string());
-                }
+                result = result.with_configs(Some(configs));
             }
-            let created = broker.controller.create_topic(
-                NewTopic {
-                    name: t.name.as_str(),
-                    partitions,
-                    replication_factor,
-                    configs,
-                },
-                request.validate_only,
-            );
-            match created {
-                Ok(topic) => {
-                    let mut result = result
-                        .with_topic_id(topic.id)
-                        .with_num_partitions(topic.partitions)
-                        .with_replication_factor(topic.replication_factor);
-                    if version >= 5 {
-                        let configs = all_names()
-                            .map(|name| {
-                                let (value, is_default) =
-                                    effective_value(&broker.config.log, &topic.configs, name);
-                                CreatableTopicConfigs::default()
-                                    .with_name(str_bytes(name))
-                                    .with_value(Some(str_bytes(&value)))
-                                    .with_config_source(if is_default {
-                                        SOURCE_DEFAULT
-                                    } else {
-                                        SOURCE_TOPIC
-                                    })
-                            })
-                            .collect();
-                        result = result.with_configs(Some(configs));
-                    }
-                    result
-                }
-                Err(e) => result
-                    .with_error_code(e.code)
-                    .with_error_message(Some(str_bytes(&e.message))),
-            }
-        })
-        .collect();
-    CreateTopicsResponse::default().with_topics(topics)
+            result
+        }
+        Err(e) => result
+            .with_error_code(e.code)
+            .with_error_message(Some(str_bytes(&e.message))),
+    }
 }

@@ -1,5 +1,5 @@
 //! DeleteAcls (key 31, KIP-140): remove every binding matched by any of the filters, in one
-//! persisted change, and report per filter the bindings it matched. Needs ALTER on the cluster.
+//! committed metadata change, and report per filter the bindings it matched. Needs ALTER on the cluster.
 //! The request flow (authorize, parse, apply, per-item errors) is shared with CreateAcls:
 //! `create_acls::change_acls`.
 
@@ -13,7 +13,7 @@ use super::str_bytes;
 use crate::broker::Broker;
 use crate::security::{AclBinding, AclBindingFilter, Session};
 
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     session: &Session,
     request: DeleteAclsRequest,
@@ -33,7 +33,7 @@ pub fn handle(
                 f.permission_type,
             )
         },
-        |acls, valid| acls.delete(valid),
+        |valid: Vec<AclBindingFilter>| broker.controller.delete_acls(valid),
         |matched: Vec<AclBinding>| {
             let acls = matched
                 .into_iter()
@@ -50,11 +50,12 @@ pub fn handle(
                 .collect();
             DeleteAclsFilterResult::default().with_matching_acls(acls)
         },
-        |error, message| {
+        |code, message| {
             DeleteAclsFilterResult::default()
-                .with_error_code(error.code())
+                .with_error_code(code)
                 .with_error_message(Some(str_bytes(message)))
         },
-    );
+    )
+    .await;
     DeleteAclsResponse::default().with_filter_results(results)
 }

@@ -9,7 +9,7 @@ use super::str_bytes;
 use crate::broker::Broker;
 use crate::security::{AclOperation, Session};
 
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     session: &Session,
     request: DeleteTopicsRequest,
@@ -28,36 +28,36 @@ pub fn handle(
             .map(|t| (t.name, t.topic_id))
             .collect()
     };
-    let responses = targets
-        .into_iter()
-        .map(|(name, id)| {
-            let name = match name {
-                Some(name) => Ok(name.to_string()),
-                None => broker
-                    .metadata
-                    .topic_by_id(id)
-                    .map(|t| t.name)
-                    .ok_or(ResponseError::UnknownTopicId.code()),
-            };
-            let result = DeletableTopicResult::default().with_topic_id(id);
-            let name = name.and_then(|n| {
-                if broker.authorizer.topic(session, AclOperation::Delete, &n) {
-                    Ok(n)
-                } else {
-                    Err(ResponseError::TopicAuthorizationFailed.code())
-                }
-            });
-            match name.map(|n| (broker.controller.delete_topic(&n), n)) {
-                Ok((Ok(topic), n)) => result
+    let mut responses = Vec::with_capacity(targets.len());
+    for (name, id) in targets {
+        let name = match name {
+            Some(name) => Ok(name.to_string()),
+            None => broker
+                .metadata
+                .topic_by_id(id)
+                .map(|t| t.name.clone())
+                .ok_or(ResponseError::UnknownTopicId.code()),
+        };
+        let result = DeletableTopicResult::default().with_topic_id(id);
+        let name = name.and_then(|n| {
+            if broker.authorizer.topic(session, AclOperation::Delete, &n) {
+                Ok(n)
+            } else {
+                Err(ResponseError::TopicAuthorizationFailed.code())
+            }
+        });
+        responses.push(match name {
+            Ok(n) => match broker.controller.delete_topic(&n).await {
+                Ok(topic) => result
                     .with_name(Some(TopicName(str_bytes(&n))))
                     .with_topic_id(topic.id),
-                Ok((Err(e), n)) => result
+                Err(e) => result
                     .with_name(Some(TopicName(str_bytes(&n))))
                     .with_error_code(e.code)
                     .with_error_message(Some(str_bytes(&e.message))),
-                Err(code) => result.with_error_code(code),
-            }
-        })
-        .collect();
+            },
+            Err(code) => result.with_error_code(code),
+        });
+    }
     DeleteTopicsResponse::default().with_responses(responses)
 }

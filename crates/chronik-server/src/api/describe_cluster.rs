@@ -1,5 +1,6 @@
-//! DescribeCluster (key 60): the brokers, the controller and the cluster id, and on request
-//! the session's authorized operations on the cluster.
+//! DescribeCluster (key 60): from the metadata image, every registered broker (v2 says which
+//! are fenced), the controller (the Raft leader) and the cluster id, and on request the
+//! session's authorized operations on the cluster.
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
@@ -12,21 +13,31 @@ pub fn handle(
     broker: &Broker,
     session: &Session,
     request: DescribeClusterRequest,
+    version: i16,
 ) -> DescribeClusterResponse {
-    let (host, port) = broker.advertised.clone();
     // Kafka requires no ACL to describe the cluster's brokers.
     let cluster_ops = if request.include_cluster_authorized_operations {
         broker.authorizer.cluster_authorized_operations(session)
     } else {
         i32::MIN
     };
+    let image = broker.metadata.image();
+    // Every registered broker, fenced ones flagged (v2's is_fenced; older versions drop it).
+    let brokers = image
+        .brokers
+        .values()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.id))
+                .with_host(str_bytes(&b.host))
+                .with_port(b.port)
+                .with_is_fenced(version >= 2 && b.fenced)
+        })
+        .collect();
     DescribeClusterResponse::default()
         .with_endpoint_type(request.endpoint_type)
-        .with_cluster_id(str_bytes(&broker.metadata.cluster_id()))
-        .with_controller_id(BrokerId(broker.config.node_id))
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(broker.config.node_id))
-            .with_host(str_bytes(&host))
-            .with_port(port)])
+        .with_cluster_id(str_bytes(&image.cluster_id))
+        .with_controller_id(BrokerId(super::metadata::controller_id(broker)))
+        .with_brokers(brokers)
         .with_cluster_authorized_operations(cluster_ops)
 }

@@ -35,7 +35,10 @@ pub async fn handle(
     let mut layout = Vec::new();
     for topic in &request.topics {
         let name = if version >= 13 {
-            broker.metadata.topic_by_id(topic.topic_id).map(|t| t.name)
+            broker
+                .metadata
+                .topic_by_id(topic.topic_id)
+                .map(|t| t.name.clone())
         } else {
             Some(topic.topic.to_string())
         };
@@ -55,7 +58,13 @@ pub async fn handle(
                 max_bytes: p.partition_max_bytes.max(0) as usize,
             }));
         }
-        layout.push((topic.topic.clone(), topic.topic_id, refused, partitions));
+        layout.push((
+            topic.topic.clone(),
+            topic.topic_id,
+            refused,
+            partitions,
+            name.clone(),
+        ));
     }
     let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let fetched = broker
@@ -70,7 +79,7 @@ pub async fn handle(
     let mut fetched = fetched.into_iter();
     let responses = layout
         .into_iter()
-        .map(|(topic, topic_id, refused, partitions)| {
+        .map(|(topic, topic_id, refused, partitions, topic_name)| {
             let partitions = partitions
                 .into_iter()
                 .map(|index| {
@@ -84,7 +93,12 @@ pub async fn handle(
                             .with_records(Some(Default::default()));
                     }
                     let f = fetched.next().unwrap_or_default();
-                    data.with_error_code(f.error_code)
+                    let code = if f.error_code == ResponseError::UnknownTopicOrPartition.code() {
+                        super::not_hosted(broker, topic_name.as_deref().unwrap_or(""), index)
+                    } else {
+                        f.error_code
+                    };
+                    data.with_error_code(code)
                         .with_high_watermark(f.high_watermark)
                         .with_last_stable_offset(f.high_watermark)
                         .with_log_start_offset(f.log_start_offset)

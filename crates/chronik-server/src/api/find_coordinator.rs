@@ -1,6 +1,6 @@
 //! FindCoordinator (key 10): which broker coordinates a group. Key type 0 (group) is answered
-//! with the leader of the group's `__consumer_offsets` partition (this broker on a single node;
-//! the topic is created on first use). Key type 1 (transaction) gets COORDINATOR_NOT_AVAILABLE
+//! with the leader of the group's `__consumer_offsets` partition, from the metadata image (the
+//! topic is created on first use). Key type 1 (transaction) gets COORDINATOR_NOT_AVAILABLE
 //! until the transaction coordinator exists. v4+ batches keys in `coordinator_keys`. Each key
 //! needs DESCRIBE on its group (GROUP_AUTHORIZATION_FAILED) or transactional id
 //! (TRANSACTIONAL_ID_AUTHORIZATION_FAILED), as in Kafka.
@@ -11,18 +11,37 @@ use kafka_protocol::ResponseError;
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::controller::CONSUMER_OFFSETS_TOPIC;
 use crate::security::{AclOperation, ResourceType, Session};
 
 const GROUP: i8 = 0;
 const TRANSACTION: i8 = 1;
 
-/// (error code, message) or this broker as the coordinator of `key`.
-fn lookup(broker: &Broker, key_type: i8) -> Result<(), (i16, &'static str)> {
+/// The coordinator of `key`: (node id, host, port), or (error code, message).
+async fn lookup(
+    broker: &Broker,
+    key_type: i8,
+    key: &str,
+) -> Result<(i32, String, i32), (i16, &'static str)> {
     match key_type {
-        GROUP => broker
-            .groups
-            .ensure_offsets_topic(&broker.controller)
-            .map_err(|code| (code, "the offsets topic is not available")),
+        GROUP => {
+            broker
+                .groups
+                .ensure_offsets_topic(&broker.controller)
+                .await
+                .map_err(|code| (code, "the offsets topic is not available"))?;
+            let image = broker.metadata.image();
+            let partition = broker.groups.partition_for(key);
+            image
+                .partition(CONSUMER_OFFSETS_TOPIC, partition)
+                .and_then(|p| image.brokers.get(&p.leader))
+                .filter(|b| !b.fenced)
+                .map(|b| (b.id, b.host.clone(), b.port))
+                .ok_or((
+                    ResponseError::CoordinatorNotAvailable.code(),
+                    "the group's offsets partition has no live leader",
+                ))
+        }
         TRANSACTION => Err((
             ResponseError::CoordinatorNotAvailable.code(),
             "transactions are not supported",
@@ -56,47 +75,45 @@ fn authorize(
     }
 }
 
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     session: &Session,
     request: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let (host, port) = broker.advertised.clone();
-    let node = BrokerId(broker.config.node_id);
-    // Looked up once, and only for an authorized key (an unauthorized session must not get
-    // the offsets topic created).
-    let looked_up = std::cell::OnceCell::new();
-    let result = || *looked_up.get_or_init(|| lookup(broker, request.key_type));
+    // Only an authorized key is looked up (an unauthorized session must not get the offsets
+    // topic created).
     if version >= 4 {
-        let coordinators = request
-            .coordinator_keys
-            .into_iter()
-            .map(|key| {
-                let result = authorize(broker, session, request.key_type, key.as_str())
-                    .and_then(|()| result());
-                let c = Coordinator::default().with_key(key);
-                match result {
-                    Ok(()) => c
-                        .with_node_id(node)
-                        .with_host(str_bytes(&host))
-                        .with_port(port),
-                    Err((code, message)) => c
-                        .with_node_id(BrokerId(-1))
-                        .with_host(str_bytes(""))
-                        .with_port(-1)
-                        .with_error_code(code)
-                        .with_error_message(Some(str_bytes(message))),
-                }
-            })
-            .collect();
+        let mut coordinators = Vec::with_capacity(request.coordinator_keys.len());
+        for key in request.coordinator_keys {
+            let result = match authorize(broker, session, request.key_type, key.as_str()) {
+                Ok(()) => lookup(broker, request.key_type, key.as_str()).await,
+                Err(e) => Err(e),
+            };
+            let c = Coordinator::default().with_key(key);
+            coordinators.push(match result {
+                Ok((node, host, port)) => c
+                    .with_node_id(BrokerId(node))
+                    .with_host(str_bytes(&host))
+                    .with_port(port),
+                Err((code, message)) => c
+                    .with_node_id(BrokerId(-1))
+                    .with_host(str_bytes(""))
+                    .with_port(-1)
+                    .with_error_code(code)
+                    .with_error_message(Some(str_bytes(message))),
+            });
+        }
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
     let response = FindCoordinatorResponse::default();
-    match authorize(broker, session, request.key_type, request.key.as_str()).and_then(|()| result())
-    {
-        Ok(()) => response
-            .with_node_id(node)
+    let result = match authorize(broker, session, request.key_type, request.key.as_str()) {
+        Ok(()) => lookup(broker, request.key_type, request.key.as_str()).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok((node, host, port)) => response
+            .with_node_id(BrokerId(node))
             .with_host(str_bytes(&host))
             .with_port(port),
         Err((code, message)) => {

@@ -22,8 +22,8 @@ fn subscription(topics: &[&str]) -> bytes::Bytes {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_group_api_version_round_trips() {
-    let (_dir, broker) = broker();
-    topic(&broker, "t");
+    let (_dir, broker) = broker().await;
+    topic(&broker, "t").await;
     for v in versions(ApiKey::FindCoordinator) {
         let mut req = FindCoordinatorRequest::default();
         if v >= 4 {

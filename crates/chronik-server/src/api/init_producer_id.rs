@@ -11,7 +11,7 @@ use tracing::warn;
 use crate::broker::Broker;
 use crate::security::{AclOperation, ResourceType, Session};
 
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     session: &Session,
     request: InitProducerIdRequest,
@@ -43,13 +43,18 @@ pub fn handle(
             .with_producer_id(request.producer_id)
             .with_producer_epoch(request.producer_epoch + 1);
     }
-    match broker.producer_ids.next_id() {
+    let timeout = crate::controller::DEFAULT_TIMEOUT;
+    match broker
+        .producer_ids
+        .next_id(&broker.controller, timeout)
+        .await
+    {
         Ok(id) => response
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0),
         Err(e) => {
-            warn!(error = %e, "allocating a producer id");
-            response.with_error_code(ResponseError::KafkaStorageError.code())
+            warn!(error = %e.message, "allocating a producer id");
+            response.with_error_code(e.code)
         }
     }
 }

@@ -37,7 +37,7 @@ pub async fn handle(
         .session_timeout_valid(request.session_timeout_ms)
     {
         error(ResponseError::InvalidSessionTimeout)
-    } else if let Err(code) = broker.groups.ensure_offsets_topic(&broker.controller) {
+    } else if let Err(code) = broker.groups.ensure_offsets_topic(&broker.controller).await {
         JoinOutcome {
             error_code: code,
             ..error(ResponseError::CoordinatorNotAvailable)

@@ -45,8 +45,11 @@ pub fn handle(
                         .replicas
                         .partition(topic.name.as_str(), p.partition_index)
                     else {
-                        return response
-                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                        return response.with_error_code(super::not_hosted(
+                            broker,
+                            topic.name.as_str(),
+                            p.partition_index,
+                        ));
                     };
                     // The field exists from v4; older versions must leave it at its default.
                     let epoch = if version >= 4 {

@@ -1,5 +1,5 @@
-//! Metadata (key 3): brokers, cluster id, controller, and topics with their partitions, leaders
-//! and replicas. Unknown topics are auto-created when both the request and the broker allow it
+//! Metadata (key 3): from the metadata image: the live brokers, cluster id, this broker as the
+//! controller clients should use (it forwards, KIP-590), and topics with their partitions, leaders, epochs, replicas and ISR. Unknown topics are auto-created when both the request and the broker allow it
 //! (and the session may CREATE them). Listing all topics shows only those the session may
 //! DESCRIBE; a named topic it may not describe gets TOPIC_AUTHORIZATION_FAILED.
 
@@ -12,11 +12,11 @@ use uuid::Uuid;
 
 use super::str_bytes;
 use crate::broker::Broker;
-use crate::controller::Controller;
-use crate::metadata::TopicMetadata;
+use crate::controller::validate_topic_name;
+use crate::metadata::{MetadataImage, TopicImage};
 use crate::security::{AclOperation, ResourceType, Session};
 
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     session: &Session,
     request: MetadataRequest,
@@ -34,45 +34,50 @@ pub fn handle(
         None => true,
         Some(topics) => version == 0 && topics.is_empty(),
     };
-    let topics = match request.topics {
-        _ if all_topics => broker
-            .metadata
-            .topics()
-            .iter()
-            .filter(|t| describe(&t.name))
-            .map(|t| topic_response(broker, t))
-            .collect(),
-        None => Vec::new(),
-        Some(requested) => requested
-            .iter()
-            .map(|t| match &t.name {
-                Some(name) if !describe(name.as_str()) => unauthorized(Some(name.clone())),
-                Some(name) => {
-                    let auto_create = (request.allow_auto_topic_creation || version < 4)
-                        && broker.metadata.topic(name.as_str()).is_none();
-                    if auto_create
-                        && !broker.authorizer.cluster(session, AclOperation::Create)
-                        && !broker
-                            .authorizer
-                            .topic(session, AclOperation::Create, name.as_str())
-                    {
-                        unauthorized(Some(name.clone()))
-                    } else {
-                        lookup_by_name(broker, name, auto_create)
+    let mut topics = Vec::new();
+    match request.topics {
+        _ if all_topics => topics.extend(
+            broker
+                .metadata
+                .topics()
+                .iter()
+                .filter(|t| describe(&t.name))
+                .map(|t| topic_response(broker, t)),
+        ),
+        None => {}
+        Some(requested) => {
+            for t in &requested {
+                topics.push(match &t.name {
+                    Some(name) if !describe(name.as_str()) => unauthorized(Some(name.clone())),
+                    Some(name) => {
+                        let auto_create = (request.allow_auto_topic_creation || version < 4)
+                            && broker.metadata.topic(name.as_str()).is_none();
+                        if auto_create
+                            && !broker.authorizer.cluster(session, AclOperation::Create)
+                            && !broker.authorizer.topic(
+                                session,
+                                AclOperation::Create,
+                                name.as_str(),
+                            )
+                        {
+                            unauthorized(Some(name.clone()))
+                        } else {
+                            lookup_by_name(broker, name, auto_create).await
+                        }
                     }
-                }
-                None => match broker.metadata.topic_by_id(t.topic_id) {
-                    Some(topic) if !describe(&topic.name) => {
-                        unauthorized(None).with_topic_id(t.topic_id)
-                    }
-                    Some(topic) => topic_response(broker, &topic),
-                    None => MetadataResponseTopic::default()
-                        .with_error_code(ResponseError::UnknownTopicId.code())
-                        .with_topic_id(t.topic_id),
-                },
-            })
-            .collect(),
-    };
+                    None => match broker.metadata.topic_by_id(t.topic_id) {
+                        Some(topic) if !describe(&topic.name) => {
+                            unauthorized(None).with_topic_id(t.topic_id)
+                        }
+                        Some(topic) => topic_response(broker, &topic),
+                        None => MetadataResponseTopic::default()
+                            .with_error_code(ResponseError::UnknownTopicId.code())
+                            .with_topic_id(t.topic_id),
+                    },
+                });
+            }
+        }
+    }
     let topics = if include_topic_ops {
         topics
             .into_iter()
@@ -88,12 +93,38 @@ pub fn handle(
     } else {
         i32::MIN
     };
+    let image = broker.metadata.image();
     MetadataResponse::default()
-        .with_brokers(vec![self_broker(broker)])
-        .with_cluster_id(Some(str_bytes(&broker.metadata.cluster_id())))
+        .with_brokers(live_brokers(&image))
+        .with_cluster_id(Some(str_bytes(&image.cluster_id)))
+        // KIP-590: any broker forwards admin requests to the controller, so clients are
+        // pointed at this one (reachable, unlike a dead Raft leader); DescribeCluster names
+        // the real controller.
         .with_controller_id(BrokerId(broker.config.node_id))
         .with_topics(topics)
         .with_cluster_authorized_operations(cluster_ops)
+}
+
+/// The Raft leader's id, or -1 while there is none.
+pub fn controller_id(broker: &Broker) -> i32 {
+    broker
+        .controller
+        .quorum()
+        .leader()
+        .map_or(-1, |id| id as i32)
+}
+
+/// Every unfenced broker, as clients should see the cluster.
+pub fn live_brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
+    image
+        .live_brokers()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(str_bytes(&b.host))
+                .with_port(b.port)
+        })
+        .collect()
 }
 
 /// Fills in what the session may do with a topic it was allowed to describe (found or not);
@@ -122,13 +153,13 @@ fn unauthorized(name: Option<TopicName>) -> MetadataResponseTopic {
         .with_topic_id(Uuid::nil())
 }
 
-fn lookup_by_name(
+async fn lookup_by_name(
     broker: &Broker,
     name: &TopicName,
     allow_auto_create: bool,
 ) -> MetadataResponseTopic {
     let found = if allow_auto_create {
-        broker.controller.get_or_auto_create(name.as_str())
+        broker.controller.get_or_auto_create(name.as_str()).await
     } else {
         broker
             .metadata
@@ -141,7 +172,7 @@ fn lookup_by_name(
     match found {
         Ok(topic) => topic_response(broker, &topic),
         Err(e) => {
-            let code = if Controller::validate_topic_name(name.as_str()).is_err() {
+            let code = if validate_topic_name(name.as_str()).is_err() {
                 ResponseError::InvalidTopicException.code()
             } else {
                 e.code
@@ -154,29 +185,35 @@ fn lookup_by_name(
     }
 }
 
-pub fn self_broker(broker: &Broker) -> MetadataResponseBroker {
-    let (host, port) = broker.advertised.clone();
-    MetadataResponseBroker::default()
-        .with_node_id(BrokerId(broker.config.node_id))
-        .with_host(str_bytes(&host))
-        .with_port(port)
-}
-
-fn topic_response(broker: &Broker, topic: &TopicMetadata) -> MetadataResponseTopic {
-    let node = BrokerId(broker.config.node_id);
-    let partitions = (0..topic.partitions)
-        .map(|index| {
-            let epoch = broker
-                .replicas
-                .partition(&topic.name, index)
-                .map(|p| p.leader_epoch())
-                .unwrap_or(0);
-            MetadataResponsePartition::default()
-                .with_partition_index(index)
-                .with_leader_id(node)
-                .with_leader_epoch(epoch)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+fn topic_response(broker: &Broker, topic: &TopicImage) -> MetadataResponseTopic {
+    let image = broker.metadata.image();
+    // Replicas on fenced brokers are listed as offline (KIP-112), as Kafka does.
+    let offline = |replicas: &[i32]| -> Vec<BrokerId> {
+        replicas
+            .iter()
+            .filter(|b| image.brokers.get(b).is_none_or(|r| r.fenced))
+            .map(|b| BrokerId(*b))
+            .collect()
+    };
+    let ids = |ids: &[i32]| ids.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
+    let partitions = topic
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(index, p)| {
+            let leader_alive = image.brokers.get(&p.leader).is_some_and(|b| !b.fenced);
+            let partition = MetadataResponsePartition::default()
+                .with_partition_index(index as i32)
+                .with_leader_id(BrokerId(p.leader))
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(ids(&p.replicas))
+                .with_isr_nodes(ids(&p.isr))
+                .with_offline_replicas(offline(&p.replicas));
+            if leader_alive {
+                partition
+            } else {
+                partition.with_error_code(ResponseError::LeaderNotAvailable.code())
+            }
         })
         .collect();
     MetadataResponseTopic::default()

@@ -174,9 +174,9 @@ async fn dispatch(broker: Arc<Broker>, session: &Session, frame: Bytes) -> Outco
         RequestKind::ApiVersions(req) => {
             Some(ResponseKind::ApiVersions(api_versions::handle(&req)))
         }
-        RequestKind::Metadata(req) => Some(ResponseKind::Metadata(metadata::handle(
-            &broker, session, req, version,
-        ))),
+        RequestKind::Metadata(req) => Some(ResponseKind::Metadata(
+            metadata::handle(&broker, session, req, version).await,
+        )),
         RequestKind::Produce(req) => produce::handle(&broker, session, req, version)
             .await
             .map(ResponseKind::Produce),
@@ -189,35 +189,35 @@ async fn dispatch(broker: Arc<Broker>, session: &Session, frame: Bytes) -> Outco
         RequestKind::OffsetForLeaderEpoch(req) => Some(ResponseKind::OffsetForLeaderEpoch(
             offset_for_leader_epoch::handle(&broker, session, req),
         )),
-        RequestKind::CreateTopics(req) => Some(ResponseKind::CreateTopics(create_topics::handle(
-            &broker, session, req, version,
-        ))),
-        RequestKind::DeleteTopics(req) => Some(ResponseKind::DeleteTopics(delete_topics::handle(
-            &broker, session, req,
-        ))),
+        RequestKind::CreateTopics(req) => Some(ResponseKind::CreateTopics(
+            create_topics::handle(&broker, session, req, version).await,
+        )),
+        RequestKind::DeleteTopics(req) => Some(ResponseKind::DeleteTopics(
+            delete_topics::handle(&broker, session, req).await,
+        )),
         RequestKind::CreatePartitions(req) => Some(ResponseKind::CreatePartitions(
-            create_partitions::handle(&broker, session, req),
+            create_partitions::handle(&broker, session, req).await,
         )),
         RequestKind::DescribeConfigs(req) => Some(ResponseKind::DescribeConfigs(
             configs::describe(&broker, session, req, version),
         )),
-        RequestKind::AlterConfigs(req) => Some(ResponseKind::AlterConfigs(configs::alter(
-            &broker, session, req,
-        ))),
+        RequestKind::AlterConfigs(req) => Some(ResponseKind::AlterConfigs(
+            configs::alter(&broker, session, req).await,
+        )),
         RequestKind::IncrementalAlterConfigs(req) => Some(ResponseKind::IncrementalAlterConfigs(
-            configs::incremental_alter(&broker, session, req),
+            configs::incremental_alter(&broker, session, req).await,
         )),
         RequestKind::DescribeCluster(req) => Some(ResponseKind::DescribeCluster(
-            describe_cluster::handle(&broker, session, req),
+            describe_cluster::handle(&broker, session, req, version),
         )),
         RequestKind::DeleteRecords(req) => Some(ResponseKind::DeleteRecords(
             delete_records::handle(&broker, session, req),
         )),
         RequestKind::InitProducerId(req) => Some(ResponseKind::InitProducerId(
-            init_producer_id::handle(&broker, session, req),
+            init_producer_id::handle(&broker, session, req).await,
         )),
         RequestKind::FindCoordinator(req) => Some(ResponseKind::FindCoordinator(
-            find_coordinator::handle(&broker, session, req, version),
+            find_coordinator::handle(&broker, session, req, version).await,
         )),
         RequestKind::JoinGroup(req) => {
             let client_id = header.client_id.as_deref().unwrap_or_default();
@@ -252,15 +252,15 @@ async fn dispatch(broker: Arc<Broker>, session: &Session, frame: Bytes) -> Outco
         RequestKind::OffsetDelete(req) => Some(ResponseKind::OffsetDelete(offset_delete::handle(
             &broker, session, req,
         ))),
-        RequestKind::CreateAcls(req) => Some(ResponseKind::CreateAcls(create_acls::handle(
-            &broker, session, req,
-        ))),
+        RequestKind::CreateAcls(req) => Some(ResponseKind::CreateAcls(
+            create_acls::handle(&broker, session, req).await,
+        )),
         RequestKind::DescribeAcls(req) => Some(ResponseKind::DescribeAcls(describe_acls::handle(
             &broker, session, req,
         ))),
-        RequestKind::DeleteAcls(req) => Some(ResponseKind::DeleteAcls(delete_acls::handle(
-            &broker, session, req,
-        ))),
+        RequestKind::DeleteAcls(req) => Some(ResponseKind::DeleteAcls(
+            delete_acls::handle(&broker, session, req).await,
+        )),
         _ => return Outcome::Close("API not implemented"),
     };
     match response {
@@ -293,6 +293,22 @@ fn respond(correlation_id: i32, api_key: ApiKey, version: i16, response: Respons
     let size = (buf.len() - 4) as i32;
     buf[..4].copy_from_slice(&size.to_be_bytes());
     Outcome::Respond(buf.freeze())
+}
+
+/// The error for a partition this broker does not host: NOT_LEADER_OR_FOLLOWER when the
+/// metadata image places it on other brokers (the client refreshes metadata and goes there),
+/// UNKNOWN_TOPIC_OR_PARTITION when it does not exist at all.
+pub(crate) fn not_hosted(broker: &Broker, topic: &str, partition: i32) -> i16 {
+    if broker
+        .metadata
+        .image()
+        .partition(topic, partition)
+        .is_some()
+    {
+        kafka_protocol::ResponseError::NotLeaderOrFollower.code()
+    } else {
+        kafka_protocol::ResponseError::UnknownTopicOrPartition.code()
+    }
 }
 
 /// Shorthand for kafka-protocol's string type.

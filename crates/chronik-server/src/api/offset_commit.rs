@@ -44,7 +44,7 @@ pub async fn handle(
         // Kafka refuses only the unauthorized topics' partitions; refusing the whole commit
         // keeps it atomic and never stores an offset for a topic the member may not read.
         Err(ResponseError::TopicAuthorizationFailed.code())
-    } else if let Err(code) = broker.groups.ensure_offsets_topic(&broker.controller) {
+    } else if let Err(code) = broker.groups.ensure_offsets_topic(&broker.controller).await {
         Err(code)
     } else {
         broker

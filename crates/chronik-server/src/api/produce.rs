@@ -37,7 +37,10 @@ pub async fn handle(
     for topic in request.topic_data {
         // v13+ names topics by id.
         let name = if version >= 13 {
-            broker.metadata.topic_by_id(topic.topic_id).map(|t| t.name)
+            broker
+                .metadata
+                .topic_by_id(topic.topic_id)
+                .map(|t| t.name.clone())
         } else {
             Some(topic.name.to_string())
         };
@@ -68,6 +71,8 @@ pub async fn handle(
                 });
                 match result {
                     Err(code) => response.with_error_code(code),
+                    Ok(Err(PartitionError::UnknownTopicOrPartition)) => response
+                        .with_error_code(super::not_hosted(broker, known.unwrap_or(""), p.index)),
                     Ok(Err(refusal)) => refused(response, &refusal, version),
                     Ok(Ok((partition, appended))) => {
                         pending.push((topic_index, partition_index));

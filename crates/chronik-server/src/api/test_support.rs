@@ -15,7 +15,7 @@ pub(super) fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
 }
 
-pub(super) fn broker() -> (tempfile::TempDir, Arc<Broker>) {
+pub(super) async fn broker() -> (tempfile::TempDir, Arc<Broker>) {
     let dir = tempfile::tempdir().unwrap();
     let config = BrokerConfig {
         data_dir: dir.path().to_path_buf(),
@@ -24,23 +24,26 @@ pub(super) fn broker() -> (tempfile::TempDir, Arc<Broker>) {
         group_initial_rebalance_delay_ms: 0,
         ..Default::default()
     };
-    let broker = Broker::open(config).unwrap();
+    let broker = Broker::open(config).await.unwrap();
     (dir, broker)
 }
 
 /// Creates topic `name` with one partition.
-pub(super) fn topic(broker: &Broker, name: &str) {
+pub(super) async fn topic(broker: &Broker, name: &str) {
     broker
         .controller
         .create_topic(
             crate::controller::NewTopic {
-                name,
+                name: name.to_string(),
                 partitions: 1,
                 replication_factor: -1,
+                assignments: None,
                 configs: Default::default(),
+                validate_only: false,
             },
-            false,
+            crate::controller::DEFAULT_TIMEOUT,
         )
+        .await
         .unwrap();
 }
 
@@ -91,7 +94,7 @@ pub(super) async fn call<R: Request>(
 }
 
 /// Creates, in one call, an ACL for the anonymous principal on any host per `(op, perm)`.
-pub(super) fn acls(
+pub(super) async fn acls(
     broker: &Broker,
     rt: ResourceType,
     name: &str,
@@ -109,7 +112,7 @@ pub(super) fn acls(
             permission,
         })
         .collect();
-    broker.authorizer.acls().create(&bindings).unwrap();
+    broker.controller.create_acls(bindings).await.unwrap();
 }
 
 /// OffsetCommit's topics: partition t-0 at `offset`, with any further fields `partition` sets.

@@ -31,12 +31,14 @@ use super::group::{
 use super::offsets_log::{decode_batches, encode_batch, partition_for, OffsetValue, OffsetsRecord};
 use crate::config::BrokerConfig;
 use crate::controller::{Controller, NewTopic, CONSUMER_OFFSETS_TOPIC};
-use crate::metadata::MetadataStore;
+use crate::metadata::MetadataView;
 use crate::replica::replica_manager::now_ms;
 use crate::replica::{Partition, PartitionError, ReplicaManager};
 
 /// Largest offset-commit metadata string accepted (Kafka's offset.metadata.max.bytes).
 const MAX_METADATA_BYTES: usize = 4096;
+/// How long a group request waits for `__consumer_offsets` to be created.
+const OFFSETS_TOPIC_CREATE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long an OffsetCommit waits for its write to become durable.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -93,7 +95,7 @@ pub struct OffsetToCommit {
 
 pub struct GroupCoordinator {
     config: Arc<BrokerConfig>,
-    metadata: Arc<MetadataStore>,
+    metadata: MetadataView,
     replicas: Arc<ReplicaManager>,
     groups: Mutex<HashMap<String, Arc<Mutex<Group>>>>,
     settings: GroupSettings,
@@ -103,7 +105,7 @@ pub struct GroupCoordinator {
 impl GroupCoordinator {
     pub fn new(
         config: Arc<BrokerConfig>,
-        metadata: Arc<MetadataStore>,
+        metadata: MetadataView,
         replicas: Arc<ReplicaManager>,
     ) -> GroupCoordinator {
         let settings = GroupSettings {
@@ -123,7 +125,7 @@ impl GroupCoordinator {
     pub fn offsets_partitions(&self) -> i32 {
         self.metadata
             .topic(CONSUMER_OFFSETS_TOPIC)
-            .map(|t| t.partitions)
+            .map(|t| t.partition_count())
             .unwrap_or(self.config.offsets_topic_num_partitions)
     }
 
@@ -133,20 +135,25 @@ impl GroupCoordinator {
     }
 
     /// Creates `__consumer_offsets` (compacted) if it does not exist yet.
-    pub fn ensure_offsets_topic(&self, controller: &Controller) -> Result<(), i16> {
+    pub async fn ensure_offsets_topic(&self, controller: &Controller) -> Result<(), i16> {
         if self.metadata.topic(CONSUMER_OFFSETS_TOPIC).is_some() {
             return Ok(());
         }
         let configs = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
-        match controller.create_topic(
-            NewTopic {
-                name: CONSUMER_OFFSETS_TOPIC,
-                partitions: self.config.offsets_topic_num_partitions,
-                replication_factor: -1,
-                configs,
-            },
-            false,
-        ) {
+        let new = NewTopic {
+            name: CONSUMER_OFFSETS_TOPIC.to_string(),
+            partitions: self.config.offsets_topic_num_partitions,
+            replication_factor: -1,
+            assignments: None,
+            configs,
+            validate_only: false,
+        };
+        // Bounded short: callers hold a connection's response order (a consumer's fetches can
+        // queue behind its FindCoordinator), and the client retries COORDINATOR_NOT_AVAILABLE.
+        match controller
+            .create_topic(new, OFFSETS_TOPIC_CREATE_TIMEOUT)
+            .await
+        {
             Ok(_) => {
                 info!("created {CONSUMER_OFFSETS_TOPIC}");
                 Ok(())
@@ -618,45 +625,60 @@ impl GroupCoordinator {
     }
 
     /// Rebuilds committed offsets and group generations from `__consumer_offsets`.
-    pub fn load(&self) -> anyhow::Result<()> {
-        if self.metadata.topic(CONSUMER_OFFSETS_TOPIC).is_none() {
+    /// Loads the groups of `__consumer_offsets` partition `index` (this broker just became
+    /// its leader): replays offsets and group metadata, tombstones deleting.
+    pub fn load_partition(&self, index: i32) -> anyhow::Result<()> {
+        let Some(partition) = self.replicas.partition(CONSUMER_OFFSETS_TOPIC, index) else {
             return Ok(());
-        }
+        };
         let mut offsets = 0usize;
-        for index in 0..self.offsets_partitions() {
-            let Some(partition) = self.replicas.partition(CONSUMER_OFFSETS_TOPIC, index) else {
-                continue;
-            };
-            let mut offset = partition.log_start_offset();
-            let end = partition.high_watermark();
-            while offset < end {
-                let read = partition.read(offset, 1 << 20, true).map_err(|e| {
-                    anyhow::anyhow!("reading {CONSUMER_OFFSETS_TOPIC}-{index}: {e}")
-                })?;
-                if read.bytes.is_empty() {
-                    break;
-                }
-                let mut next = offset;
-                for item in batches(&read.bytes) {
-                    let (header, _) =
-                        item.map_err(|e| anyhow::anyhow!("{CONSUMER_OFFSETS_TOPIC}-{index}: {e}"))?;
-                    next = next.max(header.last_offset() + 1);
-                }
-                if next <= offset {
-                    break;
-                }
-                for record in decode_batches(read.bytes)? {
-                    offsets += self.apply_loaded(record);
-                }
-                offset = next;
+        let mut offset = partition.log_start_offset();
+        let end = partition.high_watermark();
+        while offset < end {
+            let read = partition
+                .read(offset, 1 << 20, true)
+                .map_err(|e| anyhow::anyhow!("reading {CONSUMER_OFFSETS_TOPIC}-{index}: {e}"))?;
+            if read.bytes.is_empty() {
+                break;
             }
+            let mut next = offset;
+            for item in batches(&read.bytes) {
+                let (header, _) =
+                    item.map_err(|e| anyhow::anyhow!("{CONSUMER_OFFSETS_TOPIC}-{index}: {e}"))?;
+                next = next.max(header.last_offset() + 1);
+            }
+            if next <= offset {
+                break;
+            }
+            for record in decode_batches(read.bytes)? {
+                offsets += self.apply_loaded(record);
+            }
+            offset = next;
         }
-        let groups = self.groups.lock().len();
-        info!(
-            groups,
-            offsets, "loaded consumer groups from {CONSUMER_OFFSETS_TOPIC}"
-        );
+        if offsets > 0 {
+            info!(
+                partition = index,
+                offsets, "loaded consumer groups from {CONSUMER_OFFSETS_TOPIC}"
+            );
+        }
         Ok(())
+    }
+
+    /// Loads every `__consumer_offsets` partition this broker hosts.
+    pub fn load(&self) -> anyhow::Result<()> {
+        for index in 0..self.offsets_partitions() {
+            self.load_partition(index)?;
+        }
+        Ok(())
+    }
+
+    /// Drops the groups of `__consumer_offsets` partition `index` (this broker no longer leads
+    /// it; the new leader loads them from the log).
+    pub fn unload_partition(&self, index: i32) {
+        let partitions = self.offsets_partitions();
+        self.groups
+            .lock()
+            .retain(|group, _| partition_for(group, partitions) != index);
     }
 
     fn apply_loaded(&self, record: OffsetsRecord) -> usize {

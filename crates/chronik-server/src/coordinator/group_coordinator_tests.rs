@@ -11,37 +11,52 @@ use crate::config::FlushPolicy;
 struct Fixture {
     _dir: tempfile::TempDir,
     config: Arc<BrokerConfig>,
-    metadata: Arc<MetadataStore>,
+    broker: Arc<crate::broker::Broker>,
     replicas: Arc<ReplicaManager>,
-    controller: Controller,
+    controller: Arc<Controller>,
 }
 
-fn open(dir: tempfile::TempDir) -> Fixture {
-    let config = Arc::new(BrokerConfig {
+async fn open(dir: tempfile::TempDir) -> Fixture {
+    let config = BrokerConfig {
         data_dir: dir.path().to_path_buf(),
         offsets_topic_num_partitions: 3,
         flush_policy: FlushPolicy::Os,
         ..Default::default()
-    });
-    let metadata = Arc::new(MetadataStore::open(&dir.path().join("meta"), None).unwrap());
-    let replicas = Arc::new(ReplicaManager::new(
-        config.data_dir.clone(),
-        config.log.clone(),
-        config.flush_policy,
-    ));
-    let controller = Controller::new(config.clone(), metadata.clone(), replicas.clone());
-    controller.reconcile_all().unwrap();
+    };
+    let broker = crate::broker::Broker::open(config).await.unwrap();
     Fixture {
         _dir: dir,
-        config,
-        metadata,
-        replicas,
-        controller,
+        config: broker.config.clone(),
+        replicas: broker.replicas.clone(),
+        controller: broker.controller.clone(),
+        broker,
     }
 }
 
+/// A coordinator of its own, over the broker's partitions (as after a restart).
 fn coordinator(f: &Fixture) -> GroupCoordinator {
-    GroupCoordinator::new(f.config.clone(), f.metadata.clone(), f.replicas.clone())
+    GroupCoordinator::new(
+        f.config.clone(),
+        f.broker.metadata.clone(),
+        f.replicas.clone(),
+    )
+}
+
+async fn create_topic(f: &Fixture, name: &str, partitions: i32) {
+    f.controller
+        .create_topic(
+            NewTopic {
+                name: name.to_string(),
+                partitions,
+                replication_factor: -1,
+                assignments: None,
+                configs: BTreeMap::new(),
+                validate_only: false,
+            },
+            crate::controller::DEFAULT_TIMEOUT,
+        )
+        .await
+        .unwrap();
 }
 
 fn produce(f: &Fixture, topic: &str, partition: i32, count: usize) {
@@ -89,22 +104,12 @@ fn commit(topic: &str, partition: i32, offset: i64) -> OffsetToCommit {
 
 #[tokio::test]
 async fn lag_is_log_end_minus_committed_and_offsets_survive_a_reload() {
-    let f = open(tempfile::tempdir().unwrap());
-    f.controller
-        .create_topic(
-            NewTopic {
-                name: "t",
-                partitions: 2,
-                replication_factor: -1,
-                configs: BTreeMap::new(),
-            },
-            false,
-        )
-        .unwrap();
+    let f = open(tempfile::tempdir().unwrap()).await;
+    create_topic(&f, "t", 2).await;
     produce(&f, "t", 0, 10);
     produce(&f, "t", 1, 4);
     let c = coordinator(&f);
-    c.ensure_offsets_topic(&f.controller).unwrap();
+    c.ensure_offsets_topic(&f.controller).await.unwrap();
     let codes = c
         .commit_offsets(
             "g",
@@ -163,20 +168,10 @@ async fn lag_is_log_end_minus_committed_and_offsets_survive_a_reload() {
 
 #[tokio::test]
 async fn offsets_of_long_empty_groups_expire() {
-    let f = open(tempfile::tempdir().unwrap());
-    f.controller
-        .create_topic(
-            NewTopic {
-                name: "t",
-                partitions: 1,
-                replication_factor: -1,
-                configs: BTreeMap::new(),
-            },
-            false,
-        )
-        .unwrap();
+    let f = open(tempfile::tempdir().unwrap()).await;
+    create_topic(&f, "t", 1).await;
     let c = coordinator(&f);
-    c.ensure_offsets_topic(&f.controller).unwrap();
+    c.ensure_offsets_topic(&f.controller).await.unwrap();
     c.commit_offsets("g", "", None, -1, vec![commit("t", 0, 1)])
         .await
         .unwrap();

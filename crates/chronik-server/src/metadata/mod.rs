@@ -1,10 +1,69 @@
-//! Cluster metadata as this broker knows it: topics, their ids, partition counts and config
-//! overrides, and the cluster id.
+//! Cluster metadata: the records (`records`), the immutable image they fold into (`image`),
+//! the publisher that hands each new image to the broker's components (`publisher`), the
+//! view handlers read (`MetadataView`), the topic-config rules (`topic_config`), and the
+//! one-time import of a pre-quorum single-node data directory (`legacy`).
 //!
-//! On a single node the store is a JSON file in `data/meta/`. It is the one source of truth for
-//! topics: the replica manager reconciles its partitions from it, never the other way round.
+//! The Raft metadata log is the one source of truth: nothing else stores topics, ACLs,
+//! producer-id blocks or broker registrations.
 
-pub mod store;
+pub mod image;
+pub mod legacy;
+pub mod publisher;
+pub mod records;
 pub mod topic_config;
 
-pub use store::{MetadataStore, TopicMetadata};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::watch;
+use uuid::Uuid;
+
+pub use image::{MetadataImage, TopicImage};
+
+/// The image this broker has published: every component has reacted to it, so a request that
+/// sees a topic here finds its partitions in the replica manager. Cheap to clone.
+#[derive(Clone)]
+pub struct MetadataView {
+    rx: watch::Receiver<Arc<MetadataImage>>,
+}
+
+impl MetadataView {
+    pub fn new(rx: watch::Receiver<Arc<MetadataImage>>) -> MetadataView {
+        MetadataView { rx }
+    }
+
+    /// The current image.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.rx.borrow().clone()
+    }
+
+    pub fn cluster_id(&self) -> String {
+        self.rx.borrow().cluster_id.clone()
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<TopicImage>> {
+        self.rx.borrow().topic(name).cloned()
+    }
+
+    pub fn topic_by_id(&self, id: Uuid) -> Option<Arc<TopicImage>> {
+        self.rx.borrow().topic_by_id(id).cloned()
+    }
+
+    pub fn topics(&self) -> Vec<Arc<TopicImage>> {
+        self.rx.borrow().topics.values().cloned().collect()
+    }
+
+    /// Waits until the published image holds log index `index`; false at `deadline`.
+    pub async fn wait_for_index(&self, index: u64, deadline: Instant) -> bool {
+        let mut rx = self.rx.clone();
+        let reached = async move {
+            rx.wait_for(|image| image.applied_index >= index)
+                .await
+                .is_ok()
+        };
+        matches!(
+            tokio::time::timeout_at(deadline.into(), reached).await,
+            Ok(true)
+        )
+    }
+}

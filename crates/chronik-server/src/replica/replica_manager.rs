@@ -1,8 +1,9 @@
 //! `ReplicaManager`: the partitions this broker hosts, and the two hot paths through them —
 //! append (then wait until durable, as the flush policy requires) and fetch (with long-poll).
 //!
-//! It is driven by metadata: `reconcile_topic` creates missing partitions of a topic and
-//! `remove_topic` deletes a topic's partitions and their files. Handlers never touch files.
+//! It is driven by the metadata image (through `metadata::publisher`): `reconcile_topic`
+//! opens the partitions of a topic the image assigns to this broker and `remove_topic` deletes
+//! a topic's partitions and their files. Handlers never touch files.
 //!
 //! Concurrency: the partition map is behind an `RwLock` taken only to look up or change entries;
 //! no lock is held across an await. Every append queues its files on the storage layer's
@@ -25,7 +26,7 @@ use tracing::{debug, warn};
 use super::partition::{Appended, Partition, PartitionError};
 use crate::config::{FlushPolicy, LogDefaults};
 use crate::metadata::topic_config::resolve;
-use crate::metadata::TopicMetadata;
+use crate::metadata::TopicImage;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -90,11 +91,15 @@ impl ReplicaManager {
         self.data_dir.join(format!("{topic}-{partition}"))
     }
 
-    /// Opens or creates every partition of `topic` that is not hosted yet, and applies its
-    /// current config to those that are.
-    pub fn reconcile_topic(&self, topic: &TopicMetadata) -> Result<(), PartitionError> {
+    /// Opens or creates every partition of `topic` the image assigns to broker `node_id` that
+    /// is not hosted yet, and applies its current config to those that are.
+    pub fn reconcile_topic(&self, topic: &TopicImage, node_id: i32) -> Result<(), PartitionError> {
         let settings = resolve(&self.defaults, &topic.configs);
-        for index in 0..topic.partitions {
+        for (index, state) in topic.partitions.iter().enumerate() {
+            let index = index as i32;
+            if !state.replicas.contains(&node_id) {
+                continue;
+            }
             if let Some(existing) = self.partition(&topic.name, index) {
                 existing.update_settings(settings.clone());
                 continue;
@@ -104,7 +109,7 @@ impl ReplicaManager {
                 &topic.name,
                 topic.id,
                 index,
-                0,
+                state.leader_epoch,
                 settings.clone(),
             )?;
             self.partitions
@@ -116,10 +121,10 @@ impl ReplicaManager {
     }
 
     /// Stops hosting `topic` and removes its data from disk.
-    pub fn remove_topic(&self, topic: &TopicMetadata) {
+    pub fn remove_topic(&self, topic: &TopicImage) {
         let removed: Vec<Arc<Partition>> = {
             let mut partitions = self.partitions.write();
-            (0..topic.partitions)
+            (0..topic.partition_count())
                 .filter_map(|i| partitions.remove(&(topic.name.clone(), i)))
                 .collect()
         };

@@ -1,23 +1,18 @@
 //! ACL bindings (KIP-140): a resource pattern (type, name, LITERAL or PREFIXED) plus an access
 //! control entry (principal, host, operation, ALLOW/DENY); filters over them for DescribeAcls
-//! and DeleteAcls; and `AclStore`, the persisted set of bindings.
+//! and DeleteAcls; and `AclStore`, the indexed bindings of the current metadata image.
 //!
-//! File format: `data/meta/acls.json`, `{"acls": [binding, ...]}` with Kafka's enum names
-//! ("TOPIC", "PREFIXED", "READ", "ALLOW"), rewritten whole through a temp file, fsync and rename
-//! on every change, like `metadata/store.rs`. ACL changes are rare; reads are on every request.
+//! Bindings are metadata records (`AclsCreated`/`AclsDeleted`), committed by the controller;
+//! the legacy `data/meta/acls.json` (`{"acls": [binding, ...]}`) is only read once, to import.
 //!
-//! Thread-safety: writers serialise on a mutex, persist, then publish an immutable `AclIndex`
-//! snapshot; the authorizer only clones the snapshot's `Arc` under a read lock held for a few
-//! instructions, so request handlers never wait on a writer's fsync.
+//! Thread-safety: the publisher swaps in an immutable `AclIndex` snapshot; the authorizer only
+//! clones the snapshot's `Arc` under a read lock held for a few instructions.
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use anyhow::Context;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
 /// Kafka's `ResourceType` (wire codes: UNKNOWN 0, ANY 1).
@@ -224,7 +219,7 @@ fn validate_principal(principal: &str) -> Result<(), InvalidAcl> {
 }
 
 /// Pattern-type part of a filter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PatternFilter {
     Any,
     /// Bindings that would apply to the named resource: the literal name, the literal
@@ -234,7 +229,7 @@ pub enum PatternFilter {
 }
 
 /// A filter over bindings; `None` fields match anything (ANY codes, null strings).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AclBindingFilter {
     pub resource_type: Option<ResourceType>,
     pub resource_name: Option<String>,
@@ -426,43 +421,26 @@ impl AclIndex {
     }
 }
 
-/// The persisted ACL bindings, with a snapshot for lock-free-ish reads.
+/// The ACL bindings of the current metadata image, indexed for the authorizer. The metadata
+/// log is their store: the publisher hands each changed set to `replace`.
 pub struct AclStore {
-    path: PathBuf,
-    /// Serialises writers; holds the authoritative set.
-    writer: Mutex<BTreeSet<AclBinding>>,
     snapshot: RwLock<Arc<AclIndex>>,
     /// True while there are no bindings at all: the authorizer's fast path.
     empty: AtomicBool,
 }
 
-#[derive(Serialize, Deserialize, Default)]
-struct AclFile {
-    acls: Vec<AclBinding>,
+impl Default for AclStore {
+    fn default() -> Self {
+        AclStore::new()
+    }
 }
 
 impl AclStore {
-    /// Opens (or creates) `meta_dir/acls.json`.
-    pub fn open(meta_dir: &Path) -> anyhow::Result<AclStore> {
-        std::fs::create_dir_all(meta_dir)
-            .with_context(|| format!("creating {}", meta_dir.display()))?;
-        let path = meta_dir.join("acls.json");
-        let bindings: BTreeSet<AclBinding> = if path.exists() {
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let file: AclFile = serde_json::from_str(&text)
-                .with_context(|| format!("parsing {}", path.display()))?;
-            file.acls.into_iter().collect()
-        } else {
-            BTreeSet::new()
-        };
-        let store = AclStore {
-            path,
-            empty: AtomicBool::new(bindings.is_empty()),
-            snapshot: RwLock::new(Arc::new(AclIndex::new(bindings.clone()))),
-            writer: Mutex::new(bindings),
-        };
-        Ok(store)
+    pub fn new() -> AclStore {
+        AclStore {
+            snapshot: RwLock::new(Arc::new(AclIndex::new(BTreeSet::new()))),
+            empty: AtomicBool::new(true),
+        }
     }
 
     /// The current bindings, indexed.
@@ -475,19 +453,14 @@ impl AclStore {
         self.empty.load(Ordering::Acquire)
     }
 
-    /// Adds bindings (existing ones are left as they are) and persists.
-    pub fn create(&self, bindings: &[AclBinding]) -> anyhow::Result<()> {
-        let mut current = self.writer.lock();
-        let mut next = current.clone();
-        next.extend(bindings.iter().cloned());
-        if next.len() != current.len() {
-            self.commit(&mut current, next)?;
-        }
-        Ok(())
+    /// Makes `bindings` the current set (from a new metadata image).
+    pub fn replace(&self, bindings: BTreeSet<AclBinding>) {
+        let empty = bindings.is_empty();
+        *self.snapshot.write() = Arc::new(AclIndex::new(bindings));
+        self.empty.store(empty, Ordering::Release);
     }
 
-    /// Bindings matching any of `filters`, as one list per filter (a binding matched by two
-    /// filters is reported by both, as Kafka does).
+    /// Bindings matching `filter`.
     pub fn describe(&self, filter: &AclBindingFilter) -> Vec<AclBinding> {
         self.snapshot()
             .bindings()
@@ -495,52 +468,6 @@ impl AclStore {
             .filter(|b| filter.matches(b))
             .cloned()
             .collect()
-    }
-
-    /// Removes every binding matched by any filter, atomically; returns, per filter, the
-    /// bindings it matched.
-    pub fn delete(&self, filters: &[AclBindingFilter]) -> anyhow::Result<Vec<Vec<AclBinding>>> {
-        let mut current = self.writer.lock();
-        let matched: Vec<Vec<AclBinding>> = filters
-            .iter()
-            .map(|f| current.iter().filter(|b| f.matches(b)).cloned().collect())
-            .collect();
-        if matched.iter().any(|m| !m.is_empty()) {
-            let mut next = current.clone();
-            for b in matched.iter().flatten() {
-                next.remove(b);
-            }
-            self.commit(&mut current, next)?;
-        }
-        Ok(matched)
-    }
-
-    /// Persists `next`, then makes it the current set and snapshot.
-    fn commit(
-        &self,
-        current: &mut BTreeSet<AclBinding>,
-        next: BTreeSet<AclBinding>,
-    ) -> anyhow::Result<()> {
-        self.persist(&next)?;
-        *self.snapshot.write() = Arc::new(AclIndex::new(next.clone()));
-        self.empty.store(next.is_empty(), Ordering::Release);
-        *current = next;
-        Ok(())
-    }
-
-    fn persist(&self, bindings: &BTreeSet<AclBinding>) -> anyhow::Result<()> {
-        let file = AclFile {
-            acls: bindings.iter().cloned().collect(),
-        };
-        let tmp = self.path.with_extension("json.tmp");
-        let mut out = std::fs::File::create(&tmp)?;
-        out.write_all(&serde_json::to_vec_pretty(&file)?)?;
-        out.sync_all()?;
-        std::fs::rename(&tmp, &self.path)?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
     }
 }
 

@@ -129,34 +129,19 @@ fn index_finds_literal_wildcard_and_prefixes() {
 }
 
 #[test]
-fn store_creates_describes_deletes_and_survives_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = AclStore::open(dir.path()).unwrap();
+fn store_replaces_and_describes() {
+    let store = AclStore::new();
     assert!(store.is_empty());
     let a = binding("a", PatternType::Literal, "User:x", AclOperation::Read);
     let b = binding("a", PatternType::Prefixed, "User:y", AclOperation::Write);
     let c = binding("b", PatternType::Literal, "User:y", AclOperation::Write);
-    store.create(&[a.clone(), b.clone(), c.clone()]).unwrap();
-    store.create(std::slice::from_ref(&a)).unwrap(); // idempotent
+    store.replace([a.clone(), b.clone(), c.clone()].into_iter().collect());
     assert!(!store.is_empty());
     assert_eq!(store.describe(&AclBindingFilter::any()).len(), 3);
     assert_eq!(
         store.describe(&filter(Some("a"), MATCH)),
         vec![a.clone(), b.clone()]
     );
-    drop(store);
-
-    let store = AclStore::open(dir.path()).unwrap();
-    assert_eq!(store.describe(&AclBindingFilter::any()).len(), 3);
-    let deleted = store
-        .delete(&[filter(Some("a"), MATCH), filter(Some("a"), 3)])
-        .unwrap();
-    assert_eq!(deleted, vec![vec![a.clone(), b.clone()], vec![a.clone()]]);
-    assert_eq!(store.describe(&AclBindingFilter::any()), vec![c.clone()]);
-    drop(store);
-
-    let store = AclStore::open(dir.path()).unwrap();
-    assert_eq!(store.describe(&AclBindingFilter::any()), vec![c]);
-    store.delete(&[AclBindingFilter::any()]).unwrap();
+    store.replace(Default::default());
     assert!(store.is_empty());
 }

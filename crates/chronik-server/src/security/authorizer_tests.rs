@@ -32,8 +32,8 @@ fn acl(
 
 fn authorizer(bindings: &[AclBinding], allow_if_none: bool) -> (tempfile::TempDir, Authorizer) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(AclStore::open(dir.path()).unwrap());
-    store.create(bindings).unwrap();
+    let store = Arc::new(AclStore::new());
+    store.replace(bindings.iter().cloned().collect());
     (dir, Authorizer::new(store, allow_if_none))
 }
 

@@ -1,0 +1,358 @@
+//! Three real `chronik-server` processes forming a metadata quorum, driven by librdkafka and by
+//! raw Kafka requests (Metadata v12, FindCoordinator v4) where librdkafka hides what the test
+//! checks (the controller id, a group's coordinator). Nodes are killed with SIGKILL.
+
+mod core_util;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use chronik_integration::Cluster;
+use core_util::{admin, config, create_topic, opts, producer};
+use kafka_protocol::messages::{
+    ApiKey, DescribeClusterRequest, DescribeClusterResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::FutureRecord;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::Message;
+
+/// One request/response on a fresh connection to `addr`.
+fn exchange<Req: Encodable, Resp: Decodable>(
+    addr: &str,
+    key: ApiKey,
+    version: i16,
+    request: &Req,
+) -> std::io::Result<Resp> {
+    let header = RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(1)
+        .with_client_id(Some(StrBytes::from_static_str("cluster-test")));
+    let mut buf = BytesMut::new();
+    buf.put_i32(0);
+    header
+        .encode(&mut buf, key.request_header_version(version))
+        .unwrap();
+    request.encode(&mut buf, version).unwrap();
+    let size = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&size.to_be_bytes());
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(&buf)?;
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size)?;
+    let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+    stream.read_exact(&mut body)?;
+    let mut frame = Bytes::from(body);
+    ResponseHeader::decode(&mut frame, key.response_header_version(version)).unwrap();
+    Ok(Resp::decode(&mut frame, version).unwrap())
+}
+
+/// Metadata (all topics) as `addr` answers it.
+fn metadata(addr: &str) -> std::io::Result<MetadataResponse> {
+    exchange(
+        addr,
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(None),
+    )
+}
+
+/// What `addr` says: (controller id from DescribeCluster, live broker ids, topic names).
+fn view(addr: &str) -> Option<(i32, BTreeSet<i32>, BTreeSet<String>)> {
+    let m = metadata(addr).ok()?;
+    let cluster: DescribeClusterResponse = exchange(
+        addr,
+        ApiKey::DescribeCluster,
+        1,
+        &DescribeClusterRequest::default(),
+    )
+    .ok()?;
+    Some((
+        cluster.controller_id.0,
+        m.brokers.iter().map(|b| b.node_id.0).collect(),
+        m.topics
+            .iter()
+            .filter_map(|t| t.name.as_ref().map(|n| n.to_string()))
+            .collect(),
+    ))
+}
+
+/// Polls `check` until it holds or `timeout` passes; returns how long it took.
+fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if check() {
+            return start.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what}: not within {timeout:?}");
+}
+
+fn controller_of(cluster: &Cluster) -> i32 {
+    let mut controller = -1;
+    eventually("a controller is elected", Duration::from_secs(10), || {
+        controller = view(&cluster.nodes[0].bootstrap()).map_or(-1, |v| v.0);
+        controller > 0
+    });
+    controller
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn topics_created_through_any_node_are_everywhere_and_survive_a_controller_kill() {
+    let mut cluster = Cluster::start(3, &[]);
+    let created = Instant::now();
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        create_topic(&node.bootstrap(), &format!("via-{}", i + 1), 3, &[]).await;
+    }
+    // "Answered once applied locally": the creating node lists its topic at once.
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let (_, brokers, topics) = view(&node.bootstrap()).unwrap();
+        assert!(topics.contains(&format!("via-{}", i + 1)));
+        assert_eq!(brokers, BTreeSet::from([1, 2, 3]));
+    }
+    let everywhere = eventually(
+        "every node lists every topic",
+        Duration::from_secs(5),
+        || {
+            cluster.nodes.iter().all(|n| {
+                view(&n.bootstrap())
+                    .is_some_and(|(_, _, t)| (1..=3).all(|i| t.contains(&format!("via-{i}"))))
+            })
+        },
+    );
+    println!(
+        "FIGURE three topics created and visible on every node after {:?} (last visible {everywhere:?} after the last CreateTopics)",
+        created.elapsed()
+    );
+
+    let old = controller_of(&cluster);
+    cluster.node(old).kill();
+    let survivor = cluster.nodes[(old % 3) as usize].bootstrap();
+    let killed_at = Instant::now();
+    let mut new = -1;
+    let elected = eventually("a new controller", Duration::from_secs(15), || {
+        new = view(&survivor).map_or(-1, |v| v.0);
+        new > 0 && new != old
+    });
+    println!("FIGURE new controller {new} elected {elected:?} after SIGKILL of controller {old}");
+    let topic = NewTopic::new("after-kill", 2, TopicReplication::Fixed(1));
+    let results = admin(&survivor)
+        .create_topics([&topic], &opts())
+        .await
+        .expect("create_topics request");
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    println!(
+        "FIGURE CreateTopics through a survivor answered {:?} after the kill",
+        killed_at.elapsed()
+    );
+
+    cluster.node(old).restart();
+    let caught_up = eventually(
+        "the restarted node catches up",
+        Duration::from_secs(15),
+        || {
+            view(&cluster.node(old).bootstrap()).is_some_and(|(_, b, t)| {
+                t.contains("after-kill") && t.contains("via-1") && b.len() == 3
+            })
+        },
+    );
+    println!("FIGURE restarted node {old} listed every topic {caught_up:?} after it started");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_quorum_metadata_changes_fail_retriably_and_data_still_flows() {
+    let mut cluster = Cluster::start(3, &[]);
+    let bootstrap = cluster.bootstrap();
+    create_topic(&bootstrap, "spread", 3, &[]).await;
+    // The partition led by node 1, which survives.
+    let m = metadata(&cluster.nodes[0].bootstrap()).unwrap();
+    let spread = m
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == "spread"))
+        .unwrap();
+    let on_1 = spread
+        .partitions
+        .iter()
+        .find(|p| p.leader_id.0 == 1)
+        .expect("a partition led by node 1")
+        .partition_index;
+    cluster.node(2).kill();
+    cluster.node(3).kill();
+
+    let node1 = cluster.nodes[0].bootstrap();
+    let started = Instant::now();
+    let topic = NewTopic::new("no-quorum", 1, TopicReplication::Fixed(1));
+    // The broker answers within the request's own timeout (3 s), before the client gives up.
+    let options = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(3)))
+        .request_timeout(Some(Duration::from_secs(15)));
+    let results = admin(&node1)
+        .create_topics([&topic], &options)
+        .await
+        .expect("an answer, not a client-side timeout");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    let (_, code) = results[0].clone().expect_err("created without a quorum");
+    assert!(
+        matches!(
+            code,
+            RDKafkaErrorCode::RequestTimedOut | RDKafkaErrorCode::NotController
+        ),
+        "{code:?}"
+    );
+    println!("FIGURE CreateTopics without a quorum answered {code:?} after {took:?}");
+
+    let producer = producer(&node1, &[]);
+    let delivered = producer
+        .send(
+            FutureRecord::<str, str>::to("spread")
+                .partition(on_1)
+                .payload("still here"),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(delivered.is_ok(), "{delivered:?}");
+    let consumer: BaseConsumer = config(
+        &node1,
+        &[("group.id", "unused"), ("enable.auto.commit", "false")],
+    )
+    .create()
+    .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset("spread", on_1, rdkafka::Offset::Beginning)
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    // Errors about the dead brokers may come first; the message must come.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut read = None;
+    while read.is_none() && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            read = m.payload().map(|p| p.to_vec());
+        }
+    }
+    assert_eq!(read.as_deref(), Some(&b"still here"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn six_partitions_over_three_brokers_and_a_three_member_group() {
+    let cluster = Cluster::start(3, &[]);
+    let bootstrap = cluster.bootstrap();
+    create_topic(&bootstrap, "six", 6, &[]).await;
+    let m = metadata(&cluster.nodes[0].bootstrap()).unwrap();
+    let six = m
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == "six"))
+        .unwrap();
+    let mut leaders: BTreeMap<i32, usize> = BTreeMap::new();
+    for p in &six.partitions {
+        *leaders.entry(p.leader_id.0).or_default() += 1;
+    }
+    assert_eq!(leaders, BTreeMap::from([(1, 2), (2, 2), (3, 2)]));
+
+    let producer = producer(&bootstrap, &[("acks", "all")]);
+    for i in 0..600 {
+        let key = format!("k{i}");
+        let value = format!("v{i}");
+        producer
+            .send(
+                FutureRecord::to("six").key(&key).payload(&value),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("delivered");
+    }
+
+    let members: Vec<BaseConsumer> = (0..3)
+        .map(|_| {
+            let c: BaseConsumer = config(
+                &bootstrap,
+                &[
+                    ("group.id", "trio"),
+                    ("auto.offset.reset", "earliest"),
+                    ("session.timeout.ms", "6000"),
+                    ("fetch.wait.max.ms", "100"),
+                ],
+            )
+            .create()
+            .unwrap();
+            c.subscribe(&["six"]).unwrap();
+            c
+        })
+        .collect();
+    let mut seen = BTreeSet::new();
+    let mut per_member = [0usize; 3];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.len() < 600 && Instant::now() < deadline {
+        for (i, c) in members.iter().enumerate() {
+            if let Some(Ok(m)) = c.poll(Duration::from_millis(50)) {
+                seen.insert(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
+                per_member[i] += 1;
+            }
+        }
+    }
+    assert_eq!(seen.len(), 600, "read back every message");
+    let assigned: Vec<usize> = members
+        .iter()
+        .map(|c| c.assignment().map(|a| a.count()).unwrap_or(0))
+        .collect();
+    assert_eq!(assigned.iter().sum::<usize>(), 6, "{assigned:?}");
+    assert!(assigned.iter().all(|n| *n == 2), "{assigned:?}");
+
+    // The coordinator is whichever broker leads the group's __consumer_offsets partition.
+    let request = FindCoordinatorRequest::default()
+        .with_key_type(0)
+        .with_coordinator_keys(vec![StrBytes::from_static_str("trio")]);
+    let found: FindCoordinatorResponse = exchange(
+        &cluster.nodes[2].bootstrap(),
+        ApiKey::FindCoordinator,
+        4,
+        &request,
+    )
+    .unwrap();
+    let coordinator = found.coordinators[0].node_id.0;
+    let m = metadata(&cluster.nodes[0].bootstrap()).unwrap();
+    let offsets = m
+        .topics
+        .iter()
+        .find(|t| {
+            t.name
+                .as_ref()
+                .is_some_and(|n| n.as_str() == "__consumer_offsets")
+        })
+        .unwrap();
+    let partition = (java_hash("trio").unsigned_abs() as usize) % offsets.partitions.len();
+    assert_eq!(coordinator, offsets.partitions[partition].leader_id.0);
+}
+
+/// Java's `String.hashCode`, as Kafka uses it to map a group to an offsets partition.
+fn java_hash(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_broker_is_fenced_and_unfenced_when_it_returns() {
+    let mut cluster = Cluster::start(3, &["--broker-session-timeout-ms", "3000"]);
+    let node1 = cluster.nodes[0].bootstrap();
+    assert_eq!(view(&node1).unwrap().1, BTreeSet::from([1, 2, 3]));
+    cluster.node(3).kill();
+    let fenced = eventually("node 3 fenced", Duration::from_secs(15), || {
+        view(&node1).is_some_and(|(_, b, _)| b == BTreeSet::from([1, 2]))
+    });
+    println!("FIGURE broker fenced {fenced:?} after SIGKILL (session timeout 3 s)");
+    cluster.node(3).restart();
+    eventually("node 3 unfenced", Duration::from_secs(15), || {
+        view(&node1).is_some_and(|(_, b, _)| b == BTreeSet::from([1, 2, 3]))
+    });
+}

@@ -1,0 +1,617 @@
+//! The controller's decisions, without I/O: given the current image and a `ControllerCall`,
+//! either refuse it (a Kafka error code and message) or return the records to commit and what
+//! to answer. Run only on the Raft leader, one call at a time, against an image that has every
+//! committed record applied (see `Controller::decide`).
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::ResponseError;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::placement::place;
+use super::{ControllerError, CONSUMER_OFFSETS_TOPIC};
+use crate::config::BrokerConfig;
+use crate::metadata::image::TopicImage;
+use crate::metadata::records::{MetadataRecord, PartitionState};
+use crate::metadata::topic_config::validate_all;
+use crate::metadata::MetadataImage;
+use crate::security::{AclBinding, AclBindingFilter};
+
+/// Producer ids handed to a broker per request (KIP-730 uses 1000 too).
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
+
+/// A metadata change asked of the controller, locally or forwarded by another broker.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ControllerCall {
+    /// A broker process started; answered with its new epoch.
+    RegisterBroker {
+        id: i32,
+        host: String,
+        port: i32,
+    },
+    /// A broker is alive; answered with whether it is fenced.
+    BrokerHeartbeat {
+        id: i32,
+        epoch: u64,
+    },
+    /// The session of a broker expired (decided by the controller itself).
+    FenceBroker {
+        id: i32,
+        epoch: u64,
+    },
+    CreateTopic(NewTopic),
+    DeleteTopic {
+        name: String,
+    },
+    CreatePartitions {
+        name: String,
+        count: i32,
+        /// Replicas of each new partition; `None` places them.
+        assignments: Option<Vec<Vec<i32>>>,
+        validate_only: bool,
+    },
+    /// Replaces a topic's config overrides.
+    SetTopicConfigs {
+        name: String,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    },
+    CreateAcls {
+        bindings: Vec<AclBinding>,
+    },
+    DeleteAcls {
+        filters: Vec<AclBindingFilter>,
+    },
+    AllocateProducerIds {
+        broker: i32,
+    },
+    /// A single-node data directory from before the quorum, as records (first start only).
+    Import {
+        records: Vec<MetadataRecord>,
+    },
+}
+
+/// What a new topic should look like.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NewTopic {
+    pub name: String,
+    /// -1 takes the broker default.
+    pub partitions: i32,
+    /// -1 takes the broker default.
+    pub replication_factor: i16,
+    /// Replicas per partition (partition i = entry i); when given, the two above are -1.
+    pub assignments: Option<Vec<Vec<i32>>>,
+    pub configs: BTreeMap<String, String>,
+    pub validate_only: bool,
+}
+
+/// The answer to an accepted call.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Decided {
+    Done,
+    Topic(TopicImage),
+    BrokerEpoch(u64),
+    Fenced(bool),
+    ProducerIds {
+        first: i64,
+        size: i64,
+    },
+    /// Per filter, the bindings it removed.
+    AclsDeleted(Vec<Vec<AclBinding>>),
+}
+
+pub type Plan = (Vec<MetadataRecord>, Decided);
+
+fn error(e: ResponseError, message: impl Into<String>) -> ControllerError {
+    ControllerError::new(e, message)
+}
+
+fn unknown_topic(name: &str) -> ControllerError {
+    error(
+        ResponseError::UnknownTopicOrPartition,
+        format!("unknown topic {name:?}"),
+    )
+}
+
+/// Checks a topic name the way Kafka does.
+pub fn validate_topic_name(name: &str) -> Result<(), ControllerError> {
+    let legal = !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-');
+    if legal {
+        Ok(())
+    } else {
+        Err(error(
+            ResponseError::InvalidTopicException,
+            format!("topic name {name:?} is illegal: up to 249 of [a-zA-Z0-9._-], not . or .."),
+        ))
+    }
+}
+
+/// Decides `call` against `image`. `now_epoch` is a broker epoch larger than any handed out.
+pub fn plan(
+    config: &BrokerConfig,
+    image: &MetadataImage,
+    call: ControllerCall,
+) -> Result<Plan, ControllerError> {
+    match call {
+        ControllerCall::RegisterBroker { id, host, port } => {
+            // Larger than any epoch this id had, and than any log index so far.
+            let epoch = image
+                .brokers
+                .get(&id)
+                .map_or(0, |b| b.epoch)
+                .max(image.applied_index)
+                + 1;
+            Ok((
+                vec![MetadataRecord::RegisterBroker {
+                    id,
+                    epoch,
+                    host,
+                    port,
+                }],
+                Decided::BrokerEpoch(epoch),
+            ))
+        }
+        ControllerCall::BrokerHeartbeat { id, epoch } => match image.brokers.get(&id) {
+            Some(b) if b.epoch == epoch && b.fenced => Ok((
+                vec![MetadataRecord::BrokerFencing {
+                    id,
+                    epoch,
+                    fenced: false,
+                }],
+                Decided::Fenced(false),
+            )),
+            Some(b) if b.epoch == epoch => Ok((vec![], Decided::Fenced(false))),
+            _ => Err(error(
+                ResponseError::StaleBrokerEpoch,
+                format!("broker {id} epoch {epoch} is not registered"),
+            )),
+        },
+        ControllerCall::FenceBroker { id, epoch } => match image.brokers.get(&id) {
+            Some(b) if b.epoch == epoch && !b.fenced => Ok((
+                vec![MetadataRecord::BrokerFencing {
+                    id,
+                    epoch,
+                    fenced: true,
+                }],
+                Decided::Fenced(true),
+            )),
+            _ => Ok((vec![], Decided::Fenced(true))),
+        },
+        ControllerCall::CreateTopic(new) => create_topic(config, image, new),
+        ControllerCall::DeleteTopic { name } => {
+            let topic = image.topic(&name).ok_or_else(|| unknown_topic(&name))?;
+            Ok((
+                vec![MetadataRecord::RemoveTopic { name }],
+                Decided::Topic((**topic).clone()),
+            ))
+        }
+        ControllerCall::CreatePartitions {
+            name,
+            count,
+            assignments,
+            validate_only,
+        } => create_partitions(image, &name, count, assignments, validate_only),
+        ControllerCall::SetTopicConfigs {
+            name,
+            configs,
+            validate_only,
+        } => {
+            if image.topic(&name).is_none() {
+                return Err(unknown_topic(&name));
+            }
+            validate_all(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .map_err(|e| error(ResponseError::InvalidConfig, e.0))?;
+            if validate_only {
+                return Ok((vec![], Decided::Done));
+            }
+            Ok((
+                vec![MetadataRecord::TopicConfigs { name, configs }],
+                Decided::Done,
+            ))
+        }
+        ControllerCall::CreateAcls { bindings } => {
+            let new: Vec<AclBinding> = bindings
+                .into_iter()
+                .filter(|b| !image.acls.contains(b))
+                .collect();
+            let records = if new.is_empty() {
+                vec![]
+            } else {
+                vec![MetadataRecord::AclsCreated { bindings: new }]
+            };
+            Ok((records, Decided::Done))
+        }
+        ControllerCall::DeleteAcls { filters } => {
+            let matched: Vec<Vec<AclBinding>> = filters
+                .iter()
+                .map(|f| {
+                    image
+                        .acls
+                        .iter()
+                        .filter(|b| f.matches(b))
+                        .cloned()
+                        .collect()
+                })
+                .collect();
+            let mut gone: Vec<AclBinding> = matched.iter().flatten().cloned().collect();
+            gone.sort();
+            gone.dedup();
+            let records = if gone.is_empty() {
+                vec![]
+            } else {
+                vec![MetadataRecord::AclsDeleted { bindings: gone }]
+            };
+            Ok((records, Decided::AclsDeleted(matched)))
+        }
+        ControllerCall::AllocateProducerIds { broker } => {
+            let first = image.next_producer_id;
+            Ok((
+                vec![MetadataRecord::ProducerIdBlock {
+                    broker,
+                    first,
+                    size: PRODUCER_ID_BLOCK,
+                }],
+                Decided::ProducerIds {
+                    first,
+                    size: PRODUCER_ID_BLOCK,
+                },
+            ))
+        }
+        ControllerCall::Import { records } => {
+            if !image.topics.is_empty() || !image.acls.is_empty() || image.next_producer_id > 0 {
+                // Imported already (a crash after the commit, before the old files were moved).
+                return Ok((vec![], Decided::Done));
+            }
+            Ok((records, Decided::Done))
+        }
+    }
+}
+
+fn create_topic(
+    config: &BrokerConfig,
+    image: &MetadataImage,
+    new: NewTopic,
+) -> Result<Plan, ControllerError> {
+    validate_topic_name(&new.name)?;
+    if image.topic(&new.name).is_some() {
+        return Err(error(
+            ResponseError::TopicAlreadyExists,
+            format!("topic {:?} already exists", new.name),
+        ));
+    }
+    let replicas = match &new.assignments {
+        Some(assignments) => {
+            check_assignments(image, assignments, None)?;
+            assignments.clone()
+        }
+        None => {
+            let partitions = match new.partitions {
+                -1 => config.num_partitions,
+                n if n >= 1 => n,
+                n => {
+                    return Err(error(
+                        ResponseError::InvalidPartitions,
+                        format!("number of partitions must be at least 1, not {n}"),
+                    ))
+                }
+            };
+            let rf = match new.replication_factor {
+                -1 => config.default_replication_factor,
+                n => n,
+            };
+            let live: Vec<i32> = image.live_brokers().map(|b| b.id).collect();
+            if rf < 1 || rf as usize > live.len() {
+                return Err(error(
+                    ResponseError::InvalidReplicationFactor,
+                    format!(
+                        "replication factor {rf} is not between 1 and the {} live broker(s)",
+                        live.len()
+                    ),
+                ));
+            }
+            place(image, &live, partitions, rf as usize)
+        }
+    };
+    validate_all(new.configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(|e| error(ResponseError::InvalidConfig, e.0))?;
+    let topic = TopicImage {
+        name: new.name.clone(),
+        id: Uuid::new_v4(),
+        internal: new.name == CONSUMER_OFFSETS_TOPIC,
+        configs: new.configs,
+        partitions: replicas.into_iter().map(PartitionState::new).collect(),
+    };
+    if new.validate_only {
+        return Ok((vec![], Decided::Topic(topic)));
+    }
+    Ok((topic_records(&topic), Decided::Topic(topic)))
+}
+
+/// The records that create `topic` as it is.
+pub fn topic_records(topic: &TopicImage) -> Vec<MetadataRecord> {
+    let mut records = vec![MetadataRecord::Topic {
+        name: topic.name.clone(),
+        id: topic.id,
+        internal: topic.internal,
+        configs: topic.configs.clone(),
+    }];
+    for (i, state) in topic.partitions.iter().enumerate() {
+        records.push(MetadataRecord::Partition {
+            topic: topic.name.clone(),
+            partition: i as i32,
+            state: state.clone(),
+        });
+    }
+    records
+}
+
+fn create_partitions(
+    image: &MetadataImage,
+    name: &str,
+    count: i32,
+    assignments: Option<Vec<Vec<i32>>>,
+    validate_only: bool,
+) -> Result<Plan, ControllerError> {
+    let topic = image.topic(name).ok_or_else(|| unknown_topic(name))?;
+    let current = topic.partition_count();
+    if count <= current {
+        return Err(error(
+            ResponseError::InvalidPartitions,
+            format!(
+                "topic {name:?} has {current} partitions; the new count {count} must be larger"
+            ),
+        ));
+    }
+    let rf = topic.replication_factor().max(1) as usize;
+    let new_replicas = match assignments {
+        Some(assignments) => {
+            if assignments.len() as i32 != count - current {
+                return Err(error(
+                    ResponseError::InvalidReplicaAssignment,
+                    format!(
+                        "{} assignments given for {} new partitions",
+                        assignments.len(),
+                        count - current
+                    ),
+                ));
+            }
+            check_assignments(image, &assignments, Some(rf))?;
+            assignments
+        }
+        None => {
+            let live: Vec<i32> = image.live_brokers().map(|b| b.id).collect();
+            if rf > live.len() {
+                return Err(error(
+                    ResponseError::InvalidReplicationFactor,
+                    format!(
+                        "replication factor {rf} exceeds the {} live broker(s)",
+                        live.len()
+                    ),
+                ));
+            }
+            place(image, &live, count - current, rf)
+        }
+    };
+    if validate_only {
+        return Ok((vec![], Decided::Done));
+    }
+    let records = new_replicas
+        .into_iter()
+        .enumerate()
+        .map(|(i, replicas)| MetadataRecord::Partition {
+            topic: name.to_string(),
+            partition: current + i as i32,
+            state: PartitionState::new(replicas),
+        })
+        .collect();
+    Ok((records, Decided::Done))
+}
+
+/// Explicit replica lists: none empty, no repeats, all the same length (`rf` when given),
+/// naming registered brokers only.
+fn check_assignments(
+    image: &MetadataImage,
+    assignments: &[Vec<i32>],
+    rf: Option<usize>,
+) -> Result<(), ControllerError> {
+    let invalid = |message: String| error(ResponseError::InvalidReplicaAssignment, message);
+    let Some(first) = assignments.first() else {
+        return Err(invalid("no partitions assigned".into()));
+    };
+    let rf = rf.unwrap_or(first.len());
+    for (partition, replicas) in assignments.iter().enumerate() {
+        let mut unique = replicas.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        if replicas.is_empty() || unique.len() != replicas.len() {
+            return Err(invalid(format!(
+                "partition {partition}: empty or repeated replicas"
+            )));
+        }
+        if replicas.len() != rf {
+            return Err(invalid(format!(
+                "every partition needs {rf} replica(s), partition {partition} has {}",
+                replicas.len()
+            )));
+        }
+        if let Some(unknown) = replicas.iter().find(|b| !image.brokers.contains_key(b)) {
+            return Err(invalid(format!(
+                "partition {partition}: unknown broker {unknown}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::records::MetadataBatch;
+
+    fn cluster(brokers: &[i32]) -> MetadataImage {
+        let mut image = MetadataImage::default();
+        for id in brokers {
+            let records = vec![
+                MetadataRecord::RegisterBroker {
+                    id: *id,
+                    epoch: 1,
+                    host: "127.0.0.1".into(),
+                    port: 9092 + id,
+                },
+                MetadataRecord::BrokerFencing {
+                    id: *id,
+                    epoch: 1,
+                    fenced: false,
+                },
+            ];
+            image = image.apply(image.applied_index + 1, &MetadataBatch::new(records));
+        }
+        image
+    }
+
+    fn run(image: &mut MetadataImage, call: ControllerCall) -> Result<Decided, ControllerError> {
+        let (records, decided) = plan(&BrokerConfig::default(), image, call)?;
+        *image = image.apply(image.applied_index + 1, &MetadataBatch::new(records));
+        Ok(decided)
+    }
+
+    fn new_topic(name: &str, partitions: i32, rf: i16) -> ControllerCall {
+        ControllerCall::CreateTopic(NewTopic {
+            name: name.into(),
+            partitions,
+            replication_factor: rf,
+            assignments: None,
+            configs: BTreeMap::new(),
+            validate_only: false,
+        })
+    }
+
+    #[test]
+    fn create_topic_places_over_live_brokers_and_refuses_too_many_replicas() {
+        let mut image = cluster(&[1, 2, 3]);
+        let Decided::Topic(t) = run(&mut image, new_topic("t", 6, 2)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(image.topic("t").unwrap().id, t.id);
+        assert_eq!(t.partitions.len(), 6);
+        let e = run(&mut image, new_topic("u", 1, 4)).unwrap_err();
+        assert_eq!(e.code, ResponseError::InvalidReplicationFactor.code());
+        let e = run(&mut image, new_topic("t", 1, 1)).unwrap_err();
+        assert_eq!(e.code, ResponseError::TopicAlreadyExists.code());
+        run(&mut image, ControllerCall::FenceBroker { id: 3, epoch: 1 }).unwrap();
+        let e = run(&mut image, new_topic("v", 1, 3)).unwrap_err();
+        assert_eq!(e.code, ResponseError::InvalidReplicationFactor.code());
+        run(&mut image, new_topic("w", 4, 2)).unwrap();
+        assert!(image
+            .topic("w")
+            .unwrap()
+            .partitions
+            .iter()
+            .all(|p| !p.replicas.contains(&3)));
+    }
+
+    #[test]
+    fn explicit_assignments_are_validated_and_honoured() {
+        let mut image = cluster(&[1, 2]);
+        let assigned = |assignments: Vec<Vec<i32>>| {
+            ControllerCall::CreateTopic(NewTopic {
+                name: "a".into(),
+                partitions: -1,
+                replication_factor: -1,
+                assignments: Some(assignments),
+                configs: BTreeMap::new(),
+                validate_only: false,
+            })
+        };
+        for bad in [
+            vec![vec![1, 1]],
+            vec![vec![1], vec![1, 2]],
+            vec![vec![9]],
+            vec![vec![]],
+        ] {
+            let e = run(&mut image, assigned(bad)).unwrap_err();
+            assert_eq!(e.code, ResponseError::InvalidReplicaAssignment.code());
+        }
+        run(&mut image, assigned(vec![vec![2, 1], vec![1, 2]])).unwrap();
+        assert_eq!(image.partition("a", 0).unwrap().leader, 2);
+        let more = ControllerCall::CreatePartitions {
+            name: "a".into(),
+            count: 3,
+            assignments: Some(vec![vec![2]]),
+            validate_only: false,
+        };
+        let e = run(&mut image, more).unwrap_err();
+        assert_eq!(e.code, ResponseError::InvalidReplicaAssignment.code());
+        let more = ControllerCall::CreatePartitions {
+            name: "a".into(),
+            count: 3,
+            assignments: None,
+            validate_only: false,
+        };
+        run(&mut image, more).unwrap();
+        assert_eq!(image.topic("a").unwrap().partition_count(), 3);
+        assert_eq!(image.partition("a", 2).unwrap().replicas.len(), 2);
+    }
+
+    #[test]
+    fn registration_epochs_grow_and_heartbeats_unfence_only_the_current_epoch() {
+        let mut image = MetadataImage::default();
+        let register = || ControllerCall::RegisterBroker {
+            id: 1,
+            host: "h".into(),
+            port: 1,
+        };
+        let Decided::BrokerEpoch(first) = run(&mut image, register()).unwrap() else {
+            panic!()
+        };
+        let Decided::BrokerEpoch(second) = run(&mut image, register()).unwrap() else {
+            panic!()
+        };
+        assert!(second > first);
+        let stale = ControllerCall::BrokerHeartbeat {
+            id: 1,
+            epoch: first,
+        };
+        assert_eq!(
+            run(&mut image, stale).unwrap_err().code,
+            ResponseError::StaleBrokerEpoch.code()
+        );
+        assert!(image.brokers[&1].fenced);
+        run(
+            &mut image,
+            ControllerCall::BrokerHeartbeat {
+                id: 1,
+                epoch: second,
+            },
+        )
+        .unwrap();
+        assert!(!image.brokers[&1].fenced);
+    }
+
+    #[test]
+    fn producer_id_blocks_never_overlap() {
+        let mut image = MetadataImage::default();
+        let Decided::ProducerIds { first: a, size } = run(
+            &mut image,
+            ControllerCall::AllocateProducerIds { broker: 1 },
+        )
+        .unwrap() else {
+            panic!()
+        };
+        let Decided::ProducerIds { first: b, .. } = run(
+            &mut image,
+            ControllerCall::AllocateProducerIds { broker: 2 },
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(b, a + size);
+    }
+}

@@ -1,0 +1,66 @@
+//! The controller listener: answers peers' Raft messages and brokers' controller calls, one
+//! request at a time per connection (a peer's client never pipelines). Runs on the Raft runtime.
+
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, TcpStream};
+use tracing::debug;
+
+use super::rpc::{read_frame, write_frame, RpcRequest, RpcResponse};
+use super::MetadataRaft;
+use crate::controller::Controller;
+
+/// Accepts connections until the runtime stops.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    raft: MetadataRaft,
+    controller: Arc<Controller>,
+) {
+    // Registered here, with the Raft runtime's reactor.
+    let listener = match TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!(error = %e, "controller listener unusable");
+            return;
+        }
+    };
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                debug!(error = %e, "controller listener accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let raft = raft.clone();
+        let controller = controller.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_connection(stream, raft, controller).await {
+                debug!(%peer, error = %e, "controller connection closed");
+            }
+        });
+    }
+}
+
+async fn serve_connection(
+    mut stream: TcpStream,
+    raft: MetadataRaft,
+    controller: Arc<Controller>,
+) -> std::io::Result<()> {
+    while let Some(request) = read_frame::<RpcRequest>(&mut stream).await? {
+        let response = match request {
+            RpcRequest::AppendEntries(rpc) => {
+                RpcResponse::AppendEntries(raft.append_entries(rpc).await)
+            }
+            RpcRequest::Vote(rpc) => RpcResponse::Vote(raft.vote(rpc).await),
+            RpcRequest::InstallSnapshot(rpc) => {
+                RpcResponse::InstallSnapshot(raft.install_snapshot(rpc).await)
+            }
+            RpcRequest::Controller(call) => RpcResponse::Controller(controller.decide(call).await),
+        };
+        write_frame(&mut stream, &response).await?;
+    }
+    Ok(())
+}
