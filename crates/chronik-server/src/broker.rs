@@ -6,7 +6,9 @@
 //!   meta/topics.json          topic catalogue (MetadataStore)
 //!   meta/acls.json            ACL bindings (AclStore)
 //!   meta/producer-id-block    producer id allocation (ProducerIdManager)
-//!   <topic>-<partition>/      one Log per partition (chronik-storage)
+//!   <topic>-<partition>/      one Log per partition (chronik-storage) + partition.metadata
+//!                             (the topic id that owns it; replica/partition_dir.rs)
+//!   <topic>-<partition>.<topic id>-delete/   a deleted partition, being removed
 //! ```
 
 use std::sync::Arc;
@@ -56,7 +58,7 @@ impl Broker {
             config.flush_policy,
         ));
         let controller = Controller::new(config.clone(), metadata.clone(), replicas.clone());
-        controller.reconcile_all()?;
+        controller.reconcile_all();
         let groups = Arc::new(GroupCoordinator::new(
             config.clone(),
             metadata.clone(),

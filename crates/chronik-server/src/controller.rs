@@ -75,14 +75,13 @@ impl Controller {
         }
     }
 
-    /// Brings local partitions in line with metadata at start.
-    pub fn reconcile_all(&self) -> anyhow::Result<()> {
+    /// Brings local partitions in line with metadata at start. A partition that cannot be
+    /// opened goes offline (the replica manager logs it and answers KAFKA_STORAGE_ERROR for it);
+    /// it does not keep the broker from serving every other partition.
+    pub fn reconcile_all(&self) {
         for topic in self.metadata.topics() {
-            self.replicas
-                .reconcile_topic(&topic)
-                .map_err(|e| anyhow::anyhow!("opening topic {}: {e}", topic.name))?;
+            let _ = self.replicas.reconcile_topic(&topic);
         }
-        Ok(())
     }
 
     /// Checks a topic name the way Kafka does.

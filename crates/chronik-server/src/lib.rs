@@ -11,7 +11,8 @@
 //! - `security`: ACL bindings (persisted in `data/meta/acls.json`) and the authorizer every
 //!   handler asks before it acts.
 //! - `allocator`: keeps hostile array lengths from aborting the process.
-//! - `broker`: wiring and the run loop; `config`: settings; `producer_ids`: id allocation.
+//! - `broker`: wiring and the run loop; `config`: settings; `producer_ids`: id allocation;
+//!   `durable`: crash-safe replacement of small state files.
 
 pub mod allocator;
 pub mod api;
@@ -19,6 +20,7 @@ pub mod broker;
 pub mod config;
 pub mod controller;
 pub mod coordinator;
+pub mod durable;
 pub mod metadata;
 pub mod network;
 pub mod producer_ids;

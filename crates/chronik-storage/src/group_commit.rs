@@ -11,7 +11,6 @@
 //! requests are still completed first.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -21,20 +20,22 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 use tracing::trace;
 
+use crate::fs::FileRef;
+
 /// The files that hold unsynced bytes of one append. Cheap to clone.
 #[derive(Clone, Debug, Default)]
 pub struct SyncHandle {
-    files: Arc<[Arc<File>]>,
+    files: Arc<[FileRef]>,
 }
 
 impl SyncHandle {
-    pub fn new(files: Vec<Arc<File>>) -> SyncHandle {
+    pub fn new(files: Vec<FileRef>) -> SyncHandle {
         SyncHandle {
             files: files.into(),
         }
     }
 
-    pub fn files(&self) -> &[Arc<File>] {
+    pub fn files(&self) -> &[FileRef] {
         &self.files
     }
 
@@ -120,16 +121,21 @@ fn stopped() -> io::Error {
     io::Error::other("group commit thread stopped")
 }
 
+/// Identity of a shared file (its allocation; the vtable half of the pointer is dropped).
+fn file_id(file: &FileRef) -> *const () {
+    Arc::as_ptr(file).cast()
+}
+
 fn run(rx: mpsc::Receiver<Request>) {
     while let Ok(first) = rx.recv() {
         let mut round = vec![first];
         round.extend(rx.try_iter());
         // Distinct files of this round, with the outcome of their fsync.
-        let mut results: HashMap<*const File, Option<(io::ErrorKind, String)>> = HashMap::new();
+        let mut results: HashMap<*const (), Option<(io::ErrorKind, String)>> = HashMap::new();
         for (handle, _) in &round {
             for file in handle.files.iter() {
                 results
-                    .entry(Arc::as_ptr(file))
+                    .entry(file_id(file))
                     .or_insert_with(|| file.sync_data().err().map(|e| (e.kind(), e.to_string())));
             }
         }
@@ -142,7 +148,7 @@ fn run(rx: mpsc::Receiver<Request>) {
             let outcome = handle
                 .files
                 .iter()
-                .find_map(|f| results[&Arc::as_ptr(f)].clone())
+                .find_map(|f| results[&file_id(f)].clone())
                 .map_or(Ok(()), |(kind, msg)| Err(io::Error::new(kind, msg)));
             done(outcome);
         }
@@ -152,12 +158,17 @@ fn run(rx: mpsc::Receiver<Request>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fs::{OpenMode, RealFs};
 
     #[test]
     fn many_concurrent_syncs_complete() {
         let dir = tempfile::tempdir().unwrap();
-        let files: Vec<Arc<File>> = (0..4)
-            .map(|i| Arc::new(File::create(dir.path().join(format!("f{i}"))).unwrap()))
+        let fs = RealFs::shared();
+        let files: Vec<FileRef> = (0..4)
+            .map(|i| {
+                fs.open(&dir.path().join(format!("f{i}")), OpenMode::CreateOrKeep)
+                    .unwrap()
+            })
             .collect();
         let gc = GroupCommit::start();
         let threads: Vec<_> = (0..8)

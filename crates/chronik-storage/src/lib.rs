@@ -13,7 +13,11 @@
 //! - [`leader_epoch`]: the leader epoch cache (OffsetForLeaderEpoch).
 //! - [`cleaner`]: log compaction.
 //! - [`group_commit`]: one fsync thread shared by all partitions.
-//! - [`fs`]: the file-system seam ([`fs::Fs`]) every file operation goes through.
+//! - [`journal`]: the write-ahead journal of a data directory: one fsync per round for
+//!   every partition, checkpoints, recovery points and replay.
+//! - [`fs`]: the file-system seam ([`fs::Fs`]) every file operation goes through;
+//!   `faulty_fs` (tests and the `fault-injection` feature): an in-memory one that
+//!   injects faults and loses unsynced data on a simulated power loss.
 //! - [`config`]: [`LogConfig`]; [`error`]: [`StorageError`].
 //!
 //! Architecture invariant: stored batches are the producer's bytes; only `baseOffset`
@@ -24,15 +28,20 @@ pub mod batch;
 pub mod cleaner;
 pub mod config;
 pub mod error;
+#[cfg(any(test, feature = "fault-injection"))]
+pub mod faulty_fs;
 pub mod fs;
 pub mod group_commit;
 mod index_file;
+pub mod journal;
 pub mod leader_epoch;
 pub mod log;
 pub mod offset_index;
 pub mod segment;
 pub mod time_index;
 
+#[cfg(test)]
+mod log_fault_tests;
 #[cfg(test)]
 mod log_tests;
 #[cfg(test)]

@@ -8,6 +8,7 @@ use proptest::prelude::*;
 use crate::batch::{self, validate_stored_batch};
 use crate::config::{CleanupPolicy, LogConfig, TimestampType};
 use crate::error::StorageError;
+use crate::fs::RealFs;
 use crate::log::Log;
 use crate::test_util::{batch, decode_all};
 
@@ -50,7 +51,7 @@ fn all_batches(log: &Log) -> Vec<(i64, Vec<u8>)> {
 #[test]
 fn append_assigns_offsets_and_reads_across_rolls() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = Log::open(dir.path(), small_config()).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), small_config()).unwrap();
     let bases = fill(&mut log, 60, 3, 1000);
     assert_eq!(bases, (0..60).map(|i| i * 3).collect::<Vec<i64>>());
     assert_eq!(log.log_end_offset(), 180);
@@ -82,7 +83,7 @@ fn append_assigns_offsets_and_reads_across_rolls() {
 #[test]
 fn read_bounds_and_min_one_batch() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), LogConfig::default()).unwrap();
     fill(&mut log, 10, 4, 0);
     let one = log.read(0, 1, i64::MAX, true).unwrap();
     let size = one.bytes.len();
@@ -121,7 +122,7 @@ fn log_append_time_and_leader_epoch_are_applied() {
         timestamp_type: TimestampType::LogAppendTime,
         ..LogConfig::default()
     };
-    let mut log = Log::open(dir.path(), config).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), config).unwrap();
     let mut b = batch(3, 5);
     let info = log.append(&mut b, 4, 777).unwrap();
     assert_eq!((info.first_offset, info.last_offset), (0, 2));
@@ -140,7 +141,7 @@ fn retention_by_time_and_size() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = small_config();
     config.retention_ms = 1000;
-    let mut log = Log::open(dir.path(), config.clone()).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), config.clone()).unwrap();
     fill(&mut log, 60, 3, 0); // timestamps 0..180
     let segments = log.segment_count();
     assert!(segments > 2);
@@ -174,14 +175,14 @@ fn retention_by_time_and_size() {
     // Log start offset survives a reopen.
     let start = log.log_start_offset();
     log.close().unwrap();
-    let log = Log::open(dir.path(), small_config()).unwrap();
+    let log = Log::open(&RealFs::shared(), dir.path(), small_config()).unwrap();
     assert_eq!(log.log_start_offset(), start);
 }
 
 #[test]
 fn delete_records_moves_start_and_drops_segments() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = Log::open(dir.path(), small_config()).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), small_config()).unwrap();
     fill(&mut log, 40, 3, 0);
     let before = log.segment_count();
     let second_base = log.segments[1].base_offset();
@@ -196,7 +197,7 @@ fn delete_records_moves_start_and_drops_segments() {
     assert_eq!(log.segment_count(), 1);
     assert_eq!(log.log_end_offset(), 120);
     drop(log); // unclean
-    let log = Log::open(dir.path(), small_config()).unwrap();
+    let log = Log::open(&RealFs::shared(), dir.path(), small_config()).unwrap();
     assert_eq!(log.log_start_offset(), 120);
     assert_eq!(log.log_end_offset(), 120);
 }
@@ -204,7 +205,7 @@ fn delete_records_moves_start_and_drops_segments() {
 #[test]
 fn truncate_to_drops_tail_and_epochs() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = Log::open(dir.path(), small_config()).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), small_config()).unwrap();
     for i in 0..40i64 {
         let mut b = batch(3, i);
         log.append(&mut b, (i / 10) as i32, 0).unwrap();
@@ -223,14 +224,14 @@ fn truncate_to_drops_tail_and_epochs() {
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 0));
     assert_eq!(log.end_offset_for_epoch(5), (-1, -1));
     log.close().unwrap();
-    let log = Log::open(dir.path(), small_config()).unwrap();
+    let log = Log::open(&RealFs::shared(), dir.path(), small_config()).unwrap();
     assert_eq!(log.log_end_offset(), 0);
 }
 
 #[test]
 fn reopen_after_clean_close_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = Log::open(dir.path(), small_config()).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), small_config()).unwrap();
     fill(&mut log, 50, 3, 100);
     let before = all_batches(&log);
     let (segments, end, max_ts) = (
@@ -240,7 +241,7 @@ fn reopen_after_clean_close_keeps_everything() {
     );
     log.close().unwrap();
     assert!(dir.path().join(".clean_shutdown").exists());
-    let mut log = Log::open(dir.path(), small_config()).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), small_config()).unwrap();
     assert!(!dir.path().join(".clean_shutdown").exists());
     assert_eq!((log.segment_count(), log.log_end_offset()), (segments, end));
     assert_eq!(log.max_timestamp_offset(), max_ts);
@@ -256,7 +257,7 @@ fn log_file(dir: &Path, base: i64) -> std::path::PathBuf {
 #[test]
 fn unclean_reopen_truncates_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), LogConfig::default()).unwrap();
     fill(&mut log, 10, 5, 0);
     let batches = all_batches(&log);
     drop(log); // no clean-shutdown marker
@@ -268,7 +269,7 @@ fn unclean_reopen_truncates_torn_tail() {
         .unwrap()
         .set_len(len - 7)
         .unwrap();
-    let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    let log = Log::open(&RealFs::shared(), dir.path(), LogConfig::default()).unwrap();
     assert_eq!(log.log_end_offset(), 45);
     assert_eq!(all_batches(&log), batches[..9].to_vec());
     drop(log);
@@ -278,7 +279,7 @@ fn unclean_reopen_truncates_torn_tail() {
     let mut data = fs::read(&path).unwrap();
     data[start_of_5th + 70] ^= 0x01;
     fs::write(&path, &data).unwrap();
-    let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), LogConfig::default()).unwrap();
     assert_eq!(log.log_end_offset(), 20);
     assert_eq!(all_batches(&log), batches[..4].to_vec());
     let mut b = batch(2, 0);
@@ -288,12 +289,12 @@ fn unclean_reopen_truncates_torn_tail() {
 #[test]
 fn missing_index_is_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = Log::open(dir.path(), small_config()).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), small_config()).unwrap();
     fill(&mut log, 40, 3, 0);
     let before = all_batches(&log);
     log.close().unwrap();
     fs::remove_file(dir.path().join("00000000000000000000.index")).unwrap();
-    let log = Log::open(dir.path(), small_config()).unwrap();
+    let log = Log::open(&RealFs::shared(), dir.path(), small_config()).unwrap();
     assert!(log.segments[0].index_entries() > 0);
     assert_eq!(all_batches(&log), before);
 }
@@ -301,7 +302,7 @@ fn missing_index_is_rebuilt() {
 #[test]
 fn offset_for_timestamp_finds_first_record() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = Log::open(dir.path(), small_config()).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), small_config()).unwrap();
     fill(&mut log, 40, 5, 1000); // record i has timestamp 1000 + i
     assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((0, 1000)));
     assert_eq!(log.offset_for_timestamp(1000).unwrap(), Some((0, 1000)));
@@ -316,7 +317,7 @@ fn offset_for_timestamp_finds_first_record() {
 #[test]
 fn scan_batch_headers_walks_from_offset() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = Log::open(dir.path(), small_config()).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), small_config()).unwrap();
     fill(&mut log, 30, 2, 0);
     let mut seen = Vec::new();
     log.scan_batch_headers(11, |h| seen.push(h.base_offset))
@@ -331,7 +332,7 @@ fn append_rolls_on_segment_ms_and_hands_out_rolled_file() {
         segment_ms: 100,
         ..LogConfig::default()
     };
-    let mut log = Log::open(dir.path(), config).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), config).unwrap();
     let mut b = batch(1, 0);
     log.append(&mut b, 0, 1_000).unwrap();
     let mut b = batch(1, 0);
@@ -349,7 +350,7 @@ fn append_rolls_on_segment_ms_and_hands_out_rolled_file() {
 fn delete_removes_directory() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("topic-0");
-    let mut log = Log::open(&path, small_config()).unwrap();
+    let mut log = Log::open(&RealFs::shared(), &path, small_config()).unwrap();
     fill(&mut log, 5, 2, 0);
     log.delete().unwrap();
     assert!(!path.exists());
@@ -366,7 +367,7 @@ proptest! {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let config = LogConfig { index_interval_bytes: 128, ..LogConfig::default() };
-        let mut log = Log::open(dir.path(), config.clone()).unwrap();
+        let mut log = Log::open(&RealFs::shared(), dir.path(), config.clone()).unwrap();
         let mut written = Vec::new();
         for (i, n) in sizes.iter().enumerate() {
             let mut b = batch(*n, i as i64);
@@ -384,7 +385,7 @@ proptest! {
         }
         fs::write(&path, &data).unwrap();
 
-        let log = Log::open(dir.path(), config).unwrap();
+        let log = Log::open(&RealFs::shared(), dir.path(), config).unwrap();
         let recovered = all_batches(&log);
         prop_assert!(recovered.len() <= written.len());
         for (i, (_, bytes)) in recovered.iter().enumerate() {
@@ -406,7 +407,7 @@ proptest! {
 #[test]
 fn corrupt_base_offset_is_cut() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), LogConfig::default()).unwrap();
     let mut a = batch(1, 0);
     let first_len = a.len();
     log.append(&mut a, 0, 0).unwrap();
@@ -417,7 +418,7 @@ fn corrupt_base_offset_is_cut() {
     let mut data = fs::read(&path).unwrap();
     data[first_len + 4] ^= 0x5a;
     fs::write(&path, &data).unwrap();
-    let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    let log = Log::open(&RealFs::shared(), dir.path(), LogConfig::default()).unwrap();
     assert_eq!(log.log_end_offset(), 1);
     assert_eq!(all_batches(&log).len(), 1);
 }
@@ -435,7 +436,7 @@ fn check_compaction(compression: kafka_protocol::records::Compression) {
         delete_retention_ms: 1000,
         ..LogConfig::default()
     };
-    let mut log = Log::open(dir.path(), config.clone()).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), config.clone()).unwrap();
     let mut all = Vec::new(); // (offset, key, value)
     for round in 0..12i64 {
         let keys: Vec<String> = (0..5).map(|k| format!("k{k}")).collect();
@@ -513,7 +514,7 @@ fn check_compaction(compression: kafka_protocol::records::Compression) {
 
     // The compacted log survives an unclean reopen unchanged.
     drop(log);
-    let log = Log::open(dir.path(), config).unwrap();
+    let log = Log::open(&RealFs::shared(), dir.path(), config).unwrap();
     assert_eq!(log.log_end_offset(), end);
     assert_eq!(read_records(&log), after);
 }
@@ -539,7 +540,7 @@ fn compaction_handles_compressed_batches() {
 #[test]
 fn compaction_only_with_compact_policy() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = Log::open(dir.path(), small_config()).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), small_config()).unwrap();
     fill(&mut log, 40, 3, 0);
     assert_eq!(log.compact(1000).unwrap(), Default::default());
 }
@@ -547,7 +548,7 @@ fn compaction_only_with_compact_policy() {
 #[test]
 fn one_append_of_several_batches() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), LogConfig::default()).unwrap();
     let mut buf = batch(2, 0);
     buf.extend_from_slice(&batch(3, 0));
     buf.extend_from_slice(&batch(1, 0));

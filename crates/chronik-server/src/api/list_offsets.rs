@@ -41,12 +41,12 @@ pub fn handle(
                         return response
                             .with_error_code(ResponseError::TopicAuthorizationFailed.code());
                     }
-                    let Some(partition) = broker
+                    let partition = match broker
                         .replicas
-                        .partition(topic.name.as_str(), p.partition_index)
-                    else {
-                        return response
-                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                        .online_partition(topic.name.as_str(), p.partition_index)
+                    {
+                        Ok(partition) => partition,
+                        Err(e) => return response.with_error_code(e.code()),
                     };
                     // The field exists from v4; older versions must leave it at its default.
                     let epoch = if version >= 4 {

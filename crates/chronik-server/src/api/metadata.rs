@@ -166,17 +166,23 @@ fn topic_response(broker: &Broker, topic: &TopicMetadata) -> MetadataResponseTop
     let node = BrokerId(broker.config.node_id);
     let partitions = (0..topic.partitions)
         .map(|index| {
-            let epoch = broker
-                .replicas
-                .partition(&topic.name, index)
-                .map(|p| p.leader_epoch())
-                .unwrap_or(0);
+            let hosted = broker.replicas.partition(&topic.name, index);
+            let epoch = hosted.as_ref().map(|p| p.leader_epoch()).unwrap_or(0);
+            // Its directory could not be opened: listed as usual, its replica marked offline
+            // (the field exists from v5; older versions drop it), and requests to it answer
+            // KAFKA_STORAGE_ERROR.
+            let offline = hosted.is_none()
+                && broker
+                    .replicas
+                    .offline_partition(&topic.name, index)
+                    .is_some();
             MetadataResponsePartition::default()
                 .with_partition_index(index)
                 .with_leader_id(node)
                 .with_leader_epoch(epoch)
                 .with_replica_nodes(vec![node])
                 .with_isr_nodes(vec![node])
+                .with_offline_replicas(if offline { vec![node] } else { Vec::new() })
         })
         .collect();
     MetadataResponseTopic::default()

@@ -30,7 +30,7 @@ fn open(dir: tempfile::TempDir) -> Fixture {
         config.flush_policy,
     ));
     let controller = Controller::new(config.clone(), metadata.clone(), replicas.clone());
-    controller.reconcile_all().unwrap();
+    controller.reconcile_all();
     Fixture {
         _dir: dir,
         config,

@@ -1,18 +1,22 @@
 //! `MetadataStore`: the persisted catalogue of topics.
 //!
 //! File format: `data/meta/topics.json`, a JSON object `{cluster_id, topics: {name: TopicMetadata}}`,
-//! rewritten whole on every change through a temp file, fsync and rename, so a crash leaves either
-//! the old or the new catalogue, never a torn one. Topic changes are rare; a whole rewrite is fine.
+//! rewritten whole on every change through a temp file, fsync, rename and directory fsync
+//! (`durable::replace_file`), so a crash leaves either the old or the new catalogue, never a torn
+//! one. Topic changes are rare; a whole rewrite is fine.
 //!
-//! Thread-safety: all state sits behind one `RwLock`; writers persist while holding it so two
-//! changes can never be saved out of order.
+//! Every change is built on a copy, persisted, and only then published: a failed write returns an
+//! error and leaves the catalogue in memory as it was.
+//!
+//! Thread-safety: all state sits behind one `RwLock`. A writer holds its upgradable read lock
+//! while persisting (so two changes are never saved out of order, yet readers are not blocked by
+//! the fsync) and upgrades it only to publish.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use parking_lot::RwLock;
+use parking_lot::{RwLock, RwLockUpgradableReadGuard};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -90,12 +94,13 @@ impl MetadataStore {
 
     /// Adds a topic; returns false (and changes nothing) when the name is taken.
     pub fn insert_topic(&self, topic: TopicMetadata) -> anyhow::Result<bool> {
-        let mut catalogue = self.catalogue.write();
+        let catalogue = self.catalogue.upgradable_read();
         if catalogue.topics.contains_key(&topic.name) {
             return Ok(false);
         }
-        catalogue.topics.insert(topic.name.clone(), topic);
-        self.persist(&catalogue)?;
+        let mut next = catalogue.clone();
+        next.topics.insert(topic.name.clone(), topic);
+        self.publish(catalogue, next)?;
         Ok(true)
     }
 
@@ -105,35 +110,43 @@ impl MetadataStore {
         name: &str,
         change: impl FnOnce(&mut TopicMetadata),
     ) -> anyhow::Result<Option<TopicMetadata>> {
-        let mut catalogue = self.catalogue.write();
-        let Some(topic) = catalogue.topics.get_mut(name) else {
+        let catalogue = self.catalogue.upgradable_read();
+        let Some(current) = catalogue.topics.get(name) else {
             return Ok(None);
         };
-        change(topic);
-        let updated = topic.clone();
-        self.persist(&catalogue)?;
+        let mut updated = current.clone();
+        change(&mut updated);
+        let mut next = catalogue.clone();
+        next.topics.insert(name.to_string(), updated.clone());
+        self.publish(catalogue, next)?;
         Ok(Some(updated))
     }
 
     pub fn remove_topic(&self, name: &str) -> anyhow::Result<Option<TopicMetadata>> {
-        let mut catalogue = self.catalogue.write();
-        let removed = catalogue.topics.remove(name);
-        if removed.is_some() {
-            self.persist(&catalogue)?;
-        }
-        Ok(removed)
+        let catalogue = self.catalogue.upgradable_read();
+        let Some(removed) = catalogue.topics.get(name).cloned() else {
+            return Ok(None);
+        };
+        let mut next = catalogue.clone();
+        next.topics.remove(name);
+        self.publish(catalogue, next)?;
+        Ok(Some(removed))
+    }
+
+    /// Persists `next`, then makes it the catalogue; on error the catalogue is unchanged.
+    fn publish(
+        &self,
+        current: RwLockUpgradableReadGuard<'_, Catalogue>,
+        next: Catalogue,
+    ) -> anyhow::Result<()> {
+        self.persist(&next)?;
+        *RwLockUpgradableReadGuard::upgrade(current) = next;
+        Ok(())
     }
 
     fn persist(&self, catalogue: &Catalogue) -> anyhow::Result<()> {
-        let tmp = self.path.with_extension("json.tmp");
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&serde_json::to_vec_pretty(catalogue)?)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, &self.path)?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
+        crate::durable::replace_file(&self.path, &serde_json::to_vec_pretty(catalogue)?)
+            .with_context(|| format!("writing {}", self.path.display()))
     }
 }
 
@@ -172,5 +185,31 @@ mod tests {
         assert_eq!(store.topic_by_id(id).unwrap().name, "a");
         assert!(store.remove_topic("a").unwrap().is_some());
         assert!(store.topics().is_empty());
+    }
+
+    #[test]
+    fn a_failed_persist_changes_nothing_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetadataStore::open(dir.path(), Some("c")).unwrap();
+        let a = topic("a");
+        assert!(store.insert_topic(a.clone()).unwrap());
+        // A directory in place of the file makes the rename fail, even for root.
+        let path = dir.path().join("topics.json");
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+
+        assert!(store.insert_topic(topic("b")).is_err());
+        assert!(store.topic("b").is_none());
+        assert!(store.update_topic("a", |t| t.partitions = 9).is_err());
+        assert_eq!(store.topic("a"), Some(a.clone()));
+        assert!(store.remove_topic("a").is_err());
+        assert_eq!(store.topics(), vec![a.clone()]);
+
+        std::fs::remove_dir(&path).unwrap();
+        assert!(store.insert_topic(topic("b")).unwrap());
+        drop(store);
+        let store = MetadataStore::open(dir.path(), None).unwrap();
+        assert_eq!(store.topic("a"), Some(a));
+        assert!(store.topic("b").is_some());
     }
 }

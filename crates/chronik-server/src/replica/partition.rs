@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use chronik_storage::batch::{batches, validate_batch};
+use chronik_storage::fs::FsRef;
 use chronik_storage::{Log, ReadResult, StorageError, SyncHandle};
 use kafka_protocol::records::RecordBatchDecoder;
 use kafka_protocol::ResponseError;
@@ -46,6 +47,9 @@ pub enum PartitionError {
     Storage(StorageError),
     #[error("this broker does not host the partition")]
     UnknownTopicOrPartition,
+    /// Its directory could not be opened at startup or creation (the error, as text).
+    #[error("partition is offline: {0}")]
+    Offline(String),
     /// KIP-467: the batch was refused because of these records (index in batch, reason).
     #[error("{message}")]
     InvalidRecord {
@@ -63,7 +67,9 @@ impl PartitionError {
             PartitionError::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch.code(),
             PartitionError::OffsetOutOfRange => ResponseError::OffsetOutOfRange.code(),
             PartitionError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas.code(),
-            PartitionError::Storage(_) => ResponseError::KafkaStorageError.code(),
+            PartitionError::Storage(_) | PartitionError::Offline(_) => {
+                ResponseError::KafkaStorageError.code()
+            }
             PartitionError::UnknownTopicOrPartition => {
                 ResponseError::UnknownTopicOrPartition.code()
             }
@@ -115,6 +121,7 @@ pub struct Partition {
 impl Partition {
     /// Opens (recovering if needed) the log in `dir` and rebuilds producer state from it.
     pub fn open(
+        fs: &FsRef,
         dir: &Path,
         topic: &str,
         topic_id: Uuid,
@@ -122,7 +129,7 @@ impl Partition {
         leader_epoch: i32,
         settings: PartitionSettings,
     ) -> Result<Partition, StorageError> {
-        let log = Log::open(dir, settings.log.clone())?;
+        let log = Log::open(fs, dir, settings.log.clone())?;
         let mut producers = ProducerStateTable::default();
         log.scan_batch_headers(log.log_start_offset(), |h| {
             if h.has_producer_id() {
@@ -367,11 +374,6 @@ impl Partition {
     /// Flushes and marks the log cleanly closed.
     pub fn close(self) -> Result<(), StorageError> {
         self.inner.into_inner().log.close()
-    }
-
-    /// Removes the log and its directory.
-    pub fn delete(self) -> Result<(), StorageError> {
-        self.inner.into_inner().log.delete()
     }
 }
 

@@ -2,7 +2,12 @@
 //! append (then wait until durable, as the flush policy requires) and fetch (with long-poll).
 //!
 //! It is driven by metadata: `reconcile_topic` creates missing partitions of a topic and
-//! `remove_topic` deletes a topic's partitions and their files. Handlers never touch files.
+//! `remove_topic` deletes a topic's partitions and their files (`partition_dir`: each directory
+//! records its topic id, so a re-created topic never reopens a deleted one's data). Handlers
+//! never touch files.
+//!
+//! A partition that cannot be opened is *offline*: remembered with its error, logged once, and
+//! answered KAFKA_STORAGE_ERROR until the broker restarts; every other partition keeps serving.
 //!
 //! Concurrency: the partition map is behind an `RwLock` taken only to look up or change entries;
 //! no lock is held across an await. Every append queues its files on the storage layer's
@@ -11,20 +16,23 @@
 //! a `watch` channel: no polling loops, no task per request.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use chronik_storage::fs::{FsRef, RealFs};
 use chronik_storage::GroupCommit;
 use futures::future::{join_all, select_all};
 use kafka_protocol::ResponseError;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use tracing::{debug, warn};
+use uuid::Uuid;
 
 use super::partition::{Appended, Partition, PartitionError};
+use super::partition_dir::{self, DirRemover};
 use crate::config::{FlushPolicy, LogDefaults};
-use crate::metadata::topic_config::resolve;
+use crate::metadata::topic_config::{resolve, PartitionSettings};
 use crate::metadata::TopicMetadata;
 
 /// Milliseconds since the Unix epoch.
@@ -53,11 +61,26 @@ pub struct FetchedPartition {
     pub records: Bytes,
 }
 
+/// A partition whose directory could not be opened.
+#[derive(Clone, Debug)]
+pub struct OfflinePartition {
+    pub topic_id: Uuid,
+    pub error: String,
+}
+
 pub struct ReplicaManager {
     data_dir: PathBuf,
     defaults: LogDefaults,
     partitions: RwLock<HashMap<(String, i32), Arc<Partition>>>,
+    /// Consulted only when a lookup in `partitions` misses, so it costs the hot path nothing.
+    offline: RwLock<HashMap<(String, i32), OfflinePartition>>,
+    /// Serialises creating, reopening and deleting partition directories, so a delete and a
+    /// re-create of the same name cannot interleave on one directory. Never taken by
+    /// produce or fetch.
+    layout: Mutex<()>,
+    remover: DirRemover,
     group_commit: Option<Arc<GroupCommit>>,
+    fs: FsRef,
 }
 
 impl ReplicaManager {
@@ -66,16 +89,54 @@ impl ReplicaManager {
             FlushPolicy::GroupCommit => Some(GroupCommit::start()),
             FlushPolicy::Os => None,
         };
+        let remover = DirRemover::start();
+        // Deletions a crash or a failure interrupted.
+        match partition_dir::leftovers(&data_dir) {
+            Ok(dirs) => dirs.into_iter().for_each(|dir| remover.remove(dir)),
+            Err(e) => {
+                warn!(dir = %data_dir.display(), error = %e, "listing deleted partition directories")
+            }
+        }
         ReplicaManager {
             data_dir,
             defaults,
             partitions: RwLock::new(HashMap::new()),
+            offline: RwLock::new(HashMap::new()),
+            layout: Mutex::new(()),
+            remover,
             group_commit,
+            fs: RealFs::shared(),
         }
     }
 
     pub fn partition(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
         self.partitions
+            .read()
+            .get(&(topic.to_string(), partition))
+            .cloned()
+    }
+
+    /// The hosted partition, or why there is none: offline (KAFKA_STORAGE_ERROR) or not hosted
+    /// (UNKNOWN_TOPIC_OR_PARTITION).
+    pub fn online_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Arc<Partition>, PartitionError> {
+        self.partition(topic, partition)
+            .ok_or_else(|| self.missing(topic, partition))
+    }
+
+    /// Why `topic`/`partition` is not in the partition map.
+    pub fn missing(&self, topic: &str, partition: i32) -> PartitionError {
+        match self.offline_partition(topic, partition) {
+            Some(offline) => PartitionError::Offline(offline.error),
+            None => PartitionError::UnknownTopicOrPartition,
+        }
+    }
+
+    pub fn offline_partition(&self, topic: &str, partition: i32) -> Option<OfflinePartition> {
+        self.offline
             .read()
             .get(&(topic.to_string(), partition))
             .cloned()
@@ -91,51 +152,103 @@ impl ReplicaManager {
     }
 
     /// Opens or creates every partition of `topic` that is not hosted yet, and applies its
-    /// current config to those that are.
+    /// current config to those that are. A partition that cannot be opened goes offline (logged
+    /// here, once) and the others are still opened; the first such error is returned.
     pub fn reconcile_topic(&self, topic: &TopicMetadata) -> Result<(), PartitionError> {
         let settings = resolve(&self.defaults, &topic.configs);
+        let _layout = self.layout.lock();
+        let mut first_error = None;
         for index in 0..topic.partitions {
+            let key = (topic.name.clone(), index);
             if let Some(existing) = self.partition(&topic.name, index) {
-                existing.update_settings(settings.clone());
-                continue;
+                if existing.topic_id == topic.id {
+                    existing.update_settings(settings.clone());
+                    continue;
+                }
+                // An earlier topic of this name whose deletion has not reached us yet.
+                self.partitions.write().remove(&key);
             }
-            let partition = Partition::open(
-                &self.partition_dir(&topic.name, index),
-                &topic.name,
-                topic.id,
-                index,
-                0,
-                settings.clone(),
-            )?;
-            self.partitions
-                .write()
-                .entry((topic.name.clone(), index))
-                .or_insert_with(|| Arc::new(partition));
+            {
+                let mut offline = self.offline.write();
+                match offline.get(&key) {
+                    // Offline until restart, as Kafka keeps a failed log directory offline.
+                    Some(o) if o.topic_id == topic.id => continue,
+                    Some(_) => {
+                        offline.remove(&key);
+                    }
+                    None => {}
+                }
+            }
+            let dir = self.partition_dir(&topic.name, index);
+            match self.open_partition(&dir, topic, index, settings.clone()) {
+                Ok(partition) => {
+                    self.partitions.write().insert(key, Arc::new(partition));
+                }
+                Err(e) => {
+                    warn!(topic = %topic.name, partition = index, dir = %dir.display(), error = %e,
+                        "cannot open partition: it is offline (KAFKA_STORAGE_ERROR) until restart");
+                    let offline = OfflinePartition {
+                        topic_id: topic.id,
+                        error: e.to_string(),
+                    };
+                    self.offline.write().insert(key, offline);
+                    first_error.get_or_insert(e);
+                }
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
-    /// Stops hosting `topic` and removes its data from disk.
+    /// Claims the directory for this topic incarnation, then opens (or creates) its log.
+    fn open_partition(
+        &self,
+        dir: &Path,
+        topic: &TopicMetadata,
+        index: i32,
+        settings: PartitionSettings,
+    ) -> Result<Partition, PartitionError> {
+        let stale =
+            partition_dir::claim(dir, topic.id).map_err(|e| PartitionError::Storage(e.into()))?;
+        if let Some(stale) = stale {
+            self.remover.remove(stale);
+        }
+        Ok(Partition::open(
+            &self.fs,
+            dir,
+            &topic.name,
+            topic.id,
+            index,
+            0,
+            settings,
+        )?)
+    }
+
+    /// Stops hosting `topic` and removes its data: each partition directory is renamed aside at
+    /// once (the name is free for a new topic) and removed in the background.
     pub fn remove_topic(&self, topic: &TopicMetadata) {
-        let removed: Vec<Arc<Partition>> = {
-            let mut partitions = self.partitions.write();
-            (0..topic.partitions)
-                .filter_map(|i| partitions.remove(&(topic.name.clone(), i)))
-                .collect()
-        };
-        for partition in removed {
-            let dir = self.partition_dir(&topic.name, partition.index);
-            match Arc::try_unwrap(partition) {
-                Ok(partition) => {
-                    if let Err(e) = partition.delete() {
-                        warn!(dir = %dir.display(), error = %e, "deleting partition data");
-                    }
+        let _layout = self.layout.lock();
+        for index in 0..topic.partitions {
+            let key = (topic.name.clone(), index);
+            // Requests still holding the partition finish on files already unlinked: harmless.
+            {
+                let mut partitions = self.partitions.write();
+                if partitions.get(&key).is_some_and(|p| p.topic_id == topic.id) {
+                    partitions.remove(&key);
                 }
-                // A request still holds it: its files are unlinked under it, which is harmless.
-                Err(_) => {
-                    if let Err(e) = std::fs::remove_dir_all(&dir) {
-                        warn!(dir = %dir.display(), error = %e, "deleting partition data");
-                    }
+            }
+            {
+                let mut offline = self.offline.write();
+                if offline.get(&key).is_some_and(|o| o.topic_id == topic.id) {
+                    offline.remove(&key);
+                }
+            }
+            let dir = self.partition_dir(&topic.name, index);
+            match partition_dir::release(&dir, topic.id) {
+                Ok(Some(moved)) => self.remover.remove(moved),
+                Ok(None) => {}
+                // Its partition.metadata still keeps a new topic of this name from reopening it.
+                Err(e) => {
+                    warn!(dir = %dir.display(), error = %e, "moving deleted partition aside failed")
                 }
             }
         }
@@ -221,9 +334,9 @@ impl ReplicaManager {
         max_wait: Duration,
     ) -> Vec<FetchedPartition> {
         let deadline = tokio::time::Instant::now() + max_wait;
-        let partitions: Vec<Option<Arc<Partition>>> = requests
+        let partitions: Vec<Result<Arc<Partition>, PartitionError>> = requests
             .iter()
-            .map(|r| self.partition(&r.topic, r.partition))
+            .map(|r| self.online_partition(&r.topic, r.partition))
             .collect();
         // Subscribe before the first read so an append between read and wait is not missed.
         let mut watchers: Vec<_> = partitions
@@ -248,7 +361,7 @@ impl ReplicaManager {
 
     fn read_once(
         requests: &[FetchPartition],
-        partitions: &[Option<Arc<Partition>>],
+        partitions: &[Result<Arc<Partition>, PartitionError>],
         max_bytes: usize,
     ) -> Vec<FetchedPartition> {
         let mut remaining = max_bytes;
@@ -257,13 +370,16 @@ impl ReplicaManager {
             .iter()
             .zip(partitions)
             .map(|(request, partition)| {
-                let Some(p) = partition else {
-                    return FetchedPartition {
-                        error_code: ResponseError::UnknownTopicOrPartition.code(),
-                        high_watermark: -1,
-                        log_start_offset: -1,
-                        records: Bytes::new(),
-                    };
+                let p = match partition {
+                    Ok(p) => p,
+                    Err(e) => {
+                        return FetchedPartition {
+                            error_code: e.code(),
+                            high_watermark: -1,
+                            log_start_offset: -1,
+                            records: Bytes::new(),
+                        }
+                    }
                 };
                 let mut fetched = FetchedPartition {
                     error_code: 0,
@@ -314,3 +430,7 @@ impl ReplicaManager {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "replica_manager_tests.rs"]
+mod tests;

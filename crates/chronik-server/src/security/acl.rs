@@ -3,15 +3,16 @@
 //! and DeleteAcls; and `AclStore`, the persisted set of bindings.
 //!
 //! File format: `data/meta/acls.json`, `{"acls": [binding, ...]}` with Kafka's enum names
-//! ("TOPIC", "PREFIXED", "READ", "ALLOW"), rewritten whole through a temp file, fsync and rename
-//! on every change, like `metadata/store.rs`. ACL changes are rare; reads are on every request.
+//! ("TOPIC", "PREFIXED", "READ", "ALLOW"), rewritten whole through a temp file, fsync, rename and
+//! directory fsync (`durable::replace_file`) on every change, like `metadata/store.rs`. ACL
+//! changes are rare; reads are on every request.
 //!
-//! Thread-safety: writers serialise on a mutex, persist, then publish an immutable `AclIndex`
-//! snapshot; the authorizer only clones the snapshot's `Arc` under a read lock held for a few
+//! Thread-safety: writers serialise on a mutex, build the new set on a copy, persist it, and only
+//! then publish it as an immutable `AclIndex` snapshot, so a failed write changes nothing in
+//! memory; the authorizer only clones the snapshot's `Arc` under a read lock held for a few
 //! instructions, so request handlers never wait on a writer's fsync.
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -532,15 +533,8 @@ impl AclStore {
         let file = AclFile {
             acls: bindings.iter().cloned().collect(),
         };
-        let tmp = self.path.with_extension("json.tmp");
-        let mut out = std::fs::File::create(&tmp)?;
-        out.write_all(&serde_json::to_vec_pretty(&file)?)?;
-        out.sync_all()?;
-        std::fs::rename(&tmp, &self.path)?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
+        crate::durable::replace_file(&self.path, &serde_json::to_vec_pretty(&file)?)
+            .with_context(|| format!("writing {}", self.path.display()))
     }
 }
 

@@ -160,3 +160,23 @@ fn store_creates_describes_deletes_and_survives_reopen() {
     store.delete(&[AclBindingFilter::any()]).unwrap();
     assert!(store.is_empty());
 }
+
+#[test]
+fn a_failed_persist_changes_nothing_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = AclStore::open(dir.path()).unwrap();
+    let a = binding("a", PatternType::Literal, "User:x", AclOperation::Read);
+    store.create(std::slice::from_ref(&a)).unwrap();
+    // A directory in place of the file makes the rename fail, even for root.
+    let path = dir.path().join("acls.json");
+    std::fs::remove_file(&path).unwrap();
+    std::fs::create_dir(&path).unwrap();
+
+    let b = binding("b", PatternType::Literal, "User:x", AclOperation::Read);
+    assert!(store.create(std::slice::from_ref(&b)).is_err());
+    assert_eq!(store.describe(&AclBindingFilter::any()), vec![a.clone()]);
+    assert!(store.delete(&[AclBindingFilter::any()]).is_err());
+    assert_eq!(store.describe(&AclBindingFilter::any()), vec![a.clone()]);
+    assert!(!store.is_empty());
+    assert_eq!(store.snapshot().bindings().len(), 1);
+}
