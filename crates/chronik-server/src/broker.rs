@@ -56,9 +56,10 @@ impl Broker {
             config.data_dir.clone(),
             config.log.clone(),
             config.flush_policy,
-        ));
+        )?);
         let controller = Controller::new(config.clone(), metadata.clone(), replicas.clone());
         controller.reconcile_all();
+        replicas.finish_recovery()?;
         let groups = Arc::new(GroupCoordinator::new(
             config.clone(),
             metadata.clone(),

@@ -47,6 +47,11 @@ impl<E: IndexEntry<WIDTH>, const WIDTH: usize> IndexFile<E, WIDTH> {
         Ok(IndexFile { file, entries })
     }
 
+    /// The file, shared so a checkpoint can fsync it outside the log lock.
+    pub fn file(&self) -> &FileRef {
+        &self.file
+    }
+
     /// Last entry, if any.
     pub fn last(&self) -> Option<E> {
         self.entries.last().copied()

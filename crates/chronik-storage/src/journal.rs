@@ -38,12 +38,14 @@
 //! [`Journal::open`] reads every journal file, stops at the first torn or corrupt record of a
 //! file, and returns the records per log ([`Replay`]); the caller opens each log, re-appends
 //! what is missing (`Log::replay`), flushes the logs and calls [`Journal::finish_replay`],
-//! which moves the recovery points and deletes the replayed files.
+//! which moves the recovery points and deletes the replayed files — unless a log that
+//! still exists could not take its records (an offline partition): then the replayed files
+//! are kept, and replayed again at the next start.
 
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -53,7 +55,7 @@ use parking_lot::{Condvar, Mutex};
 use tracing::{debug, error, info, trace, warn};
 
 use crate::fs::{FileRef, FsRef, OpenMode};
-use crate::group_commit::SyncHandle;
+use crate::log::SyncHandle;
 
 const RECOVERY_POINTS_FILE: &str = "recovery-points";
 const KIND_APPEND: u8 = 1;
@@ -115,6 +117,8 @@ struct Shared {
     failed: AtomicBool,
     /// The last journal write failed; it is being retried.
     stalled: AtomicBool,
+    /// Journal files that start below this are kept for a later replay.
+    deletable_from: AtomicU64,
     recovery_points: Mutex<HashMap<LogId, i64>>,
 }
 
@@ -200,6 +204,7 @@ impl Journal {
             wake: Condvar::new(),
             failed: AtomicBool::new(false),
             stalled: AtomicBool::new(false),
+            deletable_from: AtomicU64::new(0),
             recovery_points: Mutex::new(recovery_points.clone()),
         });
         let journal = Journal {
@@ -218,11 +223,22 @@ impl Journal {
     }
 
     /// After the replayed logs were flushed: raises their recovery points to `ends`, deletes
-    /// the journal files that were read, and starts the flusher and checkpointer threads.
-    pub fn finish_replay(&self, ends: impl IntoIterator<Item = (LogId, i64)>) -> io::Result<()> {
+    /// the journal files that were read (or, with `keep_replayed`, keeps them for the next
+    /// start), and starts the flusher and checkpointer threads.
+    pub fn finish_replay(
+        &self,
+        ends: impl IntoIterator<Item = (LogId, i64)>,
+        keep_replayed: bool,
+    ) -> io::Result<()> {
         let shared = &self.shared;
         raise_recovery_points(shared, ends)?;
-        delete_wal_files_before(shared, u64::MAX)?;
+        if keep_replayed {
+            shared
+                .deletable_from
+                .store(self.start_position, Ordering::Release);
+        } else {
+            delete_wal_files_before(shared, u64::MAX)?;
+        }
         let file = shared.fs.open(
             &shared.dir.join(wal_name(self.start_position)),
             OpenMode::CreateTruncate,
@@ -439,6 +455,10 @@ impl Flusher {
                     return;
                 }
                 if self.shared.failed.load(Ordering::Acquire) {
+                    // Offline (this round's fsync or a checkpoint's failed): the round fails.
+                    for done in self.round_done.drain(..) {
+                        done(Err(offline()));
+                    }
                     return;
                 }
                 continue;
@@ -600,11 +620,13 @@ fn read_recovery_points(fs: &FsRef, path: &Path) -> io::Result<HashMap<LogId, i6
         .collect()
 }
 
-/// Deletes the journal files that start before `before` (`u64::MAX`: all of them).
+/// Deletes the journal files that start before `before` (`u64::MAX`: all of them), except
+/// those kept for a later replay.
 fn delete_wal_files_before(shared: &Shared, before: u64) -> io::Result<()> {
+    let from = shared.deletable_from.load(Ordering::Acquire);
     let mut removed = false;
     for name in shared.fs.list_dir(&shared.dir)? {
-        if parse_wal_name(&name).is_some_and(|start| start < before) {
+        if parse_wal_name(&name).is_some_and(|start| (from..before).contains(&start)) {
             shared.fs.remove_file_if_exists(&shared.dir.join(name))?;
             removed = true;
         }
@@ -642,7 +664,7 @@ mod tests {
         let (journal, replay) =
             Journal::open(RealFs::shared(), dir.path(), JournalOptions::default()).unwrap();
         assert!(replay.records.is_empty());
-        journal.finish_replay([]).unwrap();
+        journal.finish_replay([], false).unwrap();
         append_and_wait(&journal, log(0), 1, b"a0").unwrap();
         append_and_wait(&journal, log(1), 1, b"b0").unwrap();
         append_and_wait(&journal, log(0), 2, b"a1").unwrap();
@@ -656,7 +678,9 @@ mod tests {
             vec![Bytes::from("a0"), Bytes::from("a1")]
         );
         assert_eq!(replay.records[&log(1)], vec![Bytes::from("b0")]);
-        journal.finish_replay([(log(0), 2), (log(1), 1)]).unwrap();
+        journal
+            .finish_replay([(log(0), 2), (log(1), 1)], false)
+            .unwrap();
         append_and_wait(&journal, log(0), 3, b"a2").unwrap();
         journal.stop();
         drop(journal);
@@ -673,7 +697,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (journal, _) =
             Journal::open(RealFs::shared(), dir.path(), JournalOptions::default()).unwrap();
-        journal.finish_replay([]).unwrap();
+        journal.finish_replay([], false).unwrap();
         append_and_wait(&journal, log(0), 1, b"whole").unwrap();
         append_and_wait(&journal, log(0), 2, b"torn").unwrap();
         journal.stop();
@@ -692,7 +716,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let options = JournalOptions { rotate_bytes: 100 };
         let (journal, _) = Journal::open(RealFs::shared(), dir.path(), options.clone()).unwrap();
-        journal.finish_replay([]).unwrap();
+        journal.finish_replay([], false).unwrap();
         for i in 0..20 {
             append_and_wait(&journal, log(i % 2), i as i64 / 2 + 1, &[7u8; 40]).unwrap();
         }

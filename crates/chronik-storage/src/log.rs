@@ -3,7 +3,9 @@
 //! Owns offset assignment, segment rolling, reads by offset and by timestamp,
 //! retention, truncation, the log start offset and the leader epoch cache. It knows
 //! nothing of the network or of Kafka requests, and never fsyncs on the append path:
-//! each append returns a [`SyncHandle`] for the caller to hand to `GroupCommit`.
+//! each append returns a [`SyncHandle`] (the files it wrote) for the caller to hand to
+//! the journal, whose checkpoints fsync them. [`Log::replay`] re-appends what the
+//! journal holds after an unclean shutdown.
 //!
 //! Files in the directory:
 //! - `<base>.log` / `.index` / `.timeindex`: segments (format in `segment.rs`).
@@ -13,9 +15,14 @@
 //! - `leader-epoch-checkpoint`: see `leader_epoch.rs`.
 //! - `.clean_shutdown`: written by [`Log::close`] after everything is fsynced, deleted
 //!   by [`Log::open`] before the directory fsync it starts with. When it is missing at
-//!   open, the last segment is recovered (every batch CRC-checked, torn tail truncated),
-//!   all indexes are rebuilt rather than trusted if missing or inconsistent, and every
-//!   segment's data is fsynced before the log is used.
+//!   open, every segment holding offsets at or past the *recovery point* (below it, a
+//!   checkpoint fsynced everything; unknown: every segment) is recovered (every batch
+//!   CRC-checked, torn tail truncated, indexes rebuilt), segments below it must follow
+//!   each other without a gap (else the open fails), segments after a recovered one that
+//!   lost its tail are dropped (the journal replays what was acknowledged), indexes are
+//!   rebuilt rather than trusted if missing or inconsistent, and every segment's data is
+//!   fsynced before the log is used. An I/O error while recovering fails the open. Without
+//!   a journal ([`Log::open`]) every segment is recovered and kept.
 //! - `*.cleaned`: compaction output not yet renamed into place; deleted at open.
 //!
 //! Every file operation goes through the [`FsRef`] given to [`Log::open`].
@@ -35,6 +42,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::records::RecordBatchDecoder;
@@ -44,7 +52,6 @@ use crate::batch::{self, BatchHeader};
 use crate::config::{LogConfig, TimestampType};
 use crate::error::{Result, StorageError};
 use crate::fs::{FileRef, FsRef, OpenMode};
-use crate::group_commit::SyncHandle;
 use crate::leader_epoch::LeaderEpochCache;
 use crate::segment::Segment;
 
@@ -61,6 +68,31 @@ pub struct AppendInfo {
     pub max_timestamp: i64,
     /// Files holding this append's unsynced bytes.
     pub sync: SyncHandle,
+}
+
+/// The files that hold unsynced bytes of one append (data and index files of the
+/// segments it wrote to): what a checkpoint must fsync before it can rely on them. Cheap
+/// to clone.
+#[derive(Clone, Debug, Default)]
+pub struct SyncHandle {
+    files: Arc<[FileRef]>,
+}
+
+impl SyncHandle {
+    pub fn new(files: Vec<FileRef>) -> SyncHandle {
+        SyncHandle {
+            files: files.into(),
+        }
+    }
+
+    pub fn files(&self) -> &[FileRef] {
+        &self.files
+    }
+
+    /// Fsyncs the files on the calling thread.
+    pub fn sync_now(&self) -> io::Result<()> {
+        self.files.iter().try_for_each(|f| f.sync_data())
+    }
 }
 
 /// Outcome of one [`Log::read`].
@@ -103,9 +135,30 @@ fn now_ms() -> i64 {
 }
 
 impl Log {
-    /// Opens (or creates) the log in `dir`. See the module docs for what happens after
-    /// an unclean shutdown.
+    /// Opens (or creates) the log in `dir` without a journal: after an unclean shutdown
+    /// every segment is recovered and kept, even after a gap.
     pub fn open(fs: &FsRef, dir: &Path, config: LogConfig) -> Result<Log> {
+        Self::open_inner(fs, dir, config, None)
+    }
+
+    /// Opens (or creates) the log in `dir`, whose appends since `recovery_point` (0: none
+    /// checkpointed yet) the journal holds. After an unclean shutdown, the segments at or
+    /// past the recovery point are recovered; see the module docs.
+    pub fn open_with_recovery_point(
+        fs: &FsRef,
+        dir: &Path,
+        config: LogConfig,
+        recovery_point: i64,
+    ) -> Result<Log> {
+        Self::open_inner(fs, dir, config, Some(recovery_point))
+    }
+
+    fn open_inner(
+        fs: &FsRef,
+        dir: &Path,
+        config: LogConfig,
+        recovery_point: Option<i64>,
+    ) -> Result<Log> {
         fs.create_dir_all(dir)?;
         let marker = dir.join(CLEAN_SHUTDOWN_FILE);
         let clean = fs.exists(&marker);
@@ -129,16 +182,26 @@ impl Log {
         let checkpoint = read_log_start_offset(fs, dir)?;
         let mut segments = Vec::with_capacity(bases.len().max(1));
         for (i, &base) in bases.iter().enumerate() {
-            let is_last = i + 1 == bases.len();
+            // Segment i holds offsets below the next base: it needs recovery if any of
+            // them is at or past the recovery point.
+            let past_recovery_point = bases
+                .get(i + 1)
+                .is_none_or(|&next| recovery_point.is_none_or(|point| next > point));
             segments.push(Segment::open(
                 fs,
                 dir,
                 base,
                 config.index_interval_bytes,
-                !clean && is_last,
+                !clean && past_recovery_point,
             )?);
         }
         remove_failed_rolls(fs, dir, &mut segments, !clean)?;
+        if let (false, Some(point)) = (clean, recovery_point) {
+            check_contiguous_below(&segments, point)?;
+            if drop_segments_after_gap(dir, &mut segments, point)? {
+                fs.sync_dir(dir)?;
+            }
+        }
         if !clean {
             // What recovery found may not be durable (a process crash keeps unsynced bytes
             // in the page cache, a failed truncation leaves its cut unsynced): make it so
@@ -205,11 +268,7 @@ impl Log {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendInfo> {
-        if self.needs_recovery {
-            return Err(StorageError::Io(io::Error::other(
-                "log refuses appends after a failed append could not be undone; reopen it",
-            )));
-        }
+        self.check_writable()?;
         let mut count = 0i64;
         for item in batch::batches(batches) {
             let (header, range) = item?;
@@ -231,6 +290,7 @@ impl Log {
         self.maybe_roll(batches.len() as u64, count, now_ms)?;
 
         let first_offset = self.log_end_offset();
+        self.check_writable()?;
         let log_append = self.config.timestamp_type == TimestampType::LogAppendTime;
         let mut next = first_offset;
         let mut max_timestamp = -1i64;
@@ -249,29 +309,110 @@ impl Log {
             next += header.last_offset_delta as i64 + 1;
             pos += header.total_size();
         }
-        let end = self.active().end();
-        let written = self
-            .active_mut()
-            .append(batches, now_ms)
-            .and_then(|()| self.epochs.assign(leader_epoch, first_offset));
-        if let Err(e) = written {
-            // A failed append must leave nothing: a retry would duplicate it.
-            if let Err(undo) = self.active_mut().roll_back(end) {
-                warn!(dir = %self.dir.display(), error = %undo, "cannot undo a failed append; log needs recovery");
-                self.needs_recovery = true;
-            }
-            return Err(e);
-        }
-        let mut files = std::mem::take(&mut self.rolled_unsynced);
-        files.push(self.active().file().clone());
+        self.write_active(batches, leader_epoch, first_offset, now_ms)?;
         debug!(first_offset, last_offset = next - 1, "appended");
         Ok(AppendInfo {
             first_offset,
             last_offset: next - 1,
             log_append_time: if log_append { now_ms } else { -1 },
             max_timestamp,
-            sync: SyncHandle::new(files),
+            sync: self.take_sync_handle(),
         })
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.needs_recovery {
+            return Err(StorageError::Io(io::Error::other(
+                "log refuses appends after a failed append could not be undone; reopen it",
+            )));
+        }
+        Ok(())
+    }
+
+    /// Writes batches whose offsets are assigned to the active segment and records their
+    /// leader epoch; on failure nothing of them stays (a retry would duplicate them).
+    fn write_active(
+        &mut self,
+        batches: &[u8],
+        leader_epoch: i32,
+        first_offset: i64,
+        now_ms: i64,
+    ) -> Result<()> {
+        let end = self.active().end();
+        let written = self
+            .active_mut()
+            .append(batches, now_ms)
+            .and_then(|()| self.epochs.assign(leader_epoch, first_offset));
+        if let Err(e) = written {
+            if let Err(undo) = self.active_mut().roll_back(end) {
+                warn!(dir = %self.dir.display(), error = %undo, "cannot undo a failed append; log needs recovery");
+                self.needs_recovery = true;
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The files written since the last handle was taken: the active segment's and those
+    /// of segments rolled meanwhile.
+    fn take_sync_handle(&mut self) -> SyncHandle {
+        let mut files = std::mem::take(&mut self.rolled_unsynced);
+        files.extend(self.active().files());
+        SyncHandle::new(files)
+    }
+
+    /// Re-appends batches read back from the journal after an unclean shutdown, verbatim at
+    /// their own offsets: a batch the log already holds identically is skipped, a tail that
+    /// differs is truncated first. A batch beyond the log end means that data the journal
+    /// was to cover is missing, which is refused as corruption. Returns how many batches
+    /// were written.
+    pub fn replay(&mut self, batches: &[u8]) -> Result<usize> {
+        self.check_writable()?;
+        let mut written = 0;
+        for item in batch::batches(batches) {
+            let (header, range) = item?;
+            let bytes = &batches[range];
+            if header.base_offset < self.log_start_offset {
+                continue; // removed by retention or DeleteRecords since
+            }
+            let end = self.log_end_offset();
+            if header.base_offset > end {
+                return Err(StorageError::Corrupt(format!(
+                    "journal holds a batch at offset {} but the log ends at {end}",
+                    header.base_offset
+                )));
+            }
+            if header.base_offset < end {
+                if self.holds_batch(&header, bytes)? {
+                    continue;
+                }
+                self.truncate_to(header.base_offset)?;
+            }
+            let now = now_ms();
+            self.maybe_roll(bytes.len() as u64, header.last_offset_delta as i64 + 1, now)?;
+            self.write_active(
+                bytes,
+                header.partition_leader_epoch,
+                header.base_offset,
+                now,
+            )?;
+            written += 1;
+        }
+        Ok(written)
+    }
+
+    /// Whether the log holds exactly this batch at its base offset.
+    fn holds_batch(&self, header: &BatchHeader, bytes: &[u8]) -> Result<bool> {
+        let i = self
+            .segments
+            .partition_point(|s| s.base_offset() <= header.base_offset)
+            .saturating_sub(1);
+        Ok(
+            match self.segments[i].batch_containing(header.base_offset)? {
+                Some((found, data)) => found.base_offset == header.base_offset && data == bytes,
+                None => false,
+            },
+        )
     }
 
     /// Rolls the active segment if `bytes` more would exceed `segment_bytes`, if it is
@@ -304,8 +445,8 @@ impl Log {
             self.config.index_interval_bytes,
             now_ms,
         )?;
-        let old = self.active().file().clone();
-        self.rolled_unsynced.push(old);
+        let old = self.active().files();
+        self.rolled_unsynced.extend(old);
         self.segments.push(segment);
         Ok(())
     }
@@ -638,6 +779,48 @@ impl Log {
 /// and could not remove its files, after which appends went on in the previous segment.
 /// A non-empty one is corruption. When the last segment goes, the new last one is
 /// recovered if `recover_last`.
+/// Segments wholly below the recovery point were fsynced by a checkpoint, so they must
+/// follow each other without a gap; one that does not is refused (the partition goes
+/// offline) rather than cut.
+fn check_contiguous_below(segments: &[Segment], point: i64) -> Result<()> {
+    for pair in segments.windows(2) {
+        if pair[1].base_offset() <= point && pair[0].next_offset() != pair[1].base_offset() {
+            return Err(StorageError::Corrupt(format!(
+                "segment {} ends at {} but the next starts at {}, below the recovery point {point}",
+                pair[0].base_offset(),
+                pair[0].next_offset(),
+                pair[1].base_offset()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Past the recovery point a segment may have lost its unsynced tail in a crash while a
+/// later one kept some data. Everything acknowledged since the recovery point is in the
+/// journal, in order, so what follows such a gap was never acknowledged, or comes back
+/// with the replay: those segments go, as Kafka truncates after the first corrupt batch.
+/// Returns whether any went.
+fn drop_segments_after_gap(dir: &Path, segments: &mut Vec<Segment>, point: i64) -> Result<bool> {
+    let gap = segments.windows(2).position(|pair| {
+        pair[0].next_offset() < pair[1].base_offset() && pair[1].base_offset() > point
+    });
+    let Some(i) = gap else {
+        return Ok(false);
+    };
+    warn!(
+        dir = %dir.display(),
+        segment = segments[i].base_offset(),
+        ends_at = segments[i].next_offset(),
+        dropped = segments.len() - i - 1,
+        "a segment lost its tail in a crash; dropping the segments after it"
+    );
+    for segment in segments.drain(i + 1..) {
+        segment.delete()?;
+    }
+    Ok(true)
+}
+
 fn remove_failed_rolls(
     fs: &FsRef,
     dir: &Path,

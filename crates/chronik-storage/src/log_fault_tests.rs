@@ -12,8 +12,8 @@ use crate::batch::{self, validate_stored_batch};
 use crate::config::{CleanupPolicy, LogConfig};
 use crate::faulty_fs::{Fault, FaultyFs, Op};
 use crate::fs::FsRef;
-use crate::group_commit::SyncHandle;
 use crate::log::Log;
+use crate::log::SyncHandle;
 use crate::test_util::{batch, kv_batch, Kv};
 
 const DIR: &str = "/data/topic-0";

@@ -128,7 +128,7 @@ fn log_append_time_and_leader_epoch_are_applied() {
     assert_eq!((info.first_offset, info.last_offset), (0, 2));
     assert_eq!(info.log_append_time, 777);
     assert_eq!(info.max_timestamp, 777);
-    assert_eq!(info.sync.files().len(), 1);
+    assert_eq!(info.sync.files().len(), 3, "data and index files");
     let r = log.read(0, 1 << 20, i64::MAX, true).unwrap();
     let h = batch::validate_batch(&r.bytes).unwrap();
     assert!(h.timestamp_type_is_log_append());
@@ -342,7 +342,11 @@ fn append_rolls_on_segment_ms_and_hands_out_rolled_file() {
     let info = log.append(&mut b, 0, 1_200).unwrap();
     assert_eq!(log.segment_count(), 2);
     assert_eq!(log.active_segment_base(), 2);
-    assert_eq!(info.sync.files().len(), 2);
+    assert_eq!(
+        info.sync.files().len(),
+        6,
+        "data and indexes of both segments"
+    );
     info.sync.sync_now().unwrap();
 }
 
@@ -563,4 +567,88 @@ fn one_append_of_several_batches() {
         log.append(&mut big, 2, 0),
         Err(StorageError::MessageTooLarge { .. })
     ));
+}
+
+/// Batches as the journal holds them: offsets assigned by an append elsewhere.
+fn journaled(n: usize, per: usize) -> Vec<Vec<u8>> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut source = Log::open(&RealFs::shared(), dir.path(), small_config()).unwrap();
+    (0..n)
+        .map(|i| {
+            let mut b = batch(per, i as i64);
+            source.append(&mut b, 3, i as i64).unwrap();
+            b
+        })
+        .collect()
+}
+
+#[test]
+fn replay_skips_what_is_there_and_appends_the_rest_verbatim() {
+    let dir = tempfile::tempdir().unwrap();
+    let batches = journaled(30, 3);
+    let mut log =
+        Log::open_with_recovery_point(&RealFs::shared(), dir.path(), small_config(), 0).unwrap();
+    for b in &batches[..10] {
+        assert_eq!(log.replay(b).unwrap(), 1);
+    }
+    // A second replay of everything writes only what is missing.
+    let written: usize = batches.iter().map(|b| log.replay(b).unwrap()).sum();
+    assert_eq!(written, 20);
+    assert_eq!(log.log_end_offset(), 90);
+    assert!(log.segment_count() > 1, "replay rolls like an append");
+    for (i, b) in batches.iter().enumerate() {
+        let r = log.read(i as i64 * 3, 1, i64::MAX, true).unwrap();
+        assert_eq!(&r.bytes[..], &b[..]);
+    }
+    assert_eq!(
+        log.end_offset_for_epoch(3),
+        (3, 90),
+        "epochs come from the batches"
+    );
+}
+
+#[test]
+fn replay_truncates_a_tail_that_differs_and_refuses_a_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log =
+        Log::open_with_recovery_point(&RealFs::shared(), dir.path(), small_config(), 0).unwrap();
+    fill(&mut log, 5, 2, 0); // offsets 0..10, not what the journal holds
+    let batches = journaled(8, 2);
+    let written: usize = batches.iter().map(|b| log.replay(b).unwrap()).sum();
+    assert_eq!(written, 8, "the differing tail is replaced");
+    assert_eq!(log.log_end_offset(), 16);
+    let r = log.read(4, 1, i64::MAX, true).unwrap();
+    assert_eq!(&r.bytes[..], &batches[2][..]);
+
+    let later = journaled(20, 2);
+    let err = log.replay(&later[12]).unwrap_err();
+    assert!(matches!(err, StorageError::Corrupt(_)), "{err}");
+    assert_eq!(log.log_end_offset(), 16);
+}
+
+#[test]
+fn a_gap_below_the_recovery_point_is_refused_and_one_past_it_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = RealFs::shared();
+    let mut log = Log::open(&fs, dir.path(), small_config()).unwrap();
+    fill(&mut log, 60, 3, 0);
+    let segments = log.segment_count();
+    assert!(segments >= 3);
+    drop(log); // unclean
+               // Cut the first segment's tail, as a crash does to unsynced bytes.
+    let first = dir.path().join(format!("{:020}.log", 0));
+    let len = fs::metadata(&first).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(&first)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let err = Log::open_with_recovery_point(&fs, dir.path(), small_config(), 170)
+        .err()
+        .expect("a gap below the recovery point");
+    assert!(matches!(err, StorageError::Corrupt(_)), "{err}");
+    let log = Log::open_with_recovery_point(&fs, dir.path(), small_config(), 0).unwrap();
+    assert_eq!(log.segment_count(), 1, "what followed the gap went");
+    assert!(log.log_end_offset() < 90);
 }

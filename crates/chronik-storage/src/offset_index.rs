@@ -19,7 +19,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::fs::FsRef;
+use crate::fs::{FileRef, FsRef};
 use crate::index_file::{IndexEntry, IndexFile};
 
 const ENTRY_SIZE: usize = 8;
@@ -60,6 +60,10 @@ impl OffsetIndex {
             path: path.to_path_buf(),
             file: IndexFile::open(fs, path)?,
         })
+    }
+
+    pub fn file(&self) -> &FileRef {
+        self.file.file()
     }
 
     /// True when entries strictly increase and all positions are below `log_size`.

@@ -595,6 +595,14 @@ impl Segment {
     pub fn file(&self) -> &FileRef {
         &self.file
     }
+    /// Data file and both index files: what a checkpoint fsyncs.
+    pub fn files(&self) -> [FileRef; 3] {
+        [
+            self.file.clone(),
+            self.offset_index.file().clone(),
+            self.time_index.file().clone(),
+        ]
+    }
     pub fn index_entries(&self) -> usize {
         self.offset_index.len()
     }

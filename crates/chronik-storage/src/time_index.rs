@@ -14,7 +14,7 @@
 use std::io;
 use std::path::Path;
 
-use crate::fs::FsRef;
+use crate::fs::{FileRef, FsRef};
 use crate::index_file::{IndexEntry, IndexFile};
 
 const ENTRY_SIZE: usize = 12;
@@ -53,6 +53,10 @@ impl TimeIndex {
         Ok(TimeIndex {
             file: IndexFile::open(fs, path)?,
         })
+    }
+
+    pub fn file(&self) -> &FileRef {
+        self.file.file()
     }
 
     /// True when both fields strictly increase and offsets are below `next_relative`.

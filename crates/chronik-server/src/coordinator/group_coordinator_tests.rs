@@ -24,13 +24,17 @@ fn open(dir: tempfile::TempDir) -> Fixture {
         ..Default::default()
     });
     let metadata = Arc::new(MetadataStore::open(&dir.path().join("meta"), None).unwrap());
-    let replicas = Arc::new(ReplicaManager::new(
-        config.data_dir.clone(),
-        config.log.clone(),
-        config.flush_policy,
-    ));
+    let replicas = Arc::new(
+        ReplicaManager::new(
+            config.data_dir.clone(),
+            config.log.clone(),
+            config.flush_policy,
+        )
+        .unwrap(),
+    );
     let controller = Controller::new(config.clone(), metadata.clone(), replicas.clone());
     controller.reconcile_all();
+    replicas.finish_recovery().unwrap();
     Fixture {
         _dir: dir,
         config,

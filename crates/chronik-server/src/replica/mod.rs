@@ -5,6 +5,7 @@
 pub mod partition;
 mod partition_dir;
 
+mod producer_snapshot;
 pub mod producer_state;
 pub mod replica_manager;
 

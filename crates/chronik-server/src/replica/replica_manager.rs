@@ -9,11 +9,16 @@
 //! A partition that cannot be opened is *offline*: remembered with its error, logged once, and
 //! answered KAFKA_STORAGE_ERROR until the broker restarts; every other partition keeps serving.
 //!
+//! Durability: one `Journal` per data directory (`<data>/journal/`). Under the default flush
+//! policy every append goes through it, and its round's fsync moves the partition's durable end
+//! (and so its high watermark); under `os` appends bypass it. Either way it keeps the recovery
+//! points, and at start it hands each partition its recovery point and the batches to replay;
+//! [`ReplicaManager::finish_recovery`] then lets it delete what was replayed.
+//!
 //! Concurrency: the partition map is behind an `RwLock` taken only to look up or change entries;
-//! no lock is held across an await. Every append queues its files on the storage layer's
-//! `GroupCommit` thread, whose completion moves the partition's durable end (and so its high
-//! watermark); produce waits for those marks and fetch long-polls on the high watermark, each on
-//! a `watch` channel: no polling loops, no task per request.
+//! no lock is held across an await. Produce waits for the durable end or high watermark and fetch
+//! long-polls on the high watermark, each on a `watch` channel: no polling loops, no task per
+//! request.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,15 +26,17 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use chronik_storage::fs::{FsRef, RealFs};
-use chronik_storage::GroupCommit;
+use chronik_storage::fs::RealFs;
+use chronik_storage::journal::{Journal, JournalOptions, LogId, Replay};
 use futures::future::{join_all, select_all};
 use kafka_protocol::ResponseError;
 use parking_lot::{Mutex, RwLock};
 use tracing::{debug, warn};
 use uuid::Uuid;
 
-use super::partition::{Appended, Partition, PartitionError};
+use super::partition::{
+    log_id, Appended, Durability, Partition, PartitionError, PartitionStorage, Recovery,
+};
 use super::partition_dir::{self, DirRemover};
 use crate::config::{FlushPolicy, LogDefaults};
 use crate::metadata::topic_config::{resolve, PartitionSettings};
@@ -79,15 +86,31 @@ pub struct ReplicaManager {
     /// produce or fetch.
     layout: Mutex<()>,
     remover: DirRemover,
-    group_commit: Option<Arc<GroupCommit>>,
-    fs: FsRef,
+    journal: Arc<Journal>,
+    storage: PartitionStorage,
+    /// What the journal held at start, taken by each partition as it opens, until
+    /// `finish_recovery`.
+    replay: Mutex<Replay>,
 }
 
 impl ReplicaManager {
-    pub fn new(data_dir: PathBuf, defaults: LogDefaults, flush_policy: FlushPolicy) -> Self {
-        let group_commit = match flush_policy {
-            FlushPolicy::GroupCommit => Some(GroupCommit::start()),
-            FlushPolicy::Os => None,
+    /// Opens the data directory's journal (reading what a crash left in it). Partitions open as
+    /// metadata names them; call [`ReplicaManager::finish_recovery`] once they have.
+    pub fn new(
+        data_dir: PathBuf,
+        defaults: LogDefaults,
+        flush_policy: FlushPolicy,
+    ) -> std::io::Result<Self> {
+        let fs = RealFs::shared();
+        let (journal, replay) = Journal::open(
+            fs.clone(),
+            &data_dir.join("journal"),
+            JournalOptions::default(),
+        )?;
+        let journal = Arc::new(journal);
+        let durability = match flush_policy {
+            FlushPolicy::GroupCommit => Durability::Journal(journal.clone()),
+            FlushPolicy::Os => Durability::PageCache,
         };
         let remover = DirRemover::start();
         // Deletions a crash or a failure interrupted.
@@ -97,16 +120,42 @@ impl ReplicaManager {
                 warn!(dir = %data_dir.display(), error = %e, "listing deleted partition directories")
             }
         }
-        ReplicaManager {
+        Ok(ReplicaManager {
             data_dir,
             defaults,
             partitions: RwLock::new(HashMap::new()),
             offline: RwLock::new(HashMap::new()),
             layout: Mutex::new(()),
             remover,
-            group_commit,
-            fs: RealFs::shared(),
+            journal,
+            storage: PartitionStorage { fs, durability },
+            replay: Mutex::new(replay),
+        })
+    }
+
+    /// After the partitions named by metadata were opened (each replayed and flushed what the
+    /// journal held for it): starts the journal and lets it delete what was replayed — unless
+    /// an offline partition still needs its batches, which are then kept for the next start.
+    pub fn finish_recovery(&self) -> std::io::Result<()> {
+        let replay = std::mem::take(&mut *self.replay.lock());
+        let offline: Vec<LogId> = self
+            .offline
+            .read()
+            .iter()
+            .map(|((_, index), o)| log_id(o.topic_id, *index))
+            .collect();
+        let keep = replay.records.keys().any(|id| offline.contains(id));
+        if keep {
+            warn!(
+                "offline partitions have journaled batches: the journal is kept for the next start"
+            );
         }
+        let ends: Vec<(LogId, i64)> = self
+            .all_partitions()
+            .iter()
+            .map(|p| (p.log_id(), p.log_end_offset()))
+            .collect();
+        self.journal.finish_replay(ends, keep)
     }
 
     pub fn partition(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
@@ -212,15 +261,26 @@ impl ReplicaManager {
         if let Some(stale) = stale {
             self.remover.remove(stale);
         }
-        Ok(Partition::open(
-            &self.fs,
+        let id = log_id(topic.id, index);
+        let recovery = {
+            let replay = self.replay.lock();
+            Recovery {
+                point: replay.recovery_points.get(&id).copied(),
+                journaled: replay.records.get(&id).cloned().unwrap_or_default(),
+            }
+        };
+        let partition = Partition::open(
+            &self.storage,
             dir,
             &topic.name,
             topic.id,
             index,
-            0,
             settings,
-        )?)
+            &recovery,
+        )?;
+        // Replayed: an offline partition keeps its batches for the next start instead.
+        self.replay.lock().records.remove(&id);
+        Ok(partition)
     }
 
     /// Stops hosting `topic` and removes its data: each partition directory is renamed aside at
@@ -254,8 +314,8 @@ impl ReplicaManager {
         }
     }
 
-    /// Appends a producer's records to one partition and queues them for the group-commit
-    /// fsync. `acks` decides only the ISR check here; waiting is `wait_for_acks`.
+    /// Appends a producer's records to one partition (which hands them to the journal).
+    /// `acks` decides only the ISR check here; waiting is `wait_for_acks`.
     pub fn append(
         &self,
         topic: &str,
@@ -275,23 +335,6 @@ impl ReplicaManager {
         let appended = p.append(records, now_ms()).inspect_err(|e| {
             debug!(topic, partition, error = %e, "append refused");
         })?;
-        if let Some(sync) = appended.sync.clone() {
-            let end_offset = appended.end_offset;
-            match &self.group_commit {
-                Some(group_commit) => {
-                    let durable = p.clone();
-                    group_commit.sync_then(sync, move |result| match result {
-                        Ok(()) => durable.mark_durable(end_offset),
-                        Err(e) => {
-                            warn!(topic = %durable.topic, partition = durable.index, error = %e, "fsync failed; partition offline");
-                            durable.mark_storage_failed();
-                        }
-                    });
-                }
-                // Flushing is left to the OS: written is as durable as it gets.
-                None => p.mark_durable(end_offset),
-            }
-        }
         Ok((p, appended))
     }
 
@@ -415,19 +458,39 @@ impl ReplicaManager {
 
     /// Flushes and closes every log (clean shutdown).
     pub fn shutdown(&self) {
+        // Pending journal rounds complete (or fail) first, releasing their partitions.
+        self.journal.stop();
         let partitions: Vec<_> = self.partitions.write().drain().map(|(_, p)| p).collect();
+        let mut ends = Vec::with_capacity(partitions.len());
+        let mut all_closed = true;
         for partition in partitions {
             match Arc::try_unwrap(partition) {
                 Ok(p) => {
-                    if let Err(e) = p.close() {
-                        warn!(error = %e, "closing partition");
+                    let id = p.log_id();
+                    match p.close() {
+                        Ok(end) => ends.push((id, end)),
+                        Err(e) => {
+                            warn!(error = %e, "closing partition; left for recovery");
+                            all_closed = false;
+                        }
                     }
                 }
                 Err(p) => {
-                    warn!(topic = %p.topic, partition = p.index, "partition still in use at shutdown; left for recovery")
+                    warn!(topic = %p.topic, partition = p.index, "partition still in use at shutdown; left for recovery");
+                    all_closed = false;
                 }
             }
         }
+        // The journal goes only when every log is durable without it.
+        if all_closed && !self.replay_pending() {
+            if let Err(e) = self.journal.close(ends) {
+                warn!(error = %e, "closing the journal; it is replayed at the next start");
+            }
+        }
+    }
+
+    fn replay_pending(&self) -> bool {
+        !self.replay.lock().records.is_empty()
     }
 }
 

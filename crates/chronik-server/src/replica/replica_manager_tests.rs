@@ -12,7 +12,10 @@ use super::*;
 use crate::config::FlushPolicy;
 
 fn manager(dir: &Path) -> ReplicaManager {
-    ReplicaManager::new(dir.to_path_buf(), LogDefaults::default(), FlushPolicy::Os)
+    let replicas =
+        ReplicaManager::new(dir.to_path_buf(), LogDefaults::default(), FlushPolicy::Os).unwrap();
+    replicas.finish_recovery().unwrap();
+    replicas
 }
 
 fn topic(name: &str, partitions: i32) -> TopicMetadata {
