@@ -1,4 +1,5 @@
-//! Test harness: starts real `chronik-server` processes on 127.0.0.1 ports and kills them for real.
+//! Test harness: starts real `chronik-server` processes on 127.0.0.1 ports and kills them for real,
+//! and mounts small tmpfs file systems (`Tmpfs`) for tests that fill the broker's disk.
 //!
 //! The binaries are looked up in the workspace target directory (`target/debug` unless
 //! `CHRONIK_TARGET_DIR` or `CARGO_TARGET_DIR` says otherwise), so build them first:
@@ -117,15 +118,21 @@ impl Broker {
 
     /// Starts a broker with extra `chronik-server start` flags.
     pub fn start_with(extra_args: &[&str]) -> Broker {
-        let mut broker = Broker {
+        let mut broker = Broker::prepare(extra_args);
+        broker.spawn();
+        broker
+    }
+
+    /// A broker with its port and directories chosen but no process yet (to set up its
+    /// `storage_dir` first); `restart` starts it.
+    pub fn prepare(extra_args: &[&str]) -> Broker {
+        Broker {
             child: None,
             port: free_port(),
             data_dir: tempfile::tempdir().expect("temp data dir"),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             starts_before: 0,
-        };
-        broker.spawn();
-        broker
+        }
     }
 
     /// `host:port` for clients.
@@ -139,6 +146,18 @@ impl Broker {
 
     pub fn data_dir(&self) -> &Path {
         self.data_dir.path()
+    }
+
+    /// The broker's `--data-dir` (partition directories, `meta/`), inside `data_dir`.
+    pub fn storage_dir(&self) -> PathBuf {
+        self.data_dir.path().join("data")
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// SIGKILL: no shutdown hook runs, as in a crash.
@@ -168,7 +187,7 @@ impl Broker {
         }
     }
 
-    /// Starts the process again on the same port and data directory.
+    /// Starts the process (again) on the same port and data directory.
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
@@ -197,7 +216,7 @@ impl Broker {
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--data-dir")
-            .arg(self.data_dir.path().join("data"))
+            .arg(self.storage_dir())
             .args(&self.extra_args)
             .env(
                 "RUST_LOG",
@@ -246,5 +265,62 @@ impl Broker {
 impl Drop for Broker {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A tmpfs of a given size mounted on a directory (needs root), unmounted on drop even when the
+/// test fails. Lets a test fill a broker's disk for real.
+pub struct Tmpfs {
+    dir: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a `size_mib` MiB tmpfs on `dir` (created if missing); Err says why not (e.g. no
+    /// permission), for the caller to skip.
+    pub fn mount(dir: &Path, size_mib: u32) -> Result<Tmpfs, String> {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        run_mount(&[
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size_mib}m"),
+            "tmpfs",
+            &dir.to_string_lossy(),
+        ])?;
+        Ok(Tmpfs {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Changes the size in place; the content stays.
+    pub fn resize(&self, size_mib: u32) -> Result<(), String> {
+        run_mount(&[
+            "-o",
+            &format!("remount,size={size_mib}m"),
+            &self.dir.to_string_lossy(),
+        ])
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazy: detaches even while a broker process still has files open on it.
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+fn run_mount(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("mount")
+        .args(args)
+        .output()
+        .map_err(|e| format!("running mount: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "mount {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }

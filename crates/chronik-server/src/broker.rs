@@ -9,7 +9,9 @@
 //! ```text
 //! data/
 //!   meta/raft/                the metadata log, vote and snapshot (quorum::log_store)
-//!   <topic>-<partition>/      one Log per partition (chronik-storage)
+//!   <topic>-<partition>/      one Log per partition (chronik-storage) + partition.metadata
+//!                             (the topic id that owns it; replica/partition_dir.rs)
+//!   <topic>-<partition>.<topic id>-delete/   a deleted partition, being removed
 //! ```
 
 use std::sync::Arc;
@@ -96,7 +98,7 @@ impl Broker {
             config.data_dir.clone(),
             config.log.clone(),
             config.flush_policy,
-        ));
+        )?);
         let (published, view) = watch::channel(Arc::new(MetadataImage::default()));
         let metadata = MetadataView::new(view);
         let controller = Arc::new(Controller::new(
@@ -120,6 +122,8 @@ impl Broker {
         let restored = quorum.committed_image();
         let first = publisher.clone();
         tokio::task::spawn_blocking(move || first.publish(restored)).await?;
+        // Every partition the restored image assigns here has replayed its journaled batches.
+        replicas.finish_recovery()?;
         tokio::spawn(publisher.run(quorum.subscribe()));
 
         let runtime = quorum.runtime();

@@ -13,7 +13,8 @@
 //! - `security`: ACL bindings (from the metadata image) and the authorizer every handler asks
 //!   before it acts.
 //! - `allocator`: keeps hostile array lengths from aborting the process.
-//! - `broker`: wiring and the run loop; `config`: settings; `producer_ids`: id allocation.
+//! - `broker`: wiring and the run loop; `config`: settings; `producer_ids`: id allocation;
+//!   `durable`: crash-safe replacement of small state files.
 
 pub mod allocator;
 pub mod api;
@@ -21,6 +22,7 @@ pub mod broker;
 pub mod config;
 pub mod controller;
 pub mod coordinator;
+pub mod durable;
 pub mod metadata;
 pub mod network;
 pub mod producer_ids;

@@ -20,8 +20,6 @@
 //! Batches that kafka-protocol cannot decode are kept verbatim.
 
 use std::collections::HashMap;
-use std::fs;
-use std::io::Write;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::compression::{self as cmpr, Compressor};
@@ -30,6 +28,7 @@ use tracing::{info, warn};
 
 use crate::batch::{self, BatchHeader, HEADER_SIZE, LOG_OVERHEAD};
 use crate::error::{Result, StorageError};
+use crate::fs::OpenMode;
 use crate::log::Log;
 use crate::segment::{log_file_name, Segment};
 
@@ -152,14 +151,20 @@ fn replace_segment(log: &mut Log, i: usize, data: &[u8]) -> Result<()> {
     let base = log.segments[i].base_offset();
     let final_path = log.dir.join(log_file_name(base));
     let cleaned_path = log.dir.join(format!("{}.cleaned", log_file_name(base)));
-    let mut file = fs::File::create(&cleaned_path)?;
-    file.write_all(data)?;
-    file.sync_all()?;
+    let file = log.fs.open(&cleaned_path, OpenMode::CreateTruncate)?;
+    file.write_all_at(data, 0)?;
+    file.sync_data()?;
     drop(file);
-    Segment::remove_index_files(&log.dir, base)?;
-    fs::rename(&cleaned_path, &final_path)?;
-    fs::File::open(&log.dir)?.sync_all()?;
-    let segment = Segment::open(&log.dir, base, log.config.index_interval_bytes, false)?;
+    Segment::remove_index_files(&log.fs, &log.dir, base)?;
+    log.fs.rename(&cleaned_path, &final_path)?;
+    log.fs.sync_dir(&log.dir)?;
+    let segment = Segment::open(
+        &log.fs,
+        &log.dir,
+        base,
+        log.config.index_interval_bytes,
+        false,
+    )?;
     // The old Segment only holds handles to the replaced (unlinked) files.
     log.segments[i] = segment;
     Ok(())

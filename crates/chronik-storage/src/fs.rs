@@ -1,7 +1,7 @@
 //! The file-system seam of the log layer: every file the log layer reads, writes, syncs,
 //! renames or removes goes through [`Fs`] and [`StorageFile`], so tests can swap the real
 //! file system ([`RealFs`]) for one that fails any operation or loses every byte that was
-//! not fsynced (`crate::faulty_fs`, test builds only).
+//! not fsynced (`crate::faulty_fs`, in tests and with the `fault-injection` feature).
 //!
 //! Durability model (what callers may rely on, and what the faulty file system enforces):
 //! - bytes written to a file survive a crash only after [`StorageFile::sync_data`] of that file
@@ -20,6 +20,8 @@ use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 /// One open file, shared (`Arc`) so it can be fsynced outside the log's lock.
+// Its length is an I/O call that can fail: callers compare `len()?` themselves.
+#[allow(clippy::len_without_is_empty)]
 pub trait StorageFile: Send + Sync + fmt::Debug {
     /// Reads exactly `buf.len()` bytes at `offset` (UnexpectedEof if the file is shorter).
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;

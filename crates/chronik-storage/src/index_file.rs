@@ -13,9 +13,10 @@
 //! Lookups and what an entry means stay with each index. Not thread-safe; owned by its
 //! index.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io;
 use std::path::Path;
+
+use crate::fs::{FileRef, FsRef, OpenMode};
 
 /// An index entry with a fixed-width big-endian encoding of `WIDTH` bytes.
 pub trait IndexEntry<const WIDTH: usize>: Copy {
@@ -25,29 +26,30 @@ pub trait IndexEntry<const WIDTH: usize>: Copy {
 
 /// An index file of `E` entries, `WIDTH` bytes each, and its entries in memory.
 pub struct IndexFile<E, const WIDTH: usize> {
-    file: File,
+    file: FileRef,
     entries: Vec<E>,
 }
 
 impl<E: IndexEntry<WIDTH>, const WIDTH: usize> IndexFile<E, WIDTH> {
     /// Opens (or creates) the file and loads its entries without checking them, dropping
     /// a torn trailing entry from the file.
-    pub fn open(path: &Path) -> io::Result<Self> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)?;
-        let mut raw = Vec::new();
-        file.read_to_end(&mut raw)?;
+    pub fn open(fs: &FsRef, path: &Path) -> io::Result<Self> {
+        let file = fs.open(path, OpenMode::CreateOrKeep)?;
+        let mut raw = vec![0u8; file.len()? as usize];
+        file.read_exact_at(&mut raw, 0)?;
         let entries = raw
             .chunks_exact(WIDTH)
             .map(|c| E::decode(c.try_into().expect("chunks_exact yields WIDTH bytes")))
             .collect::<Vec<_>>();
-        if raw.len() % WIDTH != 0 {
+        if !raw.len().is_multiple_of(WIDTH) {
             file.set_len((entries.len() * WIDTH) as u64)?;
         }
         Ok(IndexFile { file, entries })
+    }
+
+    /// The file, shared so a checkpoint can fsync it outside the log lock.
+    pub fn file(&self) -> &FileRef {
+        &self.file
     }
 
     /// Last entry, if any.
@@ -82,9 +84,11 @@ impl<E: IndexEntry<WIDTH>, const WIDTH: usize> IndexFile<E, WIDTH> {
             && self.entries.last().is_none_or(in_bounds)
     }
 
-    /// Writes `entry` at the end of the file (not fsynced) and of the entries.
+    /// Writes `entry` at the end of the file (not fsynced) and of the entries. The write
+    /// is positional, so bytes left past the entries by a failed truncation are overwritten.
     pub fn append(&mut self, entry: E) -> io::Result<()> {
-        self.file.write_all(&entry.encode())?;
+        let at = (self.entries.len() * WIDTH) as u64;
+        self.file.write_all_at(&entry.encode(), at)?;
         self.entries.push(entry);
         Ok(())
     }
@@ -93,8 +97,14 @@ impl<E: IndexEntry<WIDTH>, const WIDTH: usize> IndexFile<E, WIDTH> {
     /// and drops the rest, from the file too.
     pub fn truncate_while(&mut self, keep: impl Fn(&E) -> bool) -> io::Result<()> {
         let len = self.entries.partition_point(keep);
+        self.truncate_to_len(len)
+    }
+
+    /// Keeps the first `len` entries (undoes appends after a failed one). The entries in
+    /// memory are cut even if the file is not, since appends overwrite what lies beyond.
+    pub fn truncate_to_len(&mut self, len: usize) -> io::Result<()> {
         self.entries.truncate(len);
-        self.file.set_len((len * WIDTH) as u64)
+        self.file.set_len((self.entries.len() * WIDTH) as u64)
     }
 
     /// Removes all entries (before a rebuild).
@@ -103,6 +113,6 @@ impl<E: IndexEntry<WIDTH>, const WIDTH: usize> IndexFile<E, WIDTH> {
     }
 
     pub fn sync(&self) -> io::Result<()> {
-        self.file.sync_all()
+        self.file.sync_data()
     }
 }

@@ -6,29 +6,34 @@
 //! either the old or the new content. After recovery the log drops entries that start
 //! beyond its end offset.
 //!
+//! Every change is persisted before it is applied in memory, so a failed write leaves the
+//! cache as it was.
+//!
 //! Not thread-safe; owned by its `Log`.
 
-use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, StorageError};
+use crate::fs::FsRef;
 
 pub(crate) const FILE_NAME: &str = "leader-epoch-checkpoint";
 
 /// `(epoch, start_offset)` entries, both strictly increasing.
 pub struct LeaderEpochCache {
+    fs: FsRef,
     path: PathBuf,
     entries: Vec<(i32, i64)>,
 }
 
 impl LeaderEpochCache {
     /// Loads the checkpoint in `dir` (empty when absent).
-    pub fn load(dir: &Path) -> Result<LeaderEpochCache> {
+    pub fn load(fs: &FsRef, dir: &Path) -> Result<LeaderEpochCache> {
         let path = dir.join(FILE_NAME);
         let mut entries = Vec::new();
-        match fs::read_to_string(&path) {
-            Ok(text) => {
+        match fs.read(&path) {
+            Ok(raw) => {
+                let text = String::from_utf8_lossy(&raw);
                 for line in text.lines().filter(|l| !l.trim().is_empty()) {
                     let mut parts = line.split_whitespace();
                     let parsed = (|| {
@@ -45,7 +50,11 @@ impl LeaderEpochCache {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e.into()),
         }
-        Ok(LeaderEpochCache { path, entries })
+        Ok(LeaderEpochCache {
+            fs: fs.clone(),
+            path,
+            entries,
+        })
     }
 
     /// Records that `epoch` starts at `start_offset`, if it is newer than the latest.
@@ -54,19 +63,19 @@ impl LeaderEpochCache {
             return Ok(());
         }
         // An older epoch that would start at or after this one is meaningless.
-        self.entries.retain(|&(_, o)| o < start_offset);
-        self.entries.push((epoch, start_offset));
-        self.persist()
+        let mut entries = self.entries.clone();
+        entries.retain(|&(_, o)| o < start_offset);
+        entries.push((epoch, start_offset));
+        self.replace(entries)
     }
 
     /// Drops entries whose start offset is >= `end_offset` (after a truncation).
     pub fn truncate_from_end(&mut self, end_offset: i64) -> Result<()> {
-        let before = self.entries.len();
-        self.entries.retain(|&(_, o)| o < end_offset);
-        if self.entries.len() != before {
-            self.persist()?;
+        let keep = self.entries.partition_point(|&(_, o)| o < end_offset);
+        if keep == self.entries.len() {
+            return Ok(());
         }
-        Ok(())
+        self.replace(self.entries[..keep].to_vec())
     }
 
     /// Drops epochs that end at or before `start_offset` and moves the start of the
@@ -79,11 +88,11 @@ impl LeaderEpochCache {
         if keep_from == 0 && self.entries.first().is_none_or(|&(_, o)| o >= start_offset) {
             return Ok(());
         }
-        self.entries.drain(..keep_from);
-        if let Some(first) = self.entries.first_mut() {
+        let mut entries = self.entries[keep_from..].to_vec();
+        if let Some(first) = entries.first_mut() {
             first.1 = first.1.max(start_offset);
         }
-        self.persist()
+        self.replace(entries)
     }
 
     pub fn latest_epoch(&self) -> Option<i32> {
@@ -109,16 +118,14 @@ impl LeaderEpochCache {
         }
     }
 
-    fn persist(&self) -> Result<()> {
-        let tmp = self.path.with_extension("tmp");
+    /// Persists `entries`, then makes them the cache's.
+    fn replace(&mut self, entries: Vec<(i32, i64)>) -> Result<()> {
         let mut text = String::new();
-        for (epoch, offset) in &self.entries {
+        for (epoch, offset) in &entries {
             text.push_str(&format!("{epoch} {offset}\n"));
         }
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        fs::rename(&tmp, &self.path)?;
+        self.fs.write_atomic(&self.path, text.as_bytes())?;
+        self.entries = entries;
         Ok(())
     }
 }
@@ -126,11 +133,12 @@ impl LeaderEpochCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fs::RealFs;
 
     #[test]
     fn kafka_semantics() {
         let dir = tempfile::tempdir().unwrap();
-        let mut cache = LeaderEpochCache::load(dir.path()).unwrap();
+        let mut cache = LeaderEpochCache::load(&RealFs::shared(), dir.path()).unwrap();
         assert_eq!(cache.end_offset_for_epoch(0, 10), (-1, -1));
         cache.assign(1, 0).unwrap();
         cache.assign(1, 5).unwrap(); // same epoch: ignored
@@ -142,7 +150,7 @@ mod tests {
         assert_eq!(cache.end_offset_for_epoch(3, 30), (3, 20));
         assert_eq!(cache.end_offset_for_epoch(5, 30), (5, 30));
         assert_eq!(cache.end_offset_for_epoch(9, 30), (5, 30));
-        let reloaded = LeaderEpochCache::load(dir.path()).unwrap();
+        let reloaded = LeaderEpochCache::load(&RealFs::shared(), dir.path()).unwrap();
         assert_eq!(reloaded.entries(), &[(1, 0), (3, 10), (5, 20)]);
 
         cache.truncate_from_end(15).unwrap();
@@ -150,7 +158,9 @@ mod tests {
         cache.truncate_from_start(12).unwrap();
         assert_eq!(cache.entries(), &[(3, 12)]);
         assert_eq!(
-            LeaderEpochCache::load(dir.path()).unwrap().entries(),
+            LeaderEpochCache::load(&RealFs::shared(), dir.path())
+                .unwrap()
+                .entries(),
             &[(3, 12)]
         );
     }

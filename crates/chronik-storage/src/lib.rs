@@ -12,8 +12,11 @@
 //!   reads, retention, truncation, the log start offset and recovery at open.
 //! - [`leader_epoch`]: the leader epoch cache (OffsetForLeaderEpoch).
 //! - [`cleaner`]: log compaction.
-//! - [`group_commit`]: one fsync thread shared by all partitions.
-//! - [`fs`]: the file-system seam ([`fs::Fs`]) every file operation goes through.
+//! - [`journal`]: the write-ahead journal of a data directory: one fsync per round for
+//!   every partition, checkpoints, recovery points and replay.
+//! - [`fs`]: the file-system seam ([`fs::Fs`]) every file operation goes through;
+//!   `faulty_fs` (tests and the `fault-injection` feature): an in-memory one that
+//!   injects faults and loses unsynced data on a simulated power loss.
 //! - [`config`]: [`LogConfig`]; [`error`]: [`StorageError`].
 //!
 //! Architecture invariant: stored batches are the producer's bytes; only `baseOffset`
@@ -24,15 +27,21 @@ pub mod batch;
 pub mod cleaner;
 pub mod config;
 pub mod error;
+#[cfg(any(test, feature = "fault-injection"))]
+pub mod faulty_fs;
 pub mod fs;
-pub mod group_commit;
 mod index_file;
+pub mod journal;
 pub mod leader_epoch;
 pub mod log;
 pub mod offset_index;
 pub mod segment;
 pub mod time_index;
 
+#[cfg(test)]
+mod journal_recovery_tests;
+#[cfg(test)]
+mod log_fault_tests;
 #[cfg(test)]
 mod log_tests;
 #[cfg(test)]
@@ -42,8 +51,7 @@ pub use batch::{batches, parse_header, validate_batch, BatchError, BatchHeader, 
 pub use cleaner::CompactionStats;
 pub use config::{CleanupPolicy, LogConfig, TimestampType};
 pub use error::{Result, StorageError};
-pub use group_commit::{GroupCommit, SyncHandle};
-pub use log::{AppendInfo, Log, ReadResult};
+pub use log::{AppendInfo, Log, ReadResult, SyncHandle};
 pub use segment::Segment;
 
 #[cfg(test)]

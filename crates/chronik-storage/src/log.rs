@@ -3,36 +3,55 @@
 //! Owns offset assignment, segment rolling, reads by offset and by timestamp,
 //! retention, truncation, the log start offset and the leader epoch cache. It knows
 //! nothing of the network or of Kafka requests, and never fsyncs on the append path:
-//! each append returns a [`SyncHandle`] for the caller to hand to `GroupCommit`.
+//! each append returns a [`SyncHandle`] (the files it wrote) for the caller to hand to
+//! the journal, whose checkpoints fsync them. [`Log::replay`] re-appends what the
+//! journal holds after an unclean shutdown.
 //!
 //! Files in the directory:
 //! - `<base>.log` / `.index` / `.timeindex`: segments (format in `segment.rs`).
 //! - `log-start-offset`: text, one decimal offset; rewritten via `.tmp` + fsync +
-//!   rename whenever the log start offset moves past the first segment's base.
+//!   rename + directory fsync whenever the log start offset moves past the first
+//!   segment's base.
 //! - `leader-epoch-checkpoint`: see `leader_epoch.rs`.
 //! - `.clean_shutdown`: written by [`Log::close`] after everything is fsynced, deleted
-//!   by [`Log::open`]. When it is missing at open, the last segment is recovered (every
-//!   batch CRC-checked, torn tail truncated) and all indexes are rebuilt rather than
-//!   trusted if missing or inconsistent.
+//!   by [`Log::open`] before the directory fsync it starts with. When it is missing at
+//!   open, every segment holding offsets at or past the *recovery point* (below it, a
+//!   checkpoint fsynced everything; unknown: every segment) is recovered (every batch
+//!   CRC-checked, torn tail truncated, indexes rebuilt), segments below it must follow
+//!   each other without a gap (else the open fails), segments after a recovered one that
+//!   lost its tail are dropped (the journal replays what was acknowledged), indexes are
+//!   rebuilt rather than trusted if missing or inconsistent, and every segment's data is
+//!   fsynced before the log is used. An I/O error while recovering fails the open. Without
+//!   a journal ([`Log::open`]) every segment is recovered and kept.
 //! - `*.cleaned`: compaction output not yet renamed into place; deleted at open.
 //!
+//! Every file operation goes through the [`FsRef`] given to [`Log::open`].
+//!
+//! Failure behaviour: an append that fails (data or index write, leader-epoch persist)
+//! is undone, files and memory, back to the previous log end, so a retry neither
+//! duplicates the batch nor reuses an offset. If even the undo fails, the log refuses
+//! further appends and [`Log::close`] leaves no clean-shutdown marker, so the next open
+//! recovers the segment. A failed roll leaves the previous active segment and no new
+//! files (should even their removal fail, the next open removes the empty segment that
+//! starts inside the previous one). Removed segments and created ones are made durable
+//! with a directory fsync, and so is whatever `open` finds in the directory.
+//!
 //! Thread-safety: `Log` is not thread-safe by itself. The broker wraps each one in a
-//! mutex; the only thing used outside that lock is the `Arc<File>` inside a
+//! mutex; the only thing used outside that lock is the [`FileRef`] inside a
 //! `SyncHandle`, which is safe to fsync concurrently with appends.
 
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::records::RecordBatchDecoder;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::batch::{self, BatchHeader};
 use crate::config::{LogConfig, TimestampType};
 use crate::error::{Result, StorageError};
-use crate::group_commit::SyncHandle;
+use crate::fs::{FileRef, FsRef, OpenMode};
 use crate::leader_epoch::LeaderEpochCache;
 use crate::segment::Segment;
 
@@ -51,6 +70,31 @@ pub struct AppendInfo {
     pub sync: SyncHandle,
 }
 
+/// The files that hold unsynced bytes of one append (data and index files of the
+/// segments it wrote to): what a checkpoint must fsync before it can rely on them. Cheap
+/// to clone.
+#[derive(Clone, Debug, Default)]
+pub struct SyncHandle {
+    files: Arc<[FileRef]>,
+}
+
+impl SyncHandle {
+    pub fn new(files: Vec<FileRef>) -> SyncHandle {
+        SyncHandle {
+            files: files.into(),
+        }
+    }
+
+    pub fn files(&self) -> &[FileRef] {
+        &self.files
+    }
+
+    /// Fsyncs the files on the calling thread.
+    pub fn sync_now(&self) -> io::Result<()> {
+        self.files.iter().try_for_each(|f| f.sync_data())
+    }
+}
+
 /// Outcome of one [`Log::read`].
 #[derive(Clone, Debug, Default)]
 pub struct ReadResult {
@@ -62,6 +106,7 @@ pub struct ReadResult {
 
 /// The ordered segments of one partition.
 pub struct Log {
+    pub(crate) fs: FsRef,
     pub(crate) dir: PathBuf,
     pub(crate) config: LogConfig,
     /// Sorted by base offset; never empty; the last is the active segment.
@@ -69,7 +114,10 @@ pub struct Log {
     log_start_offset: i64,
     epochs: LeaderEpochCache,
     /// Files of segments rolled since the last append, not yet handed out for sync.
-    rolled_unsynced: Vec<Arc<std::fs::File>>,
+    rolled_unsynced: Vec<FileRef>,
+    /// Set when a failed append could not be undone: the active segment's files may hold
+    /// bytes the log does not account for.
+    needs_recovery: bool,
 }
 
 fn parse_segment_base(name: &str) -> Option<i64> {
@@ -87,37 +135,86 @@ fn now_ms() -> i64 {
 }
 
 impl Log {
-    /// Opens (or creates) the log in `dir`. See the module docs for what happens after
-    /// an unclean shutdown.
-    pub fn open(dir: &Path, config: LogConfig) -> Result<Log> {
-        fs::create_dir_all(dir)?;
+    /// Opens (or creates) the log in `dir` without a journal: after an unclean shutdown
+    /// every segment is recovered and kept, even after a gap.
+    pub fn open(fs: &FsRef, dir: &Path, config: LogConfig) -> Result<Log> {
+        Self::open_inner(fs, dir, config, None)
+    }
+
+    /// Opens (or creates) the log in `dir`, whose appends since `recovery_point` (0: none
+    /// checkpointed yet) the journal holds. After an unclean shutdown, the segments at or
+    /// past the recovery point are recovered; see the module docs.
+    pub fn open_with_recovery_point(
+        fs: &FsRef,
+        dir: &Path,
+        config: LogConfig,
+        recovery_point: i64,
+    ) -> Result<Log> {
+        Self::open_inner(fs, dir, config, Some(recovery_point))
+    }
+
+    fn open_inner(
+        fs: &FsRef,
+        dir: &Path,
+        config: LogConfig,
+        recovery_point: Option<i64>,
+    ) -> Result<Log> {
+        fs.create_dir_all(dir)?;
         let marker = dir.join(CLEAN_SHUTDOWN_FILE);
-        let clean = marker.exists();
+        let clean = fs.exists(&marker);
+        if clean {
+            // From here on a crash is unclean (a failed open only costs a full recovery).
+            fs.remove_file(&marker)?;
+        }
         let mut bases = Vec::new();
-        for entry in fs::read_dir(dir)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
+        for name in fs.list_dir(dir)? {
             if name.ends_with(".cleaned") || name.ends_with(".tmp") {
-                fs::remove_file(entry.path())?;
+                fs.remove_file(&dir.join(&name))?;
             } else if let Some(base) = parse_segment_base(&name) {
                 bases.push(base);
             }
         }
+        // The segments found must be the ones a crash leaves: this also makes durable the
+        // creations and removals whose directory fsync failed before (a segment removed
+        // by a truncation must not come back once new appends reuse its offsets).
+        fs.sync_dir(dir)?;
         bases.sort_unstable();
-        let checkpoint = read_log_start_offset(dir)?;
+        let checkpoint = read_log_start_offset(fs, dir)?;
         let mut segments = Vec::with_capacity(bases.len().max(1));
         for (i, &base) in bases.iter().enumerate() {
-            let is_last = i + 1 == bases.len();
+            // Segment i holds offsets below the next base: it needs recovery if any of
+            // them is at or past the recovery point.
+            let past_recovery_point = bases
+                .get(i + 1)
+                .is_none_or(|&next| recovery_point.is_none_or(|point| next > point));
             segments.push(Segment::open(
+                fs,
                 dir,
                 base,
                 config.index_interval_bytes,
-                !clean && is_last,
+                !clean && past_recovery_point,
             )?);
+        }
+        remove_failed_rolls(fs, dir, &mut segments, !clean)?;
+        if let (false, Some(point)) = (clean, recovery_point) {
+            check_contiguous_below(&segments, point)?;
+            if drop_segments_after_gap(dir, &mut segments, point)? {
+                fs.sync_dir(dir)?;
+            }
+        }
+        if !clean {
+            // What recovery found may not be durable (a process crash keeps unsynced bytes
+            // in the page cache, a failed truncation leaves its cut unsynced): make it so
+            // before building on it. A failed fsync later would otherwise bring back an
+            // older content under segments created since, and the broker takes the log
+            // end found here as durable.
+            for segment in &segments {
+                segment.file().sync_data()?;
+            }
         }
         if segments.is_empty() {
             segments.push(Segment::create(
+                fs,
                 dir,
                 checkpoint.unwrap_or(0),
                 config.index_interval_bytes,
@@ -130,11 +227,8 @@ impl Log {
             .unwrap_or(first_base)
             .max(first_base)
             .min(log_end);
-        let mut epochs = LeaderEpochCache::load(dir)?;
+        let mut epochs = LeaderEpochCache::load(fs, dir)?;
         epochs.truncate_from_end(log_end)?;
-        if clean {
-            fs::remove_file(&marker)?;
-        }
         info!(
             dir = %dir.display(),
             clean,
@@ -144,12 +238,14 @@ impl Log {
             "opened log"
         );
         Ok(Log {
+            fs: fs.clone(),
             dir: dir.to_path_buf(),
             config,
             segments,
             log_start_offset,
             epochs,
             rolled_unsynced: Vec::new(),
+            needs_recovery: false,
         })
     }
 
@@ -165,12 +261,14 @@ impl Log {
 
     /// Appends producer batches (back to back in `batches`), assigning offsets by
     /// patching each header in place. Rolls the active segment first when needed.
+    /// On error nothing of the batches stays in the log (see the module docs).
     pub fn append(
         &mut self,
         batches: &mut [u8],
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendInfo> {
+        self.check_writable()?;
         let mut count = 0i64;
         for item in batch::batches(batches) {
             let (header, range) = item?;
@@ -192,6 +290,7 @@ impl Log {
         self.maybe_roll(batches.len() as u64, count, now_ms)?;
 
         let first_offset = self.log_end_offset();
+        self.check_writable()?;
         let log_append = self.config.timestamp_type == TimestampType::LogAppendTime;
         let mut next = first_offset;
         let mut max_timestamp = -1i64;
@@ -210,18 +309,110 @@ impl Log {
             next += header.last_offset_delta as i64 + 1;
             pos += header.total_size();
         }
-        self.active_mut().append(batches, now_ms)?;
-        self.epochs.assign(leader_epoch, first_offset)?;
-        let mut files = std::mem::take(&mut self.rolled_unsynced);
-        files.push(self.active().file().clone());
+        self.write_active(batches, leader_epoch, first_offset, now_ms)?;
         debug!(first_offset, last_offset = next - 1, "appended");
         Ok(AppendInfo {
             first_offset,
             last_offset: next - 1,
             log_append_time: if log_append { now_ms } else { -1 },
             max_timestamp,
-            sync: SyncHandle::new(files),
+            sync: self.take_sync_handle(),
         })
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.needs_recovery {
+            return Err(StorageError::Io(io::Error::other(
+                "log refuses appends after a failed append could not be undone; reopen it",
+            )));
+        }
+        Ok(())
+    }
+
+    /// Writes batches whose offsets are assigned to the active segment and records their
+    /// leader epoch; on failure nothing of them stays (a retry would duplicate them).
+    fn write_active(
+        &mut self,
+        batches: &[u8],
+        leader_epoch: i32,
+        first_offset: i64,
+        now_ms: i64,
+    ) -> Result<()> {
+        let end = self.active().end();
+        let written = self
+            .active_mut()
+            .append(batches, now_ms)
+            .and_then(|()| self.epochs.assign(leader_epoch, first_offset));
+        if let Err(e) = written {
+            if let Err(undo) = self.active_mut().roll_back(end) {
+                warn!(dir = %self.dir.display(), error = %undo, "cannot undo a failed append; log needs recovery");
+                self.needs_recovery = true;
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The files written since the last handle was taken: the active segment's and those
+    /// of segments rolled meanwhile.
+    fn take_sync_handle(&mut self) -> SyncHandle {
+        let mut files = std::mem::take(&mut self.rolled_unsynced);
+        files.extend(self.active().files());
+        SyncHandle::new(files)
+    }
+
+    /// Re-appends batches read back from the journal after an unclean shutdown, verbatim at
+    /// their own offsets: a batch the log already holds identically is skipped, a tail that
+    /// differs is truncated first. A batch beyond the log end means that data the journal
+    /// was to cover is missing, which is refused as corruption. Returns how many batches
+    /// were written.
+    pub fn replay(&mut self, batches: &[u8]) -> Result<usize> {
+        self.check_writable()?;
+        let mut written = 0;
+        for item in batch::batches(batches) {
+            let (header, range) = item?;
+            let bytes = &batches[range];
+            if header.base_offset < self.log_start_offset {
+                continue; // removed by retention or DeleteRecords since
+            }
+            let end = self.log_end_offset();
+            if header.base_offset > end {
+                return Err(StorageError::Corrupt(format!(
+                    "journal holds a batch at offset {} but the log ends at {end}",
+                    header.base_offset
+                )));
+            }
+            if header.base_offset < end {
+                if self.holds_batch(&header, bytes)? {
+                    continue;
+                }
+                self.truncate_to(header.base_offset)?;
+            }
+            let now = now_ms();
+            self.maybe_roll(bytes.len() as u64, header.last_offset_delta as i64 + 1, now)?;
+            self.write_active(
+                bytes,
+                header.partition_leader_epoch,
+                header.base_offset,
+                now,
+            )?;
+            written += 1;
+        }
+        Ok(written)
+    }
+
+    /// Whether the log holds exactly this batch at its base offset.
+    fn holds_batch(&self, header: &BatchHeader, bytes: &[u8]) -> Result<bool> {
+        let i = self
+            .segments
+            .partition_point(|s| s.base_offset() <= header.base_offset)
+            .saturating_sub(1);
+        Ok(
+            match self.segments[i].batch_containing(header.base_offset)? {
+                Some((found, data)) => found.base_offset == header.base_offset && data == bytes,
+                None => false,
+            },
+        )
     }
 
     /// Rolls the active segment if `bytes` more would exceed `segment_bytes`, if it is
@@ -247,9 +438,15 @@ impl Log {
     pub(crate) fn roll(&mut self, now_ms: i64) -> Result<()> {
         let base = self.log_end_offset();
         debug!(dir = %self.dir.display(), base, "rolling segment");
-        let segment = Segment::create(&self.dir, base, self.config.index_interval_bytes, now_ms)?;
-        let old = self.active().file().clone();
-        self.rolled_unsynced.push(old);
+        let segment = Segment::create(
+            &self.fs,
+            &self.dir,
+            base,
+            self.config.index_interval_bytes,
+            now_ms,
+        )?;
+        let old = self.active().files();
+        self.rolled_unsynced.extend(old);
         self.segments.push(segment);
         Ok(())
     }
@@ -357,23 +554,31 @@ impl Log {
         }
         info!(dir = %self.dir.display(), offset, "truncating log");
         if offset <= self.log_start_offset || offset <= self.segments[0].base_offset() {
-            // Nothing survives: start afresh at `offset`.
-            for segment in self.segments.drain(..) {
-                segment.delete()?;
+            // Nothing survives: start afresh at `offset`. The log keeps a segment at
+            // every step, so a failure leaves it usable.
+            self.delete_newest(self.segments.len() - 1)?;
+            if self.segments[0].base_offset() == offset {
+                self.segments[0].truncate_to(offset)?;
+            } else {
+                let fresh = Segment::create(
+                    &self.fs,
+                    &self.dir,
+                    offset,
+                    self.config.index_interval_bytes,
+                    now_ms(),
+                )?;
+                let old = std::mem::replace(&mut self.segments[0], fresh);
+                old.delete()?;
+                self.fs.sync_dir(&self.dir)?;
             }
-            self.segments.push(Segment::create(
-                &self.dir,
-                offset,
-                self.config.index_interval_bytes,
-                now_ms(),
-            )?);
             self.log_start_offset = offset;
-            write_log_start_offset(&self.dir, offset)?;
+            write_log_start_offset(&self.fs, &self.dir, offset)?;
         } else {
-            while self.segments.len() > 1 && self.active().base_offset() >= offset {
-                let segment = self.segments.pop().expect("len > 1");
-                segment.delete()?;
-            }
+            let above = self.segments[1..]
+                .iter()
+                .filter(|s| s.base_offset() >= offset)
+                .count();
+            self.delete_newest(above)?;
             self.active_mut().truncate_to(offset)?;
         }
         self.rolled_unsynced.clear();
@@ -399,7 +604,7 @@ impl Log {
             self.roll(now_ms())?;
         }
         self.log_start_offset = offset;
-        write_log_start_offset(&self.dir, offset)?;
+        write_log_start_offset(&self.fs, &self.dir, offset)?;
         let removable = self.segments[..self.segments.len() - 1]
             .iter()
             .take_while(|s| s.next_offset() <= offset)
@@ -416,16 +621,34 @@ impl Log {
         if n == 0 {
             return Ok(());
         }
-        for segment in self.segments.drain(..n) {
-            debug!(base = segment.base_offset(), "deleting segment");
-            segment.delete()?;
+        for _ in 0..n {
+            debug!(base = self.segments[0].base_offset(), "deleting segment");
+            // Gone from the list only once its files are: a failure leaves the log as is.
+            self.segments[0].delete()?;
+            self.segments.remove(0);
         }
+        self.fs.sync_dir(&self.dir)?;
         let first = self.segments[0].base_offset();
         if first > self.log_start_offset {
             self.log_start_offset = first;
-            write_log_start_offset(&self.dir, first)?;
+            write_log_start_offset(&self.fs, &self.dir, first)?;
             self.epochs.truncate_from_start(first)?;
         }
+        Ok(())
+    }
+
+    /// Deletes the `n` newest segments (the oldest always stays) and makes that durable:
+    /// recovery would otherwise bring back data after a truncation point.
+    fn delete_newest(&mut self, n: usize) -> Result<()> {
+        let n = n.min(self.segments.len() - 1);
+        if n == 0 {
+            return Ok(());
+        }
+        for _ in 0..n {
+            self.active().delete()?;
+            self.segments.pop();
+        }
+        self.fs.sync_dir(&self.dir)?;
         Ok(())
     }
 
@@ -522,25 +745,113 @@ impl Log {
         for segment in &self.segments {
             segment.flush()?;
         }
-        fs::File::open(&self.dir)?.sync_all()
+        self.fs.sync_dir(&self.dir)
     }
 
-    /// Flushes everything and writes the clean-shutdown marker.
+    /// Flushes everything and writes the clean-shutdown marker (not after a failed
+    /// undo: the next open must recover).
     pub fn close(self) -> Result<()> {
         self.flush()?;
-        let marker = fs::File::create(self.dir.join(CLEAN_SHUTDOWN_FILE))?;
-        marker.sync_all()?;
-        fs::File::open(&self.dir)?.sync_all()?;
+        if self.needs_recovery {
+            return Err(StorageError::Io(io::Error::other(
+                "log closed without clean-shutdown marker: it needs recovery",
+            )));
+        }
+        self.fs.open(
+            &self.dir.join(CLEAN_SHUTDOWN_FILE),
+            OpenMode::CreateTruncate,
+        )?;
+        self.fs.sync_dir(&self.dir)?;
         Ok(())
     }
 
     /// Removes the log's directory and everything in it.
     pub fn delete(self) -> Result<()> {
+        let fs = self.fs.clone();
         let dir = self.dir.clone();
         drop(self);
-        fs::remove_dir_all(&dir)?;
+        fs.remove_dir_all(&dir)?;
         Ok(())
     }
+}
+
+/// Removes empty segments that start inside the previous one: left by a roll that failed
+/// and could not remove its files, after which appends went on in the previous segment.
+/// A non-empty one is corruption. When the last segment goes, the new last one is
+/// recovered if `recover_last`.
+/// Segments wholly below the recovery point were fsynced by a checkpoint, so they must
+/// follow each other without a gap; one that does not is refused (the partition goes
+/// offline) rather than cut.
+fn check_contiguous_below(segments: &[Segment], point: i64) -> Result<()> {
+    for pair in segments.windows(2) {
+        if pair[1].base_offset() <= point && pair[0].next_offset() != pair[1].base_offset() {
+            return Err(StorageError::Corrupt(format!(
+                "segment {} ends at {} but the next starts at {}, below the recovery point {point}",
+                pair[0].base_offset(),
+                pair[0].next_offset(),
+                pair[1].base_offset()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Past the recovery point a segment may have lost its unsynced tail in a crash while a
+/// later one kept some data. Everything acknowledged since the recovery point is in the
+/// journal, in order, so what follows such a gap was never acknowledged, or comes back
+/// with the replay: those segments go, as Kafka truncates after the first corrupt batch.
+/// Returns whether any went.
+fn drop_segments_after_gap(dir: &Path, segments: &mut Vec<Segment>, point: i64) -> Result<bool> {
+    let gap = segments.windows(2).position(|pair| {
+        pair[0].next_offset() < pair[1].base_offset() && pair[1].base_offset() > point
+    });
+    let Some(i) = gap else {
+        return Ok(false);
+    };
+    warn!(
+        dir = %dir.display(),
+        segment = segments[i].base_offset(),
+        ends_at = segments[i].next_offset(),
+        dropped = segments.len() - i - 1,
+        "a segment lost its tail in a crash; dropping the segments after it"
+    );
+    for segment in segments.drain(i + 1..) {
+        segment.delete()?;
+    }
+    Ok(true)
+}
+
+fn remove_failed_rolls(
+    fs: &FsRef,
+    dir: &Path,
+    segments: &mut Vec<Segment>,
+    recover_last: bool,
+) -> Result<()> {
+    let mut removed_last = false;
+    let mut i = 1;
+    while i < segments.len() {
+        let (prev, this) = (&segments[i - 1], &segments[i]);
+        if this.base_offset() >= prev.next_offset() {
+            i += 1;
+            continue;
+        }
+        if !this.is_empty() {
+            return Err(StorageError::Corrupt(format!(
+                "segment {} starts inside segment {} (which ends at {})",
+                this.base_offset(),
+                prev.base_offset(),
+                prev.next_offset()
+            )));
+        }
+        warn!(dir = %dir.display(), base = this.base_offset(), "removing segment left by a failed roll");
+        removed_last = i + 1 == segments.len();
+        segments.remove(i).delete()?;
+        fs.sync_dir(dir)?;
+    }
+    if removed_last && recover_last {
+        segments.last_mut().expect("one left").recover()?;
+    }
+    Ok(())
 }
 
 /// Decodes `data` (one batch) to find the first record with timestamp >= `ts`; falls
@@ -562,22 +873,23 @@ fn first_record_at_or_after(header: &BatchHeader, data: Vec<u8>, ts: i64) -> (i6
     }
 }
 
-fn read_log_start_offset(dir: &Path) -> Result<Option<i64>> {
-    match fs::read_to_string(dir.join(LOG_START_OFFSET_FILE)) {
-        Ok(text) => text
-            .trim()
-            .parse::<i64>()
-            .map(Some)
-            .map_err(|_| StorageError::Corrupt(format!("bad log-start-offset {text:?}"))),
+fn read_log_start_offset(fs: &FsRef, dir: &Path) -> Result<Option<i64>> {
+    match fs.read(&dir.join(LOG_START_OFFSET_FILE)) {
+        Ok(raw) => {
+            let text = String::from_utf8_lossy(&raw);
+            text.trim()
+                .parse::<i64>()
+                .map(Some)
+                .map_err(|_| StorageError::Corrupt(format!("bad log-start-offset {text:?}")))
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
 
-fn write_log_start_offset(dir: &Path, offset: i64) -> io::Result<()> {
-    let tmp = dir.join(format!("{LOG_START_OFFSET_FILE}.tmp"));
-    let mut file = fs::File::create(&tmp)?;
-    io::Write::write_all(&mut file, format!("{offset}\n").as_bytes())?;
-    file.sync_all()?;
-    fs::rename(&tmp, dir.join(LOG_START_OFFSET_FILE))
+fn write_log_start_offset(fs: &FsRef, dir: &Path, offset: i64) -> io::Result<()> {
+    fs.write_atomic(
+        &dir.join(LOG_START_OFFSET_FILE),
+        format!("{offset}\n").as_bytes(),
+    )
 }

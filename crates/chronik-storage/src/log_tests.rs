@@ -8,6 +8,7 @@ use proptest::prelude::*;
 use crate::batch::{self, validate_stored_batch};
 use crate::config::{CleanupPolicy, LogConfig, TimestampType};
 use crate::error::StorageError;
+use crate::fs::RealFs;
 use crate::log::Log;
 use crate::test_util::{batch, decode_all};
 
@@ -50,7 +51,7 @@ fn all_batches(log: &Log) -> Vec<(i64, Vec<u8>)> {
 #[test]
 fn append_assigns_offsets_and_reads_across_rolls() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = Log::open(dir.path(), small_config()).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), small_config()).unwrap();
     let bases = fill(&mut log, 60, 3, 1000);
     assert_eq!(bases, (0..60).map(|i| i * 3).collect::<Vec<i64>>());
     assert_eq!(log.log_end_offset(), 180);
@@ -82,7 +83,7 @@ fn append_assigns_offsets_and_reads_across_rolls() {
 #[test]
 fn read_bounds_and_min_one_batch() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), LogConfig::default()).unwrap();
     fill(&mut log, 10, 4, 0);
     let one = log.read(0, 1, i64::MAX, true).unwrap();
     let size = one.bytes.len();
@@ -121,13 +122,13 @@ fn log_append_time_and_leader_epoch_are_applied() {
         timestamp_type: TimestampType::LogAppendTime,
         ..LogConfig::default()
     };
-    let mut log = Log::open(dir.path(), config).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), config).unwrap();
     let mut b = batch(3, 5);
     let info = log.append(&mut b, 4, 777).unwrap();
     assert_eq!((info.first_offset, info.last_offset), (0, 2));
     assert_eq!(info.log_append_time, 777);
     assert_eq!(info.max_timestamp, 777);
-    assert_eq!(info.sync.files().len(), 1);
+    assert_eq!(info.sync.files().len(), 3, "data and index files");
     let r = log.read(0, 1 << 20, i64::MAX, true).unwrap();
     let h = batch::validate_batch(&r.bytes).unwrap();
     assert!(h.timestamp_type_is_log_append());
@@ -140,7 +141,7 @@ fn retention_by_time_and_size() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = small_config();
     config.retention_ms = 1000;
-    let mut log = Log::open(dir.path(), config.clone()).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), config.clone()).unwrap();
     fill(&mut log, 60, 3, 0); // timestamps 0..180
     let segments = log.segment_count();
     assert!(segments > 2);
@@ -174,14 +175,14 @@ fn retention_by_time_and_size() {
     // Log start offset survives a reopen.
     let start = log.log_start_offset();
     log.close().unwrap();
-    let log = Log::open(dir.path(), small_config()).unwrap();
+    let log = Log::open(&RealFs::shared(), dir.path(), small_config()).unwrap();
     assert_eq!(log.log_start_offset(), start);
 }
 
 #[test]
 fn delete_records_moves_start_and_drops_segments() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = Log::open(dir.path(), small_config()).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), small_config()).unwrap();
     fill(&mut log, 40, 3, 0);
     let before = log.segment_count();
     let second_base = log.segments[1].base_offset();
@@ -196,7 +197,7 @@ fn delete_records_moves_start_and_drops_segments() {
     assert_eq!(log.segment_count(), 1);
     assert_eq!(log.log_end_offset(), 120);
     drop(log); // unclean
-    let log = Log::open(dir.path(), small_config()).unwrap();
+    let log = Log::open(&RealFs::shared(), dir.path(), small_config()).unwrap();
     assert_eq!(log.log_start_offset(), 120);
     assert_eq!(log.log_end_offset(), 120);
 }
@@ -204,7 +205,7 @@ fn delete_records_moves_start_and_drops_segments() {
 #[test]
 fn truncate_to_drops_tail_and_epochs() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = Log::open(dir.path(), small_config()).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), small_config()).unwrap();
     for i in 0..40i64 {
         let mut b = batch(3, i);
         log.append(&mut b, (i / 10) as i32, 0).unwrap();
@@ -223,14 +224,14 @@ fn truncate_to_drops_tail_and_epochs() {
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 0));
     assert_eq!(log.end_offset_for_epoch(5), (-1, -1));
     log.close().unwrap();
-    let log = Log::open(dir.path(), small_config()).unwrap();
+    let log = Log::open(&RealFs::shared(), dir.path(), small_config()).unwrap();
     assert_eq!(log.log_end_offset(), 0);
 }
 
 #[test]
 fn reopen_after_clean_close_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = Log::open(dir.path(), small_config()).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), small_config()).unwrap();
     fill(&mut log, 50, 3, 100);
     let before = all_batches(&log);
     let (segments, end, max_ts) = (
@@ -240,7 +241,7 @@ fn reopen_after_clean_close_keeps_everything() {
     );
     log.close().unwrap();
     assert!(dir.path().join(".clean_shutdown").exists());
-    let mut log = Log::open(dir.path(), small_config()).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), small_config()).unwrap();
     assert!(!dir.path().join(".clean_shutdown").exists());
     assert_eq!((log.segment_count(), log.log_end_offset()), (segments, end));
     assert_eq!(log.max_timestamp_offset(), max_ts);
@@ -256,7 +257,7 @@ fn log_file(dir: &Path, base: i64) -> std::path::PathBuf {
 #[test]
 fn unclean_reopen_truncates_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), LogConfig::default()).unwrap();
     fill(&mut log, 10, 5, 0);
     let batches = all_batches(&log);
     drop(log); // no clean-shutdown marker
@@ -268,7 +269,7 @@ fn unclean_reopen_truncates_torn_tail() {
         .unwrap()
         .set_len(len - 7)
         .unwrap();
-    let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    let log = Log::open(&RealFs::shared(), dir.path(), LogConfig::default()).unwrap();
     assert_eq!(log.log_end_offset(), 45);
     assert_eq!(all_batches(&log), batches[..9].to_vec());
     drop(log);
@@ -278,7 +279,7 @@ fn unclean_reopen_truncates_torn_tail() {
     let mut data = fs::read(&path).unwrap();
     data[start_of_5th + 70] ^= 0x01;
     fs::write(&path, &data).unwrap();
-    let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), LogConfig::default()).unwrap();
     assert_eq!(log.log_end_offset(), 20);
     assert_eq!(all_batches(&log), batches[..4].to_vec());
     let mut b = batch(2, 0);
@@ -288,12 +289,12 @@ fn unclean_reopen_truncates_torn_tail() {
 #[test]
 fn missing_index_is_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = Log::open(dir.path(), small_config()).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), small_config()).unwrap();
     fill(&mut log, 40, 3, 0);
     let before = all_batches(&log);
     log.close().unwrap();
     fs::remove_file(dir.path().join("00000000000000000000.index")).unwrap();
-    let log = Log::open(dir.path(), small_config()).unwrap();
+    let log = Log::open(&RealFs::shared(), dir.path(), small_config()).unwrap();
     assert!(log.segments[0].index_entries() > 0);
     assert_eq!(all_batches(&log), before);
 }
@@ -301,7 +302,7 @@ fn missing_index_is_rebuilt() {
 #[test]
 fn offset_for_timestamp_finds_first_record() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = Log::open(dir.path(), small_config()).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), small_config()).unwrap();
     fill(&mut log, 40, 5, 1000); // record i has timestamp 1000 + i
     assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((0, 1000)));
     assert_eq!(log.offset_for_timestamp(1000).unwrap(), Some((0, 1000)));
@@ -316,7 +317,7 @@ fn offset_for_timestamp_finds_first_record() {
 #[test]
 fn scan_batch_headers_walks_from_offset() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = Log::open(dir.path(), small_config()).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), small_config()).unwrap();
     fill(&mut log, 30, 2, 0);
     let mut seen = Vec::new();
     log.scan_batch_headers(11, |h| seen.push(h.base_offset))
@@ -331,7 +332,7 @@ fn append_rolls_on_segment_ms_and_hands_out_rolled_file() {
         segment_ms: 100,
         ..LogConfig::default()
     };
-    let mut log = Log::open(dir.path(), config).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), config).unwrap();
     let mut b = batch(1, 0);
     log.append(&mut b, 0, 1_000).unwrap();
     let mut b = batch(1, 0);
@@ -341,7 +342,11 @@ fn append_rolls_on_segment_ms_and_hands_out_rolled_file() {
     let info = log.append(&mut b, 0, 1_200).unwrap();
     assert_eq!(log.segment_count(), 2);
     assert_eq!(log.active_segment_base(), 2);
-    assert_eq!(info.sync.files().len(), 2);
+    assert_eq!(
+        info.sync.files().len(),
+        6,
+        "data and indexes of both segments"
+    );
     info.sync.sync_now().unwrap();
 }
 
@@ -349,7 +354,7 @@ fn append_rolls_on_segment_ms_and_hands_out_rolled_file() {
 fn delete_removes_directory() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("topic-0");
-    let mut log = Log::open(&path, small_config()).unwrap();
+    let mut log = Log::open(&RealFs::shared(), &path, small_config()).unwrap();
     fill(&mut log, 5, 2, 0);
     log.delete().unwrap();
     assert!(!path.exists());
@@ -366,7 +371,7 @@ proptest! {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let config = LogConfig { index_interval_bytes: 128, ..LogConfig::default() };
-        let mut log = Log::open(dir.path(), config.clone()).unwrap();
+        let mut log = Log::open(&RealFs::shared(), dir.path(), config.clone()).unwrap();
         let mut written = Vec::new();
         for (i, n) in sizes.iter().enumerate() {
             let mut b = batch(*n, i as i64);
@@ -384,7 +389,7 @@ proptest! {
         }
         fs::write(&path, &data).unwrap();
 
-        let log = Log::open(dir.path(), config).unwrap();
+        let log = Log::open(&RealFs::shared(), dir.path(), config).unwrap();
         let recovered = all_batches(&log);
         prop_assert!(recovered.len() <= written.len());
         for (i, (_, bytes)) in recovered.iter().enumerate() {
@@ -406,7 +411,7 @@ proptest! {
 #[test]
 fn corrupt_base_offset_is_cut() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), LogConfig::default()).unwrap();
     let mut a = batch(1, 0);
     let first_len = a.len();
     log.append(&mut a, 0, 0).unwrap();
@@ -417,7 +422,7 @@ fn corrupt_base_offset_is_cut() {
     let mut data = fs::read(&path).unwrap();
     data[first_len + 4] ^= 0x5a;
     fs::write(&path, &data).unwrap();
-    let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    let log = Log::open(&RealFs::shared(), dir.path(), LogConfig::default()).unwrap();
     assert_eq!(log.log_end_offset(), 1);
     assert_eq!(all_batches(&log).len(), 1);
 }
@@ -435,7 +440,7 @@ fn check_compaction(compression: kafka_protocol::records::Compression) {
         delete_retention_ms: 1000,
         ..LogConfig::default()
     };
-    let mut log = Log::open(dir.path(), config.clone()).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), config.clone()).unwrap();
     let mut all = Vec::new(); // (offset, key, value)
     for round in 0..12i64 {
         let keys: Vec<String> = (0..5).map(|k| format!("k{k}")).collect();
@@ -513,7 +518,7 @@ fn check_compaction(compression: kafka_protocol::records::Compression) {
 
     // The compacted log survives an unclean reopen unchanged.
     drop(log);
-    let log = Log::open(dir.path(), config).unwrap();
+    let log = Log::open(&RealFs::shared(), dir.path(), config).unwrap();
     assert_eq!(log.log_end_offset(), end);
     assert_eq!(read_records(&log), after);
 }
@@ -539,7 +544,7 @@ fn compaction_handles_compressed_batches() {
 #[test]
 fn compaction_only_with_compact_policy() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = Log::open(dir.path(), small_config()).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), small_config()).unwrap();
     fill(&mut log, 40, 3, 0);
     assert_eq!(log.compact(1000).unwrap(), Default::default());
 }
@@ -547,7 +552,7 @@ fn compaction_only_with_compact_policy() {
 #[test]
 fn one_append_of_several_batches() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    let mut log = Log::open(&RealFs::shared(), dir.path(), LogConfig::default()).unwrap();
     let mut buf = batch(2, 0);
     buf.extend_from_slice(&batch(3, 0));
     buf.extend_from_slice(&batch(1, 0));
@@ -562,4 +567,88 @@ fn one_append_of_several_batches() {
         log.append(&mut big, 2, 0),
         Err(StorageError::MessageTooLarge { .. })
     ));
+}
+
+/// Batches as the journal holds them: offsets assigned by an append elsewhere.
+fn journaled(n: usize, per: usize) -> Vec<Vec<u8>> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut source = Log::open(&RealFs::shared(), dir.path(), small_config()).unwrap();
+    (0..n)
+        .map(|i| {
+            let mut b = batch(per, i as i64);
+            source.append(&mut b, 3, i as i64).unwrap();
+            b
+        })
+        .collect()
+}
+
+#[test]
+fn replay_skips_what_is_there_and_appends_the_rest_verbatim() {
+    let dir = tempfile::tempdir().unwrap();
+    let batches = journaled(30, 3);
+    let mut log =
+        Log::open_with_recovery_point(&RealFs::shared(), dir.path(), small_config(), 0).unwrap();
+    for b in &batches[..10] {
+        assert_eq!(log.replay(b).unwrap(), 1);
+    }
+    // A second replay of everything writes only what is missing.
+    let written: usize = batches.iter().map(|b| log.replay(b).unwrap()).sum();
+    assert_eq!(written, 20);
+    assert_eq!(log.log_end_offset(), 90);
+    assert!(log.segment_count() > 1, "replay rolls like an append");
+    for (i, b) in batches.iter().enumerate() {
+        let r = log.read(i as i64 * 3, 1, i64::MAX, true).unwrap();
+        assert_eq!(&r.bytes[..], &b[..]);
+    }
+    assert_eq!(
+        log.end_offset_for_epoch(3),
+        (3, 90),
+        "epochs come from the batches"
+    );
+}
+
+#[test]
+fn replay_truncates_a_tail_that_differs_and_refuses_a_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log =
+        Log::open_with_recovery_point(&RealFs::shared(), dir.path(), small_config(), 0).unwrap();
+    fill(&mut log, 5, 2, 0); // offsets 0..10, not what the journal holds
+    let batches = journaled(8, 2);
+    let written: usize = batches.iter().map(|b| log.replay(b).unwrap()).sum();
+    assert_eq!(written, 8, "the differing tail is replaced");
+    assert_eq!(log.log_end_offset(), 16);
+    let r = log.read(4, 1, i64::MAX, true).unwrap();
+    assert_eq!(&r.bytes[..], &batches[2][..]);
+
+    let later = journaled(20, 2);
+    let err = log.replay(&later[12]).unwrap_err();
+    assert!(matches!(err, StorageError::Corrupt(_)), "{err}");
+    assert_eq!(log.log_end_offset(), 16);
+}
+
+#[test]
+fn a_gap_below_the_recovery_point_is_refused_and_one_past_it_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = RealFs::shared();
+    let mut log = Log::open(&fs, dir.path(), small_config()).unwrap();
+    fill(&mut log, 60, 3, 0);
+    let segments = log.segment_count();
+    assert!(segments >= 3);
+    drop(log); // unclean
+               // Cut the first segment's tail, as a crash does to unsynced bytes.
+    let first = dir.path().join(format!("{:020}.log", 0));
+    let len = fs::metadata(&first).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(&first)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let err = Log::open_with_recovery_point(&fs, dir.path(), small_config(), 170)
+        .err()
+        .expect("a gap below the recovery point");
+    assert!(matches!(err, StorageError::Corrupt(_)), "{err}");
+    let log = Log::open_with_recovery_point(&fs, dir.path(), small_config(), 0).unwrap();
+    assert_eq!(log.segment_count(), 1, "what followed the gap went");
+    assert!(log.log_end_offset() < 90);
 }

@@ -19,6 +19,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::fs::{FileRef, FsRef};
 use crate::index_file::{IndexEntry, IndexFile};
 
 const ENTRY_SIZE: usize = 8;
@@ -54,11 +55,15 @@ pub struct OffsetIndex {
 
 impl OffsetIndex {
     /// Opens (or creates) the index file and loads its entries without checking them.
-    pub fn open(path: &Path) -> io::Result<OffsetIndex> {
+    pub fn open(fs: &FsRef, path: &Path) -> io::Result<OffsetIndex> {
         Ok(OffsetIndex {
             path: path.to_path_buf(),
-            file: IndexFile::open(path)?,
+            file: IndexFile::open(fs, path)?,
         })
+    }
+
+    pub fn file(&self) -> &FileRef {
+        self.file.file()
     }
 
     /// True when entries strictly increase and all positions are below `log_size`.
@@ -103,6 +108,11 @@ impl OffsetIndex {
     }
 
     /// Removes all entries.
+    /// Keeps the first `len` entries (undoes the appends of a failed segment append).
+    pub fn truncate_to_len(&mut self, len: usize) -> io::Result<()> {
+        self.file.truncate_to_len(len)
+    }
+
     pub fn clear(&mut self) -> io::Result<()> {
         self.file.clear()
     }
@@ -122,12 +132,13 @@ mod tests {
     use std::io::Write;
 
     use super::*;
+    use crate::fs::RealFs;
 
     #[test]
     fn lookup_finds_greatest_entry_at_or_below() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.index");
-        let mut idx = OffsetIndex::open(&path).unwrap();
+        let mut idx = OffsetIndex::open(&RealFs::shared(), &path).unwrap();
         assert_eq!(idx.lookup(5), None);
         idx.append(10, 100).unwrap();
         idx.append(20, 200).unwrap();
@@ -140,24 +151,27 @@ mod tests {
         assert!(!idx.is_consistent(300));
         drop(idx);
 
-        let mut idx = OffsetIndex::open(&path).unwrap();
+        let mut idx = OffsetIndex::open(&RealFs::shared(), &path).unwrap();
         assert_eq!(idx.len(), 3);
         idx.truncate_to_position(200).unwrap();
         assert_eq!(idx.last().unwrap().relative_offset, 10);
         drop(idx);
-        assert_eq!(OffsetIndex::open(&path).unwrap().len(), 1);
+        assert_eq!(
+            OffsetIndex::open(&RealFs::shared(), &path).unwrap().len(),
+            1
+        );
     }
 
     #[test]
     fn torn_entry_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.index");
-        let mut idx = OffsetIndex::open(&path).unwrap();
+        let mut idx = OffsetIndex::open(&RealFs::shared(), &path).unwrap();
         idx.append(1, 10).unwrap();
         drop(idx);
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(&[1, 2, 3]).unwrap();
-        let idx = OffsetIndex::open(&path).unwrap();
+        let idx = OffsetIndex::open(&RealFs::shared(), &path).unwrap();
         assert_eq!(idx.len(), 1);
         // The on-disk entry: relative offset then position, u32 BE each.
         assert_eq!(std::fs::read(&path).unwrap(), [0, 0, 0, 1, 0, 0, 0, 10]);

@@ -5,7 +5,8 @@
 //! `partitionLeaderEpoch` (and LogAppendTime). There is no extra framing: the batch
 //! header's own length and CRC-32C are the framing and checksum. Data is written with
 //! positional writes at the end of the file and is not fsynced here: callers fsync the
-//! shared `Arc<File>` (group commit) outside the log lock.
+//! shared [`FileRef`] (group commit) outside the log lock. Every file operation goes
+//! through the log's [`FsRef`].
 //!
 //! Invariant: batches in a segment are contiguous — the first starts at the segment's
 //! base offset and each next one at the previous one's last offset + 1 (compaction keeps
@@ -15,22 +16,25 @@
 //! Crash behaviour: a crash can leave a torn or corrupt tail (a partial batch, or bytes
 //! that never reached the disk). [`Segment::recover`] scans every batch from the start,
 //! validates its CRC, truncates the file at the first bad one and rebuilds both indexes
-//! from what survives. Indexes are never trusted after an unclean shutdown.
+//! from what survives. Indexes are never trusted after an unclean shutdown. An I/O
+//! error while scanning is returned, never taken for the end of the data.
+//!
+//! Failure behaviour: creating a segment removes whatever it created if any step fails
+//! (a stray `.log` would be taken for a segment at open) and fsyncs the directory once
+//! all files exist. An append that fails part-way is undone by the caller with
+//! [`Segment::roll_back`] to the [`Segment::end`] taken before it.
 //!
 //! Not thread-safe: owned by its `Log`, which the broker serialises.
 
-use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
 use tracing::{debug, warn};
 
 use crate::batch::{self, BatchHeader, HEADER_SIZE};
 use crate::error::{Result, StorageError};
+use crate::fs::{FileRef, FsRef, OpenMode};
 use crate::offset_index::OffsetIndex;
 use crate::time_index::TimeIndex;
 
@@ -50,11 +54,34 @@ fn time_index_path(dir: &Path, base_offset: i64) -> PathBuf {
     dir.join(format!("{base_offset:020}.timeindex"))
 }
 
+/// The three files of a segment: data, offset index, time index.
+fn segment_paths(dir: &Path, base_offset: i64) -> [PathBuf; 3] {
+    [
+        dir.join(log_file_name(base_offset)),
+        index_path(dir, base_offset),
+        time_index_path(dir, base_offset),
+    ]
+}
+
+/// Where a segment ends: everything [`Segment::roll_back`] needs to undo later appends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentEnd {
+    size: u64,
+    next_offset: i64,
+    max_timestamp: i64,
+    offset_of_max_timestamp: i64,
+    bytes_since_last_index: u64,
+    created_ms: i64,
+    index_entries: usize,
+    time_index_entries: usize,
+}
+
 /// One segment: data file, indexes and the summary state derived from them.
 pub struct Segment {
+    fs: FsRef,
     base_offset: i64,
     dir: PathBuf,
-    file: Arc<File>,
+    file: FileRef,
     size: u64,
     offset_index: OffsetIndex,
     time_index: TimeIndex,
@@ -67,27 +94,34 @@ pub struct Segment {
 }
 
 impl Segment {
-    /// Creates a new, empty segment (replacing any files of the same base offset).
+    /// Creates a new, empty segment (replacing any files of the same base offset) and
+    /// fsyncs the directory. On failure, removes the files it created.
     pub fn create(
+        fs: &FsRef,
         dir: &Path,
         base_offset: i64,
         index_interval: u32,
         now_ms: i64,
     ) -> Result<Segment> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(dir.join(log_file_name(base_offset)))?;
-        let mut offset_index = OffsetIndex::open(&index_path(dir, base_offset))?;
-        offset_index.clear()?;
-        let mut time_index = TimeIndex::open(&time_index_path(dir, base_offset))?;
-        time_index.clear()?;
+        let (file, offset_index, time_index) = match Self::create_files(fs, dir, base_offset) {
+            Ok(created) => created,
+            Err(e) => {
+                for path in segment_paths(dir, base_offset) {
+                    if let Err(undo) = fs.remove_file_if_exists(&path) {
+                        warn!(path = %path.display(), error = %undo, "cannot remove file of a failed segment creation");
+                    }
+                }
+                if let Err(undo) = fs.sync_dir(dir) {
+                    warn!(dir = %dir.display(), error = %undo, "cannot fsync directory after a failed segment creation");
+                }
+                return Err(e.into());
+            }
+        };
         Ok(Segment {
+            fs: fs.clone(),
             base_offset,
             dir: dir.to_path_buf(),
-            file: Arc::new(file),
+            file,
             size: 0,
             offset_index,
             time_index,
@@ -100,33 +134,46 @@ impl Segment {
         })
     }
 
+    fn create_files(
+        fs: &FsRef,
+        dir: &Path,
+        base_offset: i64,
+    ) -> io::Result<(FileRef, OffsetIndex, TimeIndex)> {
+        let [log_path, idx_path, tidx_path] = segment_paths(dir, base_offset);
+        let file = fs.open(&log_path, OpenMode::CreateTruncate)?;
+        let mut offset_index = OffsetIndex::open(fs, &idx_path)?;
+        offset_index.clear()?;
+        let mut time_index = TimeIndex::open(fs, &tidx_path)?;
+        time_index.clear()?;
+        // Recovery finds segments by listing the directory: appends into a segment whose
+        // entry could vanish in a crash would be lost with it.
+        fs.sync_dir(dir)?;
+        Ok((file, offset_index, time_index))
+    }
+
     /// Opens an existing segment. With `recover`, or when an index file is missing or
     /// inconsistent, the whole segment is scanned and validated (see [`Self::recover`]);
     /// otherwise only the tail after the last index entry is read.
     pub fn open(
+        fs: &FsRef,
         dir: &Path,
         base_offset: i64,
         index_interval: u32,
         recover: bool,
     ) -> Result<Segment> {
-        let log_path = dir.join(log_file_name(base_offset));
-        let file = OpenOptions::new().read(true).write(true).open(&log_path)?;
-        let meta = file.metadata()?;
-        let created_ms = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_millis() as i64);
-        let idx_path = index_path(dir, base_offset);
-        let tidx_path = time_index_path(dir, base_offset);
-        let indexes_present = idx_path.exists() && tidx_path.exists();
+        let [log_path, idx_path, tidx_path] = segment_paths(dir, base_offset);
+        let file = fs.open(&log_path, OpenMode::Existing)?;
+        let size = file.len()?;
+        let created_ms = fs.modified_ms(&log_path).unwrap_or(0);
+        let indexes_present = fs.exists(&idx_path) && fs.exists(&tidx_path);
         let mut segment = Segment {
+            fs: fs.clone(),
             base_offset,
             dir: dir.to_path_buf(),
-            file: Arc::new(file),
-            size: meta.len(),
-            offset_index: OffsetIndex::open(&idx_path)?,
-            time_index: TimeIndex::open(&tidx_path)?,
+            file,
+            size,
+            offset_index: OffsetIndex::open(fs, &idx_path)?,
+            time_index: TimeIndex::open(fs, &tidx_path)?,
             index_interval: index_interval as u64,
             bytes_since_last_index: 0,
             next_offset: base_offset,
@@ -137,10 +184,13 @@ impl Segment {
         let trusted = !recover
             && indexes_present
             && segment.offset_index.is_consistent(segment.size)
-            && segment.load_tail_state().is_ok()
-            && segment
-                .time_index
-                .is_consistent((segment.next_offset - base_offset) as u64);
+            && match segment.load_tail_state() {
+                Ok(()) => segment
+                    .time_index
+                    .is_consistent((segment.next_offset - base_offset) as u64),
+                Err(StorageError::Io(e)) => return Err(e.into()),
+                Err(_) => false,
+            };
         if !trusted {
             segment.recover()?;
         }
@@ -153,15 +203,21 @@ impl Segment {
     }
 
     /// Scans every batch from the start, validating its CRC-32C; truncates the file at
-    /// the first torn or corrupt batch and rebuilds both indexes. Returns the number of
-    /// bytes cut off.
+    /// the first torn or corrupt batch and rebuilds both indexes (fsynced). Returns the
+    /// number of bytes cut off.
     pub fn recover(&mut self) -> Result<u64> {
         self.offset_index.clear()?;
         self.time_index.clear()?;
         self.reset_state();
         let mut pos = 0u64;
         let mut buf = Vec::new();
-        while let Some(header) = self.header_at(pos).ok().flatten() {
+        loop {
+            let header = match self.header_at(pos) {
+                Ok(Some(header)) => header,
+                Ok(None) | Err(StorageError::InvalidBatch(_)) => break,
+                // Data after an unreadable spot may well be valid: never cut it.
+                Err(e) => return Err(e),
+            };
             let total = header.total_size() as u64;
             if pos + total > self.size
                 || header.base_offset != self.next_offset
@@ -188,6 +244,10 @@ impl Segment {
             self.file.set_len(pos)?;
             self.size = pos;
         }
+        // The old entries may be durable: a crash before the rebuilt ones are would bring
+        // them back, pointing into whatever data is then written at their positions.
+        self.offset_index.sync()?;
+        self.time_index.sync()?;
         Ok(cut)
     }
 
@@ -250,16 +310,13 @@ impl Segment {
     }
 
     /// Appends already offset-patched batches with one positional write and indexes them.
-    /// On a failed write the file is cut back to its previous size.
-    /// `now_ms` becomes the segment's creation time if it is the first append.
+    /// `now_ms` becomes the segment's creation time if it is the first append. On error
+    /// the segment may hold part of the append: undo it with [`Self::roll_back`].
     pub fn append(&mut self, batches: &[u8], now_ms: i64) -> Result<()> {
         if self.size == 0 {
             self.created_ms = now_ms;
         }
-        if let Err(e) = self.file.write_all_at(batches, self.size) {
-            let _ = self.file.set_len(self.size);
-            return Err(e.into());
-        }
+        self.file.write_all_at(batches, self.size)?;
         let start = self.size;
         self.size += batches.len() as u64;
         for item in batch::batches(batches) {
@@ -267,6 +324,36 @@ impl Segment {
             self.index_batch(&header, start + range.start as u64)?;
         }
         Ok(())
+    }
+
+    /// Where the segment ends now, for a later [`Self::roll_back`].
+    pub fn end(&self) -> SegmentEnd {
+        SegmentEnd {
+            size: self.size,
+            next_offset: self.next_offset,
+            max_timestamp: self.max_timestamp,
+            offset_of_max_timestamp: self.offset_of_max_timestamp,
+            bytes_since_last_index: self.bytes_since_last_index,
+            created_ms: self.created_ms,
+            index_entries: self.offset_index.len(),
+            time_index_entries: self.time_index.len(),
+        }
+    }
+
+    /// Undoes every append made after `end` was taken: the in-memory state is restored
+    /// at once, then the data and index files are cut back. An error means a file may
+    /// still hold bytes past `end` (appends overwrite them, recovery would read them).
+    pub fn roll_back(&mut self, end: SegmentEnd) -> io::Result<()> {
+        self.size = end.size;
+        self.next_offset = end.next_offset;
+        self.max_timestamp = end.max_timestamp;
+        self.offset_of_max_timestamp = end.offset_of_max_timestamp;
+        self.bytes_since_last_index = end.bytes_since_last_index;
+        self.created_ms = end.created_ms;
+        let data = self.file.set_len(end.size);
+        let index = self.offset_index.truncate_to_len(end.index_entries);
+        let time_index = self.time_index.truncate_to_len(end.time_index_entries);
+        data.and(index).and(time_index)
     }
 
     /// Reads the batch header at `position`; `None` when fewer than a header's bytes
@@ -432,7 +519,9 @@ impl Segment {
     }
 
     /// Removes every batch that contains an offset >= `offset` (a batch straddling
-    /// `offset` is removed whole). Indexes are truncated to match.
+    /// `offset` is removed whole). Indexes are truncated to match, and all of it is made
+    /// durable: after a crash the removed batches would come back, under offsets that
+    /// later appends reuse, and stale index entries could point into the new data.
     pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
         if offset >= self.next_offset {
             return Ok(());
@@ -451,7 +540,8 @@ impl Segment {
         self.offset_index.truncate_to_position(pos)?;
         self.time_index
             .truncate_to_offset((header.base_offset - self.base_offset) as u64)?;
-        self.load_tail_state()
+        self.load_tail_state()?;
+        Ok(self.flush()?)
     }
 
     /// Writes data and indexes to disk.
@@ -461,36 +551,19 @@ impl Segment {
         self.time_index.sync()
     }
 
-    /// Removes the segment's files.
-    pub fn delete(self) -> io::Result<()> {
-        let base = self.base_offset;
-        let dir = self.dir.clone();
-        drop(self);
-        for path in [
-            dir.join(log_file_name(base)),
-            index_path(&dir, base),
-            time_index_path(&dir, base),
-        ] {
-            match fs::remove_file(&path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
+    /// Removes the segment's files (the caller fsyncs the directory and drops the
+    /// segment).
+    pub fn delete(&self) -> io::Result<()> {
+        for path in segment_paths(&self.dir, self.base_offset) {
+            self.fs.remove_file_if_exists(&path)?;
         }
         Ok(())
     }
 
     /// Removes the index files (before the data file is replaced by compaction).
-    pub(crate) fn remove_index_files(dir: &Path, base_offset: i64) -> io::Result<()> {
-        for path in [
-            index_path(dir, base_offset),
-            time_index_path(dir, base_offset),
-        ] {
-            match fs::remove_file(&path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-        }
-        Ok(())
+    pub(crate) fn remove_index_files(fs: &FsRef, dir: &Path, base_offset: i64) -> io::Result<()> {
+        fs.remove_file_if_exists(&index_path(dir, base_offset))?;
+        fs.remove_file_if_exists(&time_index_path(dir, base_offset))
     }
 
     pub fn base_offset(&self) -> i64 {
@@ -519,8 +592,16 @@ impl Segment {
         self.created_ms
     }
     /// The data file, shared so it can be fsynced outside the log lock.
-    pub fn file(&self) -> &Arc<File> {
+    pub fn file(&self) -> &FileRef {
         &self.file
+    }
+    /// Data file and both index files: what a checkpoint fsyncs.
+    pub fn files(&self) -> [FileRef; 3] {
+        [
+            self.file.clone(),
+            self.offset_index.file().clone(),
+            self.time_index.file().clone(),
+        ]
     }
     pub fn index_entries(&self) -> usize {
         self.offset_index.len()

@@ -14,6 +14,7 @@
 use std::io;
 use std::path::Path;
 
+use crate::fs::{FileRef, FsRef};
 use crate::index_file::{IndexEntry, IndexFile};
 
 const ENTRY_SIZE: usize = 12;
@@ -48,10 +49,14 @@ pub struct TimeIndex {
 
 impl TimeIndex {
     /// Opens (or creates) the index file and loads its entries without checking them.
-    pub fn open(path: &Path) -> io::Result<TimeIndex> {
+    pub fn open(fs: &FsRef, path: &Path) -> io::Result<TimeIndex> {
         Ok(TimeIndex {
-            file: IndexFile::open(path)?,
+            file: IndexFile::open(fs, path)?,
         })
+    }
+
+    pub fn file(&self) -> &FileRef {
+        self.file.file()
     }
 
     /// True when both fields strictly increase and offsets are below `next_relative`.
@@ -100,6 +105,11 @@ impl TimeIndex {
             .truncate_while(|e| (e.relative_offset as u64) < relative_offset)
     }
 
+    /// Keeps the first `len` entries (undoes the appends of a failed segment append).
+    pub fn truncate_to_len(&mut self, len: usize) -> io::Result<()> {
+        self.file.truncate_to_len(len)
+    }
+
     pub fn clear(&mut self) -> io::Result<()> {
         self.file.clear()
     }
@@ -112,12 +122,13 @@ impl TimeIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fs::RealFs;
 
     #[test]
     fn lookup_and_reload() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.timeindex");
-        let mut idx = TimeIndex::open(&path).unwrap();
+        let mut idx = TimeIndex::open(&RealFs::shared(), &path).unwrap();
         idx.maybe_append(100, 0).unwrap();
         idx.maybe_append(90, 5).unwrap(); // not larger: skipped
         idx.maybe_append(200, 10).unwrap();
@@ -133,7 +144,7 @@ mod tests {
         let raw = std::fs::read(&path).unwrap();
         assert_eq!(raw.len(), 36);
         assert_eq!(raw[12..24], [0, 0, 0, 0, 0, 0, 0, 200, 0, 0, 0, 10]);
-        let mut idx = TimeIndex::open(&path).unwrap();
+        let mut idx = TimeIndex::open(&RealFs::shared(), &path).unwrap();
         assert_eq!(idx.len(), 3);
         idx.truncate_to_offset(10).unwrap();
         assert_eq!(idx.last().unwrap().timestamp, 100);

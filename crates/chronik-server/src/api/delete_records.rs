@@ -34,17 +34,13 @@ pub fn handle(
                         return result
                             .with_error_code(ResponseError::TopicAuthorizationFailed.code());
                     }
-                    match broker
+                    let deleted = broker
                         .replicas
-                        .partition(topic.name.as_str(), p.partition_index)
-                    {
-                        None => {
-                            result.with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                        }
-                        Some(partition) => match partition.delete_records_before(p.offset) {
-                            Ok(low_watermark) => result.with_low_watermark(low_watermark),
-                            Err(e) => result.with_error_code(e.code()),
-                        },
+                        .online_partition(topic.name.as_str(), p.partition_index)
+                        .and_then(|partition| partition.delete_records_before(p.offset));
+                    match deleted {
+                        Ok(low_watermark) => result.with_low_watermark(low_watermark),
+                        Err(e) => result.with_error_code(e.code()),
                     }
                 })
                 .collect();

@@ -8,6 +8,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
 
 use crate::broker::Broker;
+use crate::replica::PartitionError;
 use crate::security::{AclOperation, Session};
 
 const LATEST: i64 = -1;
@@ -41,15 +42,19 @@ pub fn handle(
                         return response
                             .with_error_code(ResponseError::TopicAuthorizationFailed.code());
                     }
-                    let Some(partition) = broker
+                    let partition = match broker
                         .replicas
-                        .partition(topic.name.as_str(), p.partition_index)
-                    else {
-                        return response.with_error_code(super::not_hosted(
-                            broker,
-                            topic.name.as_str(),
-                            p.partition_index,
-                        ));
+                        .online_partition(topic.name.as_str(), p.partition_index)
+                    {
+                        Ok(partition) => partition,
+                        Err(PartitionError::UnknownTopicOrPartition) => {
+                            return response.with_error_code(super::not_hosted(
+                                broker,
+                                topic.name.as_str(),
+                                p.partition_index,
+                            ))
+                        }
+                        Err(e) => return response.with_error_code(e.code()),
                     };
                     // The field exists from v4; older versions must leave it at its default.
                     let epoch = if version >= 4 {

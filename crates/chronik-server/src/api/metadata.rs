@@ -187,11 +187,22 @@ async fn lookup_by_name(
 
 fn topic_response(broker: &Broker, topic: &TopicImage) -> MetadataResponseTopic {
     let image = broker.metadata.image();
-    // Replicas on fenced brokers are listed as offline (KIP-112), as Kafka does.
-    let offline = |replicas: &[i32]| -> Vec<BrokerId> {
+    let me = broker.config.node_id;
+    // Replicas on fenced brokers are offline (KIP-112), and so is this broker's replica of a
+    // partition whose directory could not be opened (requests to it answer
+    // KAFKA_STORAGE_ERROR). The field exists from v5; older versions drop it.
+    let offline = |index: i32, replicas: &[i32]| -> Vec<BrokerId> {
         replicas
             .iter()
-            .filter(|b| image.brokers.get(b).is_none_or(|r| r.fenced))
+            .filter(|b| {
+                image.brokers.get(b).is_none_or(|r| r.fenced)
+                    || (**b == me
+                        && broker.replicas.partition(&topic.name, index).is_none()
+                        && broker
+                            .replicas
+                            .offline_partition(&topic.name, index)
+                            .is_some())
+            })
             .map(|b| BrokerId(*b))
             .collect()
     };
@@ -201,14 +212,15 @@ fn topic_response(broker: &Broker, topic: &TopicImage) -> MetadataResponseTopic 
         .iter()
         .enumerate()
         .map(|(index, p)| {
+            let index = index as i32;
             let leader_alive = image.brokers.get(&p.leader).is_some_and(|b| !b.fenced);
             let partition = MetadataResponsePartition::default()
-                .with_partition_index(index as i32)
+                .with_partition_index(index)
                 .with_leader_id(BrokerId(p.leader))
                 .with_leader_epoch(p.leader_epoch)
                 .with_replica_nodes(ids(&p.replicas))
                 .with_isr_nodes(ids(&p.isr))
-                .with_offline_replicas(offline(&p.replicas));
+                .with_offline_replicas(offline(index, &p.replicas));
             if leader_alive {
                 partition
             } else {

@@ -40,11 +40,12 @@ pub fn handle(
                         return result
                             .with_error_code(ResponseError::TopicAuthorizationFailed.code());
                     }
-                    let Some(partition) =
-                        broker.replicas.partition(topic.topic.as_str(), p.partition)
-                    else {
-                        return result
-                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    let partition = match broker
+                        .replicas
+                        .online_partition(topic.topic.as_str(), p.partition)
+                    {
+                        Ok(partition) => partition,
+                        Err(e) => return result.with_error_code(e.code()),
                     };
                     let current = partition.leader_epoch();
                     if p.current_leader_epoch >= 0 && p.current_leader_epoch < current {

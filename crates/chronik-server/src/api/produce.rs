@@ -67,7 +67,16 @@ pub async fn handle(
                     .with_log_start_offset(-1);
                 let result = known.map(|topic| {
                     let records = p.records.clone().unwrap_or_default();
-                    broker.replicas.append(topic, p.index, &records, acks)
+                    broker
+                        .replicas
+                        .append(topic, p.index, &records, acks)
+                        .map_err(|e| match e {
+                            // Not hosted because it is offline: say so (KAFKA_STORAGE_ERROR).
+                            PartitionError::UnknownTopicOrPartition => {
+                                broker.replicas.missing(topic, p.index)
+                            }
+                            other => other,
+                        })
                 });
                 match result {
                     Err(code) => response.with_error_code(code),

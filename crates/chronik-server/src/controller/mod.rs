@@ -273,8 +273,12 @@ impl Controller {
             )
             .await;
         match created {
-            // Another request created it first.
+            // Another request created it first; this broker may not have applied it yet.
             Err(e) if e.code == ResponseError::TopicAlreadyExists.code() => {
+                let deadline = Instant::now() + DEFAULT_TIMEOUT;
+                self.published
+                    .wait_until(|image| image.topic(name).is_some(), deadline)
+                    .await;
                 self.published.topic(name).ok_or(e)
             }
             Err(e) => Err(e),

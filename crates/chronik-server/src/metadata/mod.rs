@@ -55,12 +55,18 @@ impl MetadataView {
 
     /// Waits until the published image holds log index `index`; false at `deadline`.
     pub async fn wait_for_index(&self, index: u64, deadline: Instant) -> bool {
+        self.wait_until(|image| image.applied_index >= index, deadline)
+            .await
+    }
+
+    /// Waits until the published image satisfies `check`; false at `deadline`.
+    pub async fn wait_until(
+        &self,
+        check: impl FnMut(&Arc<MetadataImage>) -> bool,
+        deadline: Instant,
+    ) -> bool {
         let mut rx = self.rx.clone();
-        let reached = async move {
-            rx.wait_for(|image| image.applied_index >= index)
-                .await
-                .is_ok()
-        };
+        let reached = async move { rx.wait_for(check).await.is_ok() };
         matches!(
             tokio::time::timeout_at(deadline.into(), reached).await,
             Ok(true)

@@ -12,7 +12,8 @@
 //!
 //! Crash behaviour: a torn frame at the end of `log` (short, or a bad CRC) is cut off on open.
 //! An entry is reported flushed (`LogFlushed::log_io_completed`) only after the fsync that
-//! covers it, so a vote cast or an entry acknowledged to a leader survives `kill -9`.
+//! covers it, so a vote cast or an entry acknowledged to a leader survives `kill -9`. A write
+//! the disk refuses (full, failing) is cut back and retried from memory until it succeeds.
 //!
 //! Concurrency: entries live in memory too (`Arc<RwLock<BTreeMap>>`, shared with the readers
 //! openraft's replication tasks use), so reads never touch the disk. Every write runs on one
@@ -120,6 +121,7 @@ impl LogStore {
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
             dir: dir.to_path_buf(),
+            len: file.metadata()?.len(),
             file,
         };
         std::thread::Builder::new()
@@ -278,6 +280,30 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 struct Writer {
     dir: PathBuf,
     file: File,
+    /// Length of `log` up to the last durable append.
+    len: u64,
+}
+
+/// Runs `op` until it succeeds. A write the disk refuses (full, or failing) is retried from
+/// memory after a pause instead of reported: openraft treats a storage error as fatal, and a
+/// metadata write that waits is a metadata request that times out (it commits, whole, once
+/// the disk takes it), while the data path keeps going.
+fn until_written(what: &str, mut op: impl FnMut() -> std::io::Result<()>) -> std::io::Result<()> {
+    let mut pause = std::time::Duration::from_millis(50);
+    let mut failures = 0u32;
+    loop {
+        match op() {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                if failures.is_multiple_of(20) {
+                    tracing::warn!(error = %e, "writing the metadata {what} failed; retrying");
+                }
+                failures += 1;
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_secs(1));
+            }
+        }
+    }
 }
 
 impl Writer {
@@ -285,10 +311,16 @@ impl Writer {
         while let Ok(write) = rx.recv() {
             match write {
                 WriterOp::Append { frames, callback } => {
-                    let result = self
-                        .file
-                        .write_all(&frames)
-                        .and_then(|_| self.file.sync_data());
+                    let result = until_written("log", || {
+                        // Cut what a failed attempt left, then write it all again: after a
+                        // failed fsync the page cache cannot be trusted to hold it.
+                        self.file.set_len(self.len)?;
+                        self.file.write_all(&frames)?;
+                        self.file.sync_data()
+                    });
+                    if result.is_ok() {
+                        self.len += frames.len() as u64;
+                    }
                     callback.log_io_completed(result);
                 }
                 WriterOp::Rewrite {
@@ -296,10 +328,12 @@ impl Writer {
                     entries,
                     done,
                 } => {
-                    let _ = done.send(self.rewrite(purged, &entries));
+                    let result = until_written("log", || self.rewrite(purged, &entries));
+                    let _ = done.send(result);
                 }
                 WriterOp::Vote { vote, done } => {
-                    let _ = done.send(write_json(&self.dir.join("vote"), &vote, true));
+                    let path = self.dir.join("vote");
+                    let _ = done.send(until_written("vote", || write_json(&path, &vote, true)));
                 }
                 WriterOp::Committed(committed) => {
                     if let Err(e) = write_json(&self.dir.join("committed"), &committed, false) {
@@ -321,6 +355,7 @@ impl Writer {
         let path = self.dir.join("log");
         write_atomically(&path, &frames, true)?;
         self.file = OpenOptions::new().append(true).open(&path)?;
+        self.len = frames.len() as u64;
         Ok(())
     }
 }

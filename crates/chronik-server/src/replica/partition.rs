@@ -11,19 +11,33 @@
 //! *high watermark* (everything below it is durable on every in-sync replica; consumers read up
 //! to it and acks=all waits for it). A single replica is its whole ISR, so its high watermark
 //! follows its durable end; consumers therefore never see a record that a crash could take back.
+//!
+//! Durability ([`Durability`], the flush policy): under the journal, each append is copied into
+//! the data directory's journal while the partition lock is still held (so the journal keeps
+//! this log's order), and the journal round's fsync completion moves the durable end. After a
+//! failed fsync the partition is offline for good: no append, no read, and no durable-end move.
+//!
+//! At open, the log is recovered from its recovery point, the journal's batches for it are
+//! replayed, and the producer table is loaded from the latest snapshot (`producer_snapshot`)
+//! plus the batch headers after it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use chronik_storage::batch::{batches, validate_batch};
-use chronik_storage::{Log, ReadResult, StorageError, SyncHandle};
+use chronik_storage::batch::{batches, validate_batch, BatchHeader};
+use chronik_storage::fs::FsRef;
+use chronik_storage::journal::{Journal, LogId};
+use chronik_storage::{Log, ReadResult, StorageError};
 use kafka_protocol::records::RecordBatchDecoder;
 use kafka_protocol::ResponseError;
 use parking_lot::Mutex;
 use tokio::sync::watch;
+use tracing::warn;
 use uuid::Uuid;
 
+use super::producer_snapshot;
 use super::producer_state::{BatchMeta, ProducerStateTable, SequenceCheck};
 use crate::metadata::topic_config::PartitionSettings;
 
@@ -46,6 +60,9 @@ pub enum PartitionError {
     Storage(StorageError),
     #[error("this broker does not host the partition")]
     UnknownTopicOrPartition,
+    /// Its directory could not be opened at startup or creation (the error, as text).
+    #[error("partition is offline: {0}")]
+    Offline(String),
     /// KIP-467: the batch was refused because of these records (index in batch, reason).
     #[error("{message}")]
     InvalidRecord {
@@ -63,7 +80,9 @@ impl PartitionError {
             PartitionError::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch.code(),
             PartitionError::OffsetOutOfRange => ResponseError::OffsetOutOfRange.code(),
             PartitionError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas.code(),
-            PartitionError::Storage(_) => ResponseError::KafkaStorageError.code(),
+            PartitionError::Storage(_) | PartitionError::Offline(_) => {
+                ResponseError::KafkaStorageError.code()
+            }
             PartitionError::UnknownTopicOrPartition => {
                 ResponseError::UnknownTopicOrPartition.code()
             }
@@ -90,8 +109,38 @@ pub struct Appended {
     pub end_offset: i64,
     pub log_append_time: i64,
     pub log_start_offset: i64,
-    /// Files to fsync; None for a duplicate that was not written again.
-    pub sync: Option<SyncHandle>,
+}
+
+/// How this broker makes appends durable: the flush policy.
+#[derive(Clone)]
+pub enum Durability {
+    /// Acknowledge once the journal round holding the append is fsynced (`group-commit`).
+    Journal(Arc<Journal>),
+    /// Acknowledge once written; flushing is left to the OS (`os`).
+    PageCache,
+}
+
+/// What a partition uses of its broker's storage.
+#[derive(Clone)]
+pub struct PartitionStorage {
+    pub fs: FsRef,
+    pub durability: Durability,
+}
+
+/// What a crash left for a partition: the recovery point of the last checkpoint and the
+/// batches the journal holds for it (replayed at open).
+#[derive(Debug, Default)]
+pub struct Recovery {
+    pub point: Option<i64>,
+    pub journaled: Vec<Bytes>,
+}
+
+/// The journal's name for a partition's log.
+pub fn log_id(topic_id: Uuid, index: i32) -> LogId {
+    LogId {
+        id: topic_id.as_u128(),
+        index,
+    }
 }
 
 struct PartitionLog {
@@ -110,34 +159,42 @@ pub struct Partition {
     high_watermark: watch::Sender<i64>,
     /// Set when an fsync failed: what follows the durable end may be lost, so appends stop.
     storage_failed: AtomicBool,
+    storage: PartitionStorage,
+    dir: PathBuf,
+    log_id: LogId,
 }
 
 impl Partition {
-    /// Opens (recovering if needed) the log in `dir` and rebuilds producer state from it.
+    /// Opens (recovering if needed) the log in `dir`, replays what the journal holds for it and
+    /// rebuilds producer state.
     pub fn open(
+        storage: &PartitionStorage,
         dir: &Path,
         topic: &str,
         topic_id: Uuid,
         index: i32,
-        leader_epoch: i32,
         settings: PartitionSettings,
+        recovery: &Recovery,
     ) -> Result<Partition, StorageError> {
-        let log = Log::open(dir, settings.log.clone())?;
-        let mut producers = ProducerStateTable::default();
-        log.scan_batch_headers(log.log_start_offset(), |h| {
-            if h.has_producer_id() {
-                producers.record(
-                    h.producer_id,
-                    h.producer_epoch,
-                    BatchMeta {
-                        first_seq: h.base_sequence,
-                        last_seq: h.base_sequence.wrapping_add(h.last_offset_delta),
-                        first_offset: h.base_offset,
-                        last_offset: h.last_offset(),
-                    },
-                );
-            }
-        })?;
+        let fs = &storage.fs;
+        // No recovery point yet: nothing of this log was checkpointed.
+        let point = recovery.point.unwrap_or(0);
+        let mut log = Log::open_with_recovery_point(fs, dir, settings.log.clone(), point)?;
+        let mut replayed = 0;
+        for batches in &recovery.journaled {
+            replayed += log.replay(batches)?;
+        }
+        if replayed > 0 {
+            // The journal files go once every replayed log is durable (ReplicaManager).
+            log.flush()?;
+            warn!(
+                topic,
+                partition = index,
+                batches = replayed,
+                "replayed batches from the journal"
+            );
+        }
+        let producers = rebuild_producer_state(fs, dir, &log)?;
         // What recovery kept is on disk; a single replica is its whole ISR.
         let (durable_end, _) = watch::channel(log.log_end_offset());
         let (high_watermark, _) = watch::channel(log.log_end_offset());
@@ -145,7 +202,7 @@ impl Partition {
             topic: topic.to_string(),
             topic_id,
             index,
-            leader_epoch: AtomicI32::new(leader_epoch),
+            leader_epoch: AtomicI32::new(0),
             inner: Mutex::new(PartitionLog {
                 log,
                 producers,
@@ -154,7 +211,14 @@ impl Partition {
             durable_end,
             high_watermark,
             storage_failed: AtomicBool::new(false),
+            storage: storage.clone(),
+            dir: dir.to_path_buf(),
+            log_id: log_id(topic_id, index),
         })
+    }
+
+    pub fn log_id(&self) -> LogId {
+        self.log_id
     }
 
     pub fn leader_epoch(&self) -> i32 {
@@ -175,13 +239,34 @@ impl Partition {
         self.durable_end.subscribe()
     }
 
+    /// An fsync failed (this partition's, or its journal's): offline until restart.
     pub fn storage_failed(&self) -> bool {
         self.storage_failed.load(Ordering::Acquire)
+            || matches!(&self.storage.durability, Durability::Journal(j) if j.is_failed())
+    }
+
+    /// Refuses appends while storage cannot take them: after a failed fsync, for good; while
+    /// the journal's writes fail (a full disk), until they succeed again.
+    fn check_writable(&self) -> Result<(), PartitionError> {
+        let refusal = if self.storage_failed() {
+            "an fsync failed: the partition is offline until restart"
+        } else if matches!(&self.storage.durability, Durability::Journal(j) if j.is_stalled()) {
+            "the journal cannot be written (is the disk full?)"
+        } else {
+            return Ok(());
+        };
+        Err(PartitionError::Storage(StorageError::Io(
+            std::io::Error::other(refusal),
+        )))
     }
 
     /// Records that everything below `end_offset` is on disk, and advances the high watermark
-    /// accordingly (the ISR of a single replica is itself).
+    /// accordingly (the ISR of a single replica is itself). Never after a failed fsync: Linux
+    /// reports a lost write once, and a later round's success says nothing about it.
     pub fn mark_durable(&self, end_offset: i64) {
+        if self.storage_failed() {
+            return;
+        }
         advance(&self.durable_end, end_offset);
         advance(&self.high_watermark, end_offset);
     }
@@ -216,8 +301,13 @@ impl Partition {
         inner.settings = settings;
     }
 
-    /// Validates the producer's batches, assigns offsets and appends them as one write.
-    pub fn append(&self, records: &Bytes, now_ms: i64) -> Result<Appended, PartitionError> {
+    /// Validates the producer's batches, assigns offsets and appends them as one write, then
+    /// hands them to the journal (or, under the `os` policy, counts them durable at once).
+    pub fn append(
+        self: &Arc<Self>,
+        records: &Bytes,
+        now_ms: i64,
+    ) -> Result<Appended, PartitionError> {
         let (max_message_bytes, compacted) = {
             let inner = self.inner.lock();
             let log = &inner.settings.log;
@@ -249,11 +339,7 @@ impl Partition {
                 "records do not hold whole record batches".into(),
             ));
         }
-        if self.storage_failed() {
-            return Err(PartitionError::Storage(StorageError::Corrupt(
-                "an earlier fsync failed; partition is offline".into(),
-            )));
-        }
+        self.check_writable()?;
         let mut buf = BytesMut::from(&records[..]);
 
         let mut inner = self.inner.lock();
@@ -270,7 +356,6 @@ impl Partition {
                         end_offset: meta.last_offset + 1,
                         log_append_time: -1,
                         log_start_offset: inner.log.log_start_offset(),
-                        sync: None,
                     });
                 }
                 SequenceCheck::Duplicate(_) | SequenceCheck::OutOfOrder => {
@@ -279,7 +364,13 @@ impl Partition {
                 SequenceCheck::Fenced => return Err(PartitionError::InvalidProducerEpoch),
             }
         }
+        let segment_before = inner.log.active_segment_base();
         let info = inner.log.append(&mut buf, self.leader_epoch(), now_ms)?;
+        if inner.log.active_segment_base() != segment_before {
+            // Rolled: snapshot the producer table as of the new segment's base, before this
+            // append's batches, so a restart scans only the segments after it.
+            self.snapshot_producers(&inner.producers, info.first_offset);
+        }
         let mut offset = info.first_offset;
         for h in &headers {
             let first_offset = offset;
@@ -298,14 +389,38 @@ impl Partition {
             }
         }
         let log_start_offset = inner.log.log_start_offset();
-        drop(inner);
+        let end_offset = info.last_offset + 1;
+        match &self.storage.durability {
+            Durability::Journal(journal) => {
+                let partition = self.clone();
+                let done = Box::new(move |result: std::io::Result<()>| match result {
+                    Ok(()) => partition.mark_durable(end_offset),
+                    // Offline for good; waiters wake and answer KAFKA_STORAGE_ERROR.
+                    Err(_) if partition.storage_failed() => partition.mark_storage_failed(),
+                    // The journal is closing: waiters time out, nothing is acknowledged.
+                    Err(_) => {}
+                });
+                journal.append(self.log_id, end_offset, &buf, &info.sync, done);
+                drop(inner);
+            }
+            Durability::PageCache => {
+                drop(inner);
+                self.mark_durable(end_offset);
+            }
+        }
         Ok(Appended {
             base_offset: info.first_offset,
-            end_offset: info.last_offset + 1,
+            end_offset,
             log_append_time: info.log_append_time,
             log_start_offset,
-            sync: Some(info.sync),
         })
+    }
+
+    fn snapshot_producers(&self, producers: &ProducerStateTable, offset: i64) {
+        if let Err(e) = producer_snapshot::write(&self.storage.fs, &self.dir, offset, producers) {
+            // Only the next start's speed depends on it.
+            warn!(topic = %self.topic, partition = self.index, error = %e, "writing a producer snapshot failed");
+        }
     }
 
     /// Reads whole batches from `offset`, never beyond the high watermark.
@@ -315,6 +430,7 @@ impl Partition {
         max_bytes: usize,
         min_one_batch: bool,
     ) -> Result<ReadResult, PartitionError> {
+        self.check_readable()?;
         let high_watermark = self.high_watermark();
         let inner = self.inner.lock();
         if offset > high_watermark || offset < inner.log.log_start_offset() {
@@ -364,14 +480,61 @@ impl Partition {
         Ok(())
     }
 
-    /// Flushes and marks the log cleanly closed.
-    pub fn close(self) -> Result<(), StorageError> {
-        self.inner.into_inner().log.close()
+    fn check_readable(&self) -> Result<(), PartitionError> {
+        if self.storage_failed() {
+            return Err(PartitionError::Storage(StorageError::Io(
+                std::io::Error::other("an fsync failed: the partition is offline until restart"),
+            )));
+        }
+        Ok(())
     }
 
-    /// Removes the log and its directory.
-    pub fn delete(self) -> Result<(), StorageError> {
-        self.inner.into_inner().log.delete()
+    /// Snapshots producer state at the log end, flushes and marks the log cleanly closed;
+    /// returns the log end. Refused after a failed fsync, so the next start recovers.
+    pub fn close(self) -> Result<i64, StorageError> {
+        if self.storage_failed() {
+            return Err(StorageError::Io(std::io::Error::other(
+                "not closed cleanly: an fsync failed",
+            )));
+        }
+        let inner = self.inner.into_inner();
+        let end = inner.log.log_end_offset();
+        if let Err(e) = producer_snapshot::write(&self.storage.fs, &self.dir, end, &inner.producers)
+        {
+            warn!(topic = %self.topic, partition = self.index, error = %e, "writing a producer snapshot failed");
+        }
+        inner.log.close()?;
+        Ok(end)
+    }
+}
+
+/// The producer table as of the log end: the latest snapshot at or below it, plus the batch
+/// headers after it.
+fn rebuild_producer_state(
+    fs: &FsRef,
+    dir: &Path,
+    log: &Log,
+) -> Result<ProducerStateTable, StorageError> {
+    let (from, mut producers) = producer_snapshot::load_latest(fs, dir, log.log_end_offset())
+        .unwrap_or_else(|| (log.log_start_offset(), ProducerStateTable::default()));
+    log.scan_batch_headers(from.max(log.log_start_offset()), |h| {
+        record_batch(&mut producers, h)
+    })?;
+    Ok(producers)
+}
+
+fn record_batch(producers: &mut ProducerStateTable, h: &BatchHeader) {
+    if h.has_producer_id() {
+        producers.record(
+            h.producer_id,
+            h.producer_epoch,
+            BatchMeta {
+                first_seq: h.base_sequence,
+                last_seq: h.base_sequence.wrapping_add(h.last_offset_delta),
+                first_offset: h.base_offset,
+                last_offset: h.last_offset(),
+            },
+        );
     }
 }
 

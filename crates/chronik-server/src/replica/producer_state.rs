@@ -2,16 +2,20 @@
 //! batches it wrote, so a retried batch is answered with its original offsets instead of being
 //! written twice, and a gap in sequence numbers is refused.
 //!
-//! Not persisted separately: at start the partition rebuilds this table from the batch headers
-//! in its log (`Log::scan_batch_headers`), so it survives restart exactly as far as the log does.
+//! Persisted as snapshots (`producer_snapshot.rs`) taken when a segment rolls and at a clean
+//! close; at start the partition loads the latest snapshot at or below its log end and replays
+//! only the batch headers after it (`Log::scan_batch_headers`), so the table survives restart
+//! exactly as far as the log does without a read per batch of the whole log.
 
 use std::collections::{HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
 
 /// Kafka keeps the metadata of this many recent batches per producer for duplicate detection.
 const RECENT_BATCHES: usize = 5;
 
 /// Where a producer's batch landed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchMeta {
     pub first_seq: i32,
     pub last_seq: i32,
@@ -19,7 +23,7 @@ pub struct BatchMeta {
     pub last_offset: i64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
 struct ProducerEntry {
     epoch: i16,
     recent: VecDeque<BatchMeta>,
@@ -38,7 +42,7 @@ pub enum SequenceCheck {
     Fenced,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProducerStateTable {
     producers: HashMap<i64, ProducerEntry>,
 }

@@ -1,31 +1,45 @@
 //! `ReplicaManager`: the partitions this broker hosts, and the two hot paths through them —
 //! append (then wait until durable, as the flush policy requires) and fetch (with long-poll).
 //!
-//! It is driven by the metadata image (through `metadata::publisher`): `reconcile_topic`
-//! opens the partitions of a topic the image assigns to this broker and `remove_topic` deletes
-//! a topic's partitions and their files. Handlers never touch files.
+//! It is driven by the metadata image (through `metadata::publisher`): `reconcile_topic` opens
+//! the partitions of a topic the image assigns to this broker and `remove_topic` deletes a topic's partitions and their files (`partition_dir`: each directory
+//! records its topic id, so a re-created topic never reopens a deleted one's data). Handlers
+//! never touch files.
+//!
+//! A partition that cannot be opened is *offline*: remembered with its error, logged once, and
+//! answered KAFKA_STORAGE_ERROR until the broker restarts; every other partition keeps serving.
+//!
+//! Durability: one `Journal` per data directory (`<data>/journal/`). Under the default flush
+//! policy every append goes through it, and its round's fsync moves the partition's durable end
+//! (and so its high watermark); under `os` appends bypass it. Either way it keeps the recovery
+//! points, and at start it hands each partition its recovery point and the batches to replay;
+//! [`ReplicaManager::finish_recovery`] then lets it delete what was replayed.
 //!
 //! Concurrency: the partition map is behind an `RwLock` taken only to look up or change entries;
-//! no lock is held across an await. Every append queues its files on the storage layer's
-//! `GroupCommit` thread, whose completion moves the partition's durable end (and so its high
-//! watermark); produce waits for those marks and fetch long-polls on the high watermark, each on
-//! a `watch` channel: no polling loops, no task per request.
+//! no lock is held across an await. Produce waits for the durable end or high watermark and fetch
+//! long-polls on the high watermark, each on a `watch` channel: no polling loops, no task per
+//! request.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use chronik_storage::GroupCommit;
+use chronik_storage::fs::RealFs;
+use chronik_storage::journal::{Journal, JournalOptions, LogId, Replay};
 use futures::future::{join_all, select_all};
 use kafka_protocol::ResponseError;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use tracing::{debug, warn};
+use uuid::Uuid;
 
-use super::partition::{Appended, Partition, PartitionError};
+use super::partition::{
+    log_id, Appended, Durability, Partition, PartitionError, PartitionStorage, Recovery,
+};
+use super::partition_dir::{self, DirRemover};
 use crate::config::{FlushPolicy, LogDefaults};
-use crate::metadata::topic_config::resolve;
+use crate::metadata::topic_config::{resolve, PartitionSettings};
 use crate::metadata::TopicImage;
 
 /// Milliseconds since the Unix epoch.
@@ -54,29 +68,124 @@ pub struct FetchedPartition {
     pub records: Bytes,
 }
 
+/// A partition whose directory could not be opened.
+#[derive(Clone, Debug)]
+pub struct OfflinePartition {
+    pub topic_id: Uuid,
+    pub error: String,
+}
+
 pub struct ReplicaManager {
     data_dir: PathBuf,
     defaults: LogDefaults,
     partitions: RwLock<HashMap<(String, i32), Arc<Partition>>>,
-    group_commit: Option<Arc<GroupCommit>>,
+    /// Consulted only when a lookup in `partitions` misses, so it costs the hot path nothing.
+    offline: RwLock<HashMap<(String, i32), OfflinePartition>>,
+    /// Serialises creating, reopening and deleting partition directories, so a delete and a
+    /// re-create of the same name cannot interleave on one directory. Never taken by
+    /// produce or fetch.
+    layout: Mutex<()>,
+    remover: DirRemover,
+    journal: Arc<Journal>,
+    storage: PartitionStorage,
+    /// What the journal held at start, taken by each partition as it opens, until
+    /// `finish_recovery`.
+    replay: Mutex<Replay>,
 }
 
 impl ReplicaManager {
-    pub fn new(data_dir: PathBuf, defaults: LogDefaults, flush_policy: FlushPolicy) -> Self {
-        let group_commit = match flush_policy {
-            FlushPolicy::GroupCommit => Some(GroupCommit::start()),
-            FlushPolicy::Os => None,
+    /// Opens the data directory's journal (reading what a crash left in it). Partitions open as
+    /// metadata names them; call [`ReplicaManager::finish_recovery`] once they have.
+    pub fn new(
+        data_dir: PathBuf,
+        defaults: LogDefaults,
+        flush_policy: FlushPolicy,
+    ) -> std::io::Result<Self> {
+        let fs = RealFs::shared();
+        let (journal, replay) = Journal::open(
+            fs.clone(),
+            &data_dir.join("journal"),
+            JournalOptions::default(),
+        )?;
+        let journal = Arc::new(journal);
+        let durability = match flush_policy {
+            FlushPolicy::GroupCommit => Durability::Journal(journal.clone()),
+            FlushPolicy::Os => Durability::PageCache,
         };
-        ReplicaManager {
+        let remover = DirRemover::start();
+        // Deletions a crash or a failure interrupted.
+        match partition_dir::leftovers(&data_dir) {
+            Ok(dirs) => dirs.into_iter().for_each(|dir| remover.remove(dir)),
+            Err(e) => {
+                warn!(dir = %data_dir.display(), error = %e, "listing deleted partition directories")
+            }
+        }
+        Ok(ReplicaManager {
             data_dir,
             defaults,
             partitions: RwLock::new(HashMap::new()),
-            group_commit,
+            offline: RwLock::new(HashMap::new()),
+            layout: Mutex::new(()),
+            remover,
+            journal,
+            storage: PartitionStorage { fs, durability },
+            replay: Mutex::new(replay),
+        })
+    }
+
+    /// After the partitions named by metadata were opened (each replayed and flushed what the
+    /// journal held for it): starts the journal and lets it delete what was replayed — unless
+    /// an offline partition still needs its batches, which are then kept for the next start.
+    pub fn finish_recovery(&self) -> std::io::Result<()> {
+        let replay = std::mem::take(&mut *self.replay.lock());
+        let offline: Vec<LogId> = self
+            .offline
+            .read()
+            .iter()
+            .map(|((_, index), o)| log_id(o.topic_id, *index))
+            .collect();
+        let keep = replay.records.keys().any(|id| offline.contains(id));
+        if keep {
+            warn!(
+                "offline partitions have journaled batches: the journal is kept for the next start"
+            );
         }
+        let ends: Vec<(LogId, i64)> = self
+            .all_partitions()
+            .iter()
+            .map(|p| (p.log_id(), p.log_end_offset()))
+            .collect();
+        self.journal.finish_replay(ends, keep)
     }
 
     pub fn partition(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
         self.partitions
+            .read()
+            .get(&(topic.to_string(), partition))
+            .cloned()
+    }
+
+    /// The hosted partition, or why there is none: offline (KAFKA_STORAGE_ERROR) or not hosted
+    /// (UNKNOWN_TOPIC_OR_PARTITION).
+    pub fn online_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Arc<Partition>, PartitionError> {
+        self.partition(topic, partition)
+            .ok_or_else(|| self.missing(topic, partition))
+    }
+
+    /// Why `topic`/`partition` is not in the partition map.
+    pub fn missing(&self, topic: &str, partition: i32) -> PartitionError {
+        match self.offline_partition(topic, partition) {
+            Some(offline) => PartitionError::Offline(offline.error),
+            None => PartitionError::UnknownTopicOrPartition,
+        }
+    }
+
+    pub fn offline_partition(&self, topic: &str, partition: i32) -> Option<OfflinePartition> {
+        self.offline
             .read()
             .get(&(topic.to_string(), partition))
             .cloned()
@@ -92,62 +201,126 @@ impl ReplicaManager {
     }
 
     /// Opens or creates every partition of `topic` the image assigns to broker `node_id` that
-    /// is not hosted yet, and applies its current config to those that are.
+    /// is not hosted yet, and applies its current config to those that are. A partition that
+    /// cannot be opened goes offline (logged here, once) and the others are still opened; the
+    /// first such error is returned.
     pub fn reconcile_topic(&self, topic: &TopicImage, node_id: i32) -> Result<(), PartitionError> {
         let settings = resolve(&self.defaults, &topic.configs);
+        let _layout = self.layout.lock();
+        let mut first_error = None;
         for (index, state) in topic.partitions.iter().enumerate() {
             let index = index as i32;
             if !state.replicas.contains(&node_id) {
                 continue;
             }
+            let key = (topic.name.clone(), index);
             if let Some(existing) = self.partition(&topic.name, index) {
-                existing.update_settings(settings.clone());
-                continue;
+                if existing.topic_id == topic.id {
+                    existing.update_settings(settings.clone());
+                    continue;
+                }
+                // An earlier topic of this name whose deletion has not reached us yet.
+                self.partitions.write().remove(&key);
             }
-            let partition = Partition::open(
-                &self.partition_dir(&topic.name, index),
-                &topic.name,
-                topic.id,
-                index,
-                state.leader_epoch,
-                settings.clone(),
-            )?;
-            self.partitions
-                .write()
-                .entry((topic.name.clone(), index))
-                .or_insert_with(|| Arc::new(partition));
-        }
-        Ok(())
-    }
-
-    /// Stops hosting `topic` and removes its data from disk.
-    pub fn remove_topic(&self, topic: &TopicImage) {
-        let removed: Vec<Arc<Partition>> = {
-            let mut partitions = self.partitions.write();
-            (0..topic.partition_count())
-                .filter_map(|i| partitions.remove(&(topic.name.clone(), i)))
-                .collect()
-        };
-        for partition in removed {
-            let dir = self.partition_dir(&topic.name, partition.index);
-            match Arc::try_unwrap(partition) {
+            {
+                let mut offline = self.offline.write();
+                match offline.get(&key) {
+                    // Offline until restart, as Kafka keeps a failed log directory offline.
+                    Some(o) if o.topic_id == topic.id => continue,
+                    Some(_) => {
+                        offline.remove(&key);
+                    }
+                    None => {}
+                }
+            }
+            let dir = self.partition_dir(&topic.name, index);
+            match self.open_partition(&dir, topic, index, settings.clone()) {
                 Ok(partition) => {
-                    if let Err(e) = partition.delete() {
-                        warn!(dir = %dir.display(), error = %e, "deleting partition data");
-                    }
+                    self.partitions.write().insert(key, Arc::new(partition));
                 }
-                // A request still holds it: its files are unlinked under it, which is harmless.
-                Err(_) => {
-                    if let Err(e) = std::fs::remove_dir_all(&dir) {
-                        warn!(dir = %dir.display(), error = %e, "deleting partition data");
-                    }
+                Err(e) => {
+                    warn!(topic = %topic.name, partition = index, dir = %dir.display(), error = %e,
+                        "cannot open partition: it is offline (KAFKA_STORAGE_ERROR) until restart");
+                    let offline = OfflinePartition {
+                        topic_id: topic.id,
+                        error: e.to_string(),
+                    };
+                    self.offline.write().insert(key, offline);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Claims the directory for this topic incarnation, then opens (or creates) its log.
+    fn open_partition(
+        &self,
+        dir: &Path,
+        topic: &TopicImage,
+        index: i32,
+        settings: PartitionSettings,
+    ) -> Result<Partition, PartitionError> {
+        let stale =
+            partition_dir::claim(dir, topic.id).map_err(|e| PartitionError::Storage(e.into()))?;
+        if let Some(stale) = stale {
+            self.remover.remove(stale);
+        }
+        let id = log_id(topic.id, index);
+        let recovery = {
+            let replay = self.replay.lock();
+            Recovery {
+                point: replay.recovery_points.get(&id).copied(),
+                journaled: replay.records.get(&id).cloned().unwrap_or_default(),
+            }
+        };
+        let partition = Partition::open(
+            &self.storage,
+            dir,
+            &topic.name,
+            topic.id,
+            index,
+            settings,
+            &recovery,
+        )?;
+        // Replayed: an offline partition keeps its batches for the next start instead.
+        self.replay.lock().records.remove(&id);
+        Ok(partition)
+    }
+
+    /// Stops hosting `topic` and removes its data: each partition directory is renamed aside at
+    /// once (the name is free for a new topic) and removed in the background.
+    pub fn remove_topic(&self, topic: &TopicImage) {
+        let _layout = self.layout.lock();
+        for index in 0..topic.partition_count() {
+            let key = (topic.name.clone(), index);
+            // Requests still holding the partition finish on files already unlinked: harmless.
+            {
+                let mut partitions = self.partitions.write();
+                if partitions.get(&key).is_some_and(|p| p.topic_id == topic.id) {
+                    partitions.remove(&key);
+                }
+            }
+            {
+                let mut offline = self.offline.write();
+                if offline.get(&key).is_some_and(|o| o.topic_id == topic.id) {
+                    offline.remove(&key);
+                }
+            }
+            let dir = self.partition_dir(&topic.name, index);
+            match partition_dir::release(&dir, topic.id) {
+                Ok(Some(moved)) => self.remover.remove(moved),
+                Ok(None) => {}
+                // Its partition.metadata still keeps a new topic of this name from reopening it.
+                Err(e) => {
+                    warn!(dir = %dir.display(), error = %e, "moving deleted partition aside failed")
                 }
             }
         }
     }
 
-    /// Appends a producer's records to one partition and queues them for the group-commit
-    /// fsync. `acks` decides only the ISR check here; waiting is `wait_for_acks`.
+    /// Appends a producer's records to one partition (which hands them to the journal).
+    /// `acks` decides only the ISR check here; waiting is `wait_for_acks`.
     pub fn append(
         &self,
         topic: &str,
@@ -167,23 +340,6 @@ impl ReplicaManager {
         let appended = p.append(records, now_ms()).inspect_err(|e| {
             debug!(topic, partition, error = %e, "append refused");
         })?;
-        if let Some(sync) = appended.sync.clone() {
-            let end_offset = appended.end_offset;
-            match &self.group_commit {
-                Some(group_commit) => {
-                    let durable = p.clone();
-                    group_commit.sync_then(sync, move |result| match result {
-                        Ok(()) => durable.mark_durable(end_offset),
-                        Err(e) => {
-                            warn!(topic = %durable.topic, partition = durable.index, error = %e, "fsync failed; partition offline");
-                            durable.mark_storage_failed();
-                        }
-                    });
-                }
-                // Flushing is left to the OS: written is as durable as it gets.
-                None => p.mark_durable(end_offset),
-            }
-        }
         Ok((p, appended))
     }
 
@@ -226,9 +382,9 @@ impl ReplicaManager {
         max_wait: Duration,
     ) -> Vec<FetchedPartition> {
         let deadline = tokio::time::Instant::now() + max_wait;
-        let partitions: Vec<Option<Arc<Partition>>> = requests
+        let partitions: Vec<Result<Arc<Partition>, PartitionError>> = requests
             .iter()
-            .map(|r| self.partition(&r.topic, r.partition))
+            .map(|r| self.online_partition(&r.topic, r.partition))
             .collect();
         // Subscribe before the first read so an append between read and wait is not missed.
         let mut watchers: Vec<_> = partitions
@@ -253,7 +409,7 @@ impl ReplicaManager {
 
     fn read_once(
         requests: &[FetchPartition],
-        partitions: &[Option<Arc<Partition>>],
+        partitions: &[Result<Arc<Partition>, PartitionError>],
         max_bytes: usize,
     ) -> Vec<FetchedPartition> {
         let mut remaining = max_bytes;
@@ -262,13 +418,16 @@ impl ReplicaManager {
             .iter()
             .zip(partitions)
             .map(|(request, partition)| {
-                let Some(p) = partition else {
-                    return FetchedPartition {
-                        error_code: ResponseError::UnknownTopicOrPartition.code(),
-                        high_watermark: -1,
-                        log_start_offset: -1,
-                        records: Bytes::new(),
-                    };
+                let p = match partition {
+                    Ok(p) => p,
+                    Err(e) => {
+                        return FetchedPartition {
+                            error_code: e.code(),
+                            high_watermark: -1,
+                            log_start_offset: -1,
+                            records: Bytes::new(),
+                        }
+                    }
                 };
                 let mut fetched = FetchedPartition {
                     error_code: 0,
@@ -304,18 +463,42 @@ impl ReplicaManager {
 
     /// Flushes and closes every log (clean shutdown).
     pub fn shutdown(&self) {
+        // Pending journal rounds complete (or fail) first, releasing their partitions.
+        self.journal.stop();
         let partitions: Vec<_> = self.partitions.write().drain().map(|(_, p)| p).collect();
+        let mut ends = Vec::with_capacity(partitions.len());
+        let mut all_closed = true;
         for partition in partitions {
             match Arc::try_unwrap(partition) {
                 Ok(p) => {
-                    if let Err(e) = p.close() {
-                        warn!(error = %e, "closing partition");
+                    let id = p.log_id();
+                    match p.close() {
+                        Ok(end) => ends.push((id, end)),
+                        Err(e) => {
+                            warn!(error = %e, "closing partition; left for recovery");
+                            all_closed = false;
+                        }
                     }
                 }
                 Err(p) => {
-                    warn!(topic = %p.topic, partition = p.index, "partition still in use at shutdown; left for recovery")
+                    warn!(topic = %p.topic, partition = p.index, "partition still in use at shutdown; left for recovery");
+                    all_closed = false;
                 }
             }
         }
+        // The journal goes only when every log is durable without it.
+        if all_closed && !self.replay_pending() {
+            if let Err(e) = self.journal.close(ends) {
+                warn!(error = %e, "closing the journal; it is replayed at the next start");
+            }
+        }
+    }
+
+    fn replay_pending(&self) -> bool {
+        !self.replay.lock().records.is_empty()
     }
 }
+
+#[cfg(test)]
+#[path = "replica_manager_tests.rs"]
+mod tests;
