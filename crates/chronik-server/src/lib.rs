@@ -13,12 +13,14 @@
 //! - `security`: ACL bindings (from the metadata image) and the authorizer every handler asks
 //!   before it acts.
 //! - `allocator`: keeps hostile array lengths from aborting the process.
+//! - `cluster_status`: the `chronik-server cluster status` admin command.
 //! - `broker`: wiring and the run loop; `config`: settings; `producer_ids`: id allocation;
 //!   `durable`: crash-safe replacement of small state files.
 
 pub mod allocator;
 pub mod api;
 pub mod broker;
+pub mod cluster_status;
 pub mod config;
 pub mod controller;
 pub mod coordinator;

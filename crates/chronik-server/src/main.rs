@@ -23,7 +23,21 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start a broker (single node by default, data in ./data, listening on 127.0.0.1:9092).
-    Start(StartArgs),
+    Start(Box<StartArgs>),
+    /// Inspect a running cluster.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// The controller, every broker (alive or fenced, with its address) and each partition's
+    /// leader, leader epoch, replicas and ISR, as one broker's metadata image has them.
+    Status {
+        /// Any broker of the cluster, host:port.
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap_server: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,6 +51,13 @@ fn main() -> anyhow::Result<()> {
     tune_malloc();
     let cli = Cli::parse();
     match cli.command {
+        Command::Cluster(ClusterCommand::Status { bootstrap_server }) => {
+            print!(
+                "{}",
+                chronik_server::cluster_status::report(&bootstrap_server)?
+            );
+            Ok(())
+        }
         Command::Start(args) => {
             let config = BrokerConfig::load(&args)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -1,5 +1,5 @@
-//! DescribeCluster (key 60): from the metadata image, every registered broker (v2 says which
-//! are fenced), the controller (the Raft leader) and the cluster id, and on request the
+//! DescribeCluster (key 60): from the metadata image, the unfenced brokers (v2 may ask for the
+//! fenced ones too, flagged), the controller (the Raft leader) and the cluster id, and on request the
 //! session's authorized operations on the cluster.
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -22,10 +22,12 @@ pub fn handle(
         i32::MIN
     };
     let image = broker.metadata.image();
-    // Every registered broker, fenced ones flagged (v2's is_fenced; older versions drop it).
+    // Unfenced brokers; v2 can ask for the fenced ones too, flagged.
+    let with_fenced = version >= 2 && request.include_fenced_brokers;
     let brokers = image
         .brokers
         .values()
+        .filter(|b| with_fenced || !b.fenced)
         .map(|b| {
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(b.id))
