@@ -404,6 +404,34 @@ mod tests {
     }
 
     #[test]
+    fn cluster_flags_override_the_file() {
+        let args = StartArgs {
+            node_id: Some(2),
+            controller_listen: Some("127.0.0.1:19193".parse().unwrap()),
+            controller_quorum_voters: Some("1@127.0.0.1:19192,2@127.0.0.1:19193".into()),
+            broker_session_timeout_ms: Some(4000),
+            default_replication_factor: Some(3),
+            min_insync_replicas: Some(2),
+            ..Default::default()
+        };
+        let config = BrokerConfig::load(&args).unwrap();
+        assert_eq!(config.voters().unwrap().len(), 2);
+        assert_eq!(config.controller_listen_addr().unwrap().port(), 19193);
+        assert_eq!(config.broker_session_timeout_ms, 4000);
+        assert_eq!(config.default_replication_factor, 3);
+        assert_eq!(config.log.min_insync_replicas, 2);
+        let too_short = StartArgs {
+            broker_session_timeout_ms: Some(1000),
+            ..Default::default()
+        };
+        let e = BrokerConfig::load(&too_short).unwrap_err();
+        assert!(
+            e.to_string().contains("broker_heartbeat_interval_ms"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn voters_are_parsed_and_bad_lists_are_refused() {
         let with = |node_id, voters: &str| BrokerConfig {
             node_id,
