@@ -14,7 +14,8 @@ use chronik_integration::Cluster;
 use core_util::{admin, config, create_topic, opts, producer};
 use kafka_protocol::messages::{
     ApiKey, DescribeClusterRequest, DescribeClusterResponse, FindCoordinatorRequest,
-    FindCoordinatorResponse, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
+    FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse, MetadataRequest,
+    MetadataResponse, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
@@ -333,6 +334,20 @@ async fn six_partitions_over_three_brokers_and_a_three_member_group() {
         .unwrap();
     let partition = (java_hash("trio").unsigned_abs() as usize) % offsets.partitions.len();
     assert_eq!(coordinator, offsets.partitions[partition].leader_id.0);
+    // Any other broker sends the client back to FindCoordinator.
+    let other = cluster
+        .nodes
+        .iter()
+        .enumerate()
+        .find(|(i, _)| *i as i32 + 1 != coordinator)
+        .map(|(_, n)| n.bootstrap())
+        .unwrap();
+    let heartbeat = HeartbeatRequest::default()
+        .with_group_id(StrBytes::from_static_str("trio").into())
+        .with_member_id(StrBytes::from_static_str("nobody"))
+        .with_generation_id(1);
+    let answer: HeartbeatResponse = exchange(&other, ApiKey::Heartbeat, 4, &heartbeat).unwrap();
+    assert_eq!(answer.error_code, 16, "NOT_COORDINATOR");
 }
 
 /// Java's `String.hashCode`, as Kafka uses it to map a group to an offsets partition.

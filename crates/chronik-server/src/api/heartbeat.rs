@@ -15,6 +15,9 @@ pub fn handle(broker: &Broker, session: &Session, request: HeartbeatRequest) -> 
         return HeartbeatResponse::default()
             .with_error_code(ResponseError::GroupAuthorizationFailed.code());
     }
+    if let Some(code) = broker.groups.not_coordinator(request.group_id.as_str()) {
+        return HeartbeatResponse::default().with_error_code(code);
+    }
     let code = broker.groups.heartbeat(
         request.group_id.as_str(),
         request.member_id.as_str(),

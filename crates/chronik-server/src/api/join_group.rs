@@ -42,6 +42,11 @@ pub async fn handle(
             error_code: code,
             ..error(ResponseError::CoordinatorNotAvailable)
         }
+    } else if let Some(code) = broker.groups.not_coordinator(&group_id) {
+        JoinOutcome {
+            error_code: code,
+            ..error(ResponseError::NotCoordinator)
+        }
     } else {
         let req = JoinRequest {
             member_id: request.member_id.to_string(),

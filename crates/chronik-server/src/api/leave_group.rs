@@ -23,6 +23,9 @@ pub fn handle(
         return LeaveGroupResponse::default()
             .with_error_code(ResponseError::GroupAuthorizationFailed.code());
     }
+    if let Some(code) = broker.groups.not_coordinator(group_id) {
+        return LeaveGroupResponse::default().with_error_code(code);
+    }
     if version < 3 {
         let codes = broker
             .groups

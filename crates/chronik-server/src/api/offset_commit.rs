@@ -46,6 +46,8 @@ pub async fn handle(
         Err(ResponseError::TopicAuthorizationFailed.code())
     } else if let Err(code) = broker.groups.ensure_offsets_topic(&broker.controller).await {
         Err(code)
+    } else if let Some(code) = broker.groups.not_coordinator(request.group_id.as_str()) {
+        Err(code)
     } else {
         broker
             .groups

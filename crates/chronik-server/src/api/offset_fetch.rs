@@ -32,6 +32,9 @@ fn fetch(
     {
         return Err(ResponseError::GroupAuthorizationFailed.code());
     }
+    if let Some(code) = broker.groups.not_coordinator(group) {
+        return Err(code);
+    }
     let all_topics = topics.is_none();
     let partitions = topics.map(|topics| {
         topics

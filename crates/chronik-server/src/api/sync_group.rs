@@ -24,6 +24,13 @@ pub async fn handle(
         };
         return response(refused, version);
     }
+    if let Some(code) = broker.groups.not_coordinator(request.group_id.as_str()) {
+        let refused = SyncOutcome {
+            error_code: code,
+            ..Default::default()
+        };
+        return response(refused, version);
+    }
     let assignments = request
         .assignments
         .iter()

@@ -129,6 +129,16 @@ impl GroupCoordinator {
             .unwrap_or(self.config.offsets_topic_num_partitions)
     }
 
+    /// NOT_COORDINATOR when the image makes another broker leader of the group's
+    /// `__consumer_offsets` partition (the client asks FindCoordinator again); None when this
+    /// broker coordinates it, or the topic does not exist yet (the request creates it).
+    pub fn not_coordinator(&self, group: &str) -> Option<i16> {
+        let topic = self.metadata.topic(CONSUMER_OFFSETS_TOPIC)?;
+        let index = partition_for(group, topic.partition_count()) as usize;
+        let leader = topic.partitions.get(index).map(|p| p.leader);
+        (leader != Some(self.config.node_id)).then_some(ResponseError::NotCoordinator.code())
+    }
+
     /// The `__consumer_offsets` partition holding `group`.
     pub fn partition_for(&self, group: &str) -> i32 {
         partition_for(group, self.offsets_partitions())
