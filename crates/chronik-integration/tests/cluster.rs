@@ -13,9 +13,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use chronik_integration::Cluster;
 use core_util::{admin, config, create_topic, opts, producer};
 use kafka_protocol::messages::{
-    ApiKey, DescribeClusterRequest, DescribeClusterResponse, FindCoordinatorRequest,
-    FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse, MetadataRequest,
-    MetadataResponse, RequestHeader, ResponseHeader,
+    ApiKey, DescribeClusterRequest, DescribeClusterResponse, DescribeQuorumRequest,
+    DescribeQuorumResponse, FindCoordinatorRequest, FindCoordinatorResponse, HeartbeatRequest,
+    HeartbeatResponse, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
@@ -136,6 +136,36 @@ async fn topics_created_through_any_node_are_everywhere_and_survive_a_controller
     );
 
     let old = controller_of(&cluster);
+    // Any node answers DescribeQuorum with the leader's view: every voter caught up.
+    let request = DescribeQuorumRequest::default().with_topics(vec![]);
+    let quorum: DescribeQuorumResponse = exchange(
+        &cluster.nodes[0].bootstrap(),
+        ApiKey::DescribeQuorum,
+        1,
+        &request,
+    )
+    .unwrap();
+    assert_eq!(quorum.error_code, 0);
+    let partition = &quorum.topics[0].partitions[0];
+    assert_eq!(partition.leader_id.0, old);
+    assert_eq!(partition.current_voters.len(), 3);
+    eventually(
+        "every voter at the leader's log end",
+        Duration::from_secs(5),
+        || {
+            let q: DescribeQuorumResponse = exchange(
+                &cluster.nodes[1].bootstrap(),
+                ApiKey::DescribeQuorum,
+                1,
+                &request,
+            )
+            .unwrap();
+            let p = &q.topics[0].partitions[0];
+            p.current_voters
+                .iter()
+                .all(|v| v.log_end_offset == p.high_watermark)
+        },
+    );
     cluster.node(old).kill();
     let survivor = cluster.nodes[(old % 3) as usize].bootstrap();
     let killed_at = Instant::now();

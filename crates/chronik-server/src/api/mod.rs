@@ -23,6 +23,7 @@ mod delete_topics;
 mod describe_acls;
 mod describe_cluster;
 mod describe_groups;
+mod describe_quorum;
 mod fetch;
 mod find_coordinator;
 #[cfg(test)]
@@ -98,6 +99,7 @@ pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
             | ApiKey::CreateAcls
             | ApiKey::DescribeAcls
             | ApiKey::DeleteAcls
+            | ApiKey::DescribeQuorum
     );
     // `valid_versions` includes response-only versions for a few keys (OffsetCommit and
     // OffsetFetch v10, InitProducerId v6) whose requests kafka-protocol cannot decode.
@@ -260,6 +262,9 @@ async fn dispatch(broker: Arc<Broker>, session: &Session, frame: Bytes) -> Outco
         ))),
         RequestKind::DeleteAcls(req) => Some(ResponseKind::DeleteAcls(
             delete_acls::handle(&broker, session, req).await,
+        )),
+        RequestKind::DescribeQuorum(req) => Some(ResponseKind::DescribeQuorum(
+            describe_quorum::handle(&broker, session, req, version).await,
         )),
         _ => return Outcome::Close("API not implemented"),
     };

@@ -33,7 +33,7 @@ use crate::quorum::rpc::{PeerConnection, RpcRequest, RpcResponse};
 use crate::quorum::{NodeId, Quorum};
 use crate::security::{AclBinding, AclBindingFilter};
 
-pub use plan::{validate_topic_name, ControllerCall, Decided, NewTopic};
+pub use plan::{validate_topic_name, ControllerCall, Decided, NewTopic, QuorumInfo};
 
 /// Name of the internal topic that stores consumer group offsets and metadata.
 pub const CONSUMER_OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -179,6 +179,11 @@ impl Controller {
     /// Decides `call` if this node leads the quorum (NOT_CONTROLLER otherwise): validates it
     /// against an image holding every committed record, then commits its records.
     pub async fn decide(&self, call: ControllerCall) -> ControllerResult {
+        if let ControllerCall::DescribeQuorum = call {
+            return self
+                .describe_quorum()
+                .map(|info| (0, Decided::Quorum(info)));
+        }
         let _one_at_a_time = self.decide_lock.lock().await;
         if let Err(e) = self.quorum.raft.ensure_linearizable().await {
             return Err(ControllerError::no_controller(e));
@@ -212,6 +217,40 @@ impl Controller {
             Ok(written) => Ok((written.log_id.index, decided)),
             Err(e) => Err(ControllerError::no_controller(e)),
         }
+    }
+
+    /// The quorum from this node's Raft metrics; NOT_CONTROLLER unless it leads.
+    fn describe_quorum(&self) -> Result<QuorumInfo, ControllerError> {
+        let metrics = self.quorum.raft.metrics().borrow().clone();
+        if metrics.current_leader != Some(self.quorum.node_id) {
+            return Err(ControllerError::no_controller(
+                "this node does not lead the quorum",
+            ));
+        }
+        let replication = metrics.replication.clone().unwrap_or_default();
+        let voters = self
+            .quorum
+            .voters
+            .keys()
+            .map(|id| {
+                let end = if *id == self.quorum.node_id {
+                    metrics.last_log_index.map_or(0, |i| i as i64 + 1)
+                } else {
+                    match replication.get(id) {
+                        Some(Some(matched)) => matched.index as i64 + 1,
+                        Some(None) => 0,
+                        None => -1,
+                    }
+                };
+                (*id, end)
+            })
+            .collect();
+        Ok(QuorumInfo {
+            leader: self.quorum.node_id,
+            term: metrics.current_term,
+            high_watermark: metrics.last_applied.map_or(0, |l| l.index as i64 + 1),
+            voters,
+        })
     }
 
     /// On the leader, fences brokers whose session expired; runs until the runtime stops.

@@ -70,6 +70,19 @@ pub enum ControllerCall {
     Import {
         records: Vec<MetadataRecord>,
     },
+    /// The quorum as the leader sees it (DescribeQuorum); commits nothing.
+    DescribeQuorum,
+}
+
+/// The metadata quorum as its leader reports it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct QuorumInfo {
+    pub leader: u64,
+    pub term: u64,
+    /// Log end of the committed entries.
+    pub high_watermark: i64,
+    /// Every voter with its log end offset as the leader knows it (-1: unknown).
+    pub voters: Vec<(u64, i64)>,
 }
 
 /// What a new topic should look like.
@@ -99,6 +112,7 @@ pub enum Decided {
     },
     /// Per filter, the bindings it removed.
     AclsDeleted(Vec<Vec<AclBinding>>),
+    Quorum(QuorumInfo),
 }
 
 pub type Plan = (Vec<MetadataRecord>, Decided);
@@ -264,6 +278,8 @@ pub fn plan(
                 },
             ))
         }
+        // Answered by `Controller::decide` from Raft's metrics, never planned.
+        ControllerCall::DescribeQuorum => Ok((vec![], Decided::Done)),
         ControllerCall::Import { records } => {
             if !image.topics.is_empty() || !image.acls.is_empty() || image.next_producer_id > 0 {
                 // Imported already (a crash after the commit, before the old files were moved).

@@ -284,6 +284,12 @@ static OFFSET_DELETE_PARTITION: Struct = st(&[all(I32)]);
 static OFFSET_DELETE_TOPIC: Struct = st(&[all(Str), all(Array(&Struct(&OFFSET_DELETE_PARTITION)))]);
 static OFFSET_DELETE: Struct = st(&[all(Str), all(Array(&Struct(&OFFSET_DELETE_TOPIC)))]);
 
+// DescribeQuorum (55): topics of (name, partitions of (index)).
+static DESCRIBE_QUORUM_PARTITION: Struct = st(&[all(I32)]);
+static DESCRIBE_QUORUM_TOPIC: Struct =
+    st(&[all(Str), all(Array(&Struct(&DESCRIBE_QUORUM_PARTITION)))]);
+static DESCRIBE_QUORUM: Struct = st(&[all(Array(&Struct(&DESCRIBE_QUORUM_TOPIC)))]);
+
 fn schema(key: ApiKey) -> Option<&'static Struct> {
     Some(match key {
         ApiKey::Produce => &PRODUCE,
@@ -310,6 +316,7 @@ fn schema(key: ApiKey) -> Option<&'static Struct> {
         ApiKey::OffsetDelete => &OFFSET_DELETE,
         ApiKey::CreateAcls => &CREATE_ACLS,
         ApiKey::DeleteAcls => &DELETE_ACLS,
+        ApiKey::DescribeQuorum => &DESCRIBE_QUORUM,
         _ => return None,
     })
 }

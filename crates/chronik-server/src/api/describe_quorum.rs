@@ -1,0 +1,76 @@
+//! DescribeQuorum (key 55): the metadata quorum's leader, epoch (Raft term), high watermark and
+//! each voter's log end, as the leader reports it; any broker forwards the question there.
+//! Needs DESCRIBE on the cluster, as in Kafka. The quorum's topic is `__cluster_metadata`,
+//! partition 0, as Kafka names its metadata log.
+
+use std::time::Duration;
+
+use kafka_protocol::messages::describe_quorum_response::{PartitionData, ReplicaState, TopicData};
+use kafka_protocol::messages::{
+    BrokerId, DescribeQuorumRequest, DescribeQuorumResponse, TopicName,
+};
+use kafka_protocol::ResponseError;
+
+use super::str_bytes;
+use crate::broker::Broker;
+use crate::controller::{ControllerCall, Decided};
+use crate::security::{AclOperation, Session};
+
+/// How long the leader may take to answer.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+pub async fn handle(
+    broker: &Broker,
+    session: &Session,
+    _request: DescribeQuorumRequest,
+    version: i16,
+) -> DescribeQuorumResponse {
+    let refused = |code: i16, message: &str| {
+        let response = DescribeQuorumResponse::default().with_error_code(code);
+        if version >= 2 {
+            response.with_error_message(Some(str_bytes(message)))
+        } else {
+            response
+        }
+    };
+    if !broker.authorizer.cluster(session, AclOperation::Describe) {
+        return refused(
+            ResponseError::ClusterAuthorizationFailed.code(),
+            "not authorized to describe the cluster",
+        );
+    }
+    let info = match broker
+        .controller
+        .call(ControllerCall::DescribeQuorum, TIMEOUT)
+        .await
+    {
+        Ok(Decided::Quorum(info)) => info,
+        Ok(_) => {
+            return refused(
+                ResponseError::UnknownServerError.code(),
+                "unexpected answer",
+            )
+        }
+        Err(e) => return refused(e.code, &e.message),
+    };
+    let voters = info
+        .voters
+        .iter()
+        .map(|(id, end)| {
+            ReplicaState::default()
+                .with_replica_id(BrokerId(*id as i32))
+                .with_log_end_offset(*end)
+                .with_last_fetch_timestamp(-1)
+                .with_last_caught_up_timestamp(-1)
+        })
+        .collect();
+    let partition = PartitionData::default()
+        .with_partition_index(0)
+        .with_leader_id(BrokerId(info.leader as i32))
+        .with_leader_epoch(info.term as i32)
+        .with_high_watermark(info.high_watermark)
+        .with_current_voters(voters);
+    DescribeQuorumResponse::default().with_topics(vec![TopicData::default()
+        .with_topic_name(TopicName(str_bytes("__cluster_metadata")))
+        .with_partitions(vec![partition])])
+}
