@@ -114,6 +114,7 @@ impl Broker {
         let acls = Arc::new(AclStore::new());
         let publisher = Arc::new(Publisher {
             node_id,
+            config: config.clone(),
             replicas: replicas.clone(),
             groups: groups.clone(),
             acls: acls.clone(),

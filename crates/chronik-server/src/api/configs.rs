@@ -1,6 +1,8 @@
-//! DescribeConfigs (32), AlterConfigs (33) and IncrementalAlterConfigs (44) for topics, plus a
-//! read-only view of the broker's own settings. Topic changes go through the controller, which
-//! validates them and has every partition apply the new settings at once.
+//! DescribeConfigs (32), AlterConfigs (33) and IncrementalAlterConfigs (44) for topics and
+//! brokers. Topic changes go through the controller, which validates them and has every
+//! partition apply the new settings at once. BROKER resources (a broker id, or "" for the
+//! cluster-wide default) list every broker config with its source, and the dynamic ones
+//! (`metadata::broker_config`, KIP-226) change at runtime as metadata records.
 
 use std::collections::BTreeMap;
 
@@ -18,7 +20,8 @@ use kafka_protocol::ResponseError;
 use super::create_topics::{SOURCE_DEFAULT, SOURCE_TOPIC};
 use super::str_bytes;
 use crate::broker::Broker;
-use crate::controller::ControllerError;
+use crate::controller::{ControllerCall, ControllerError};
+use crate::metadata::broker_config;
 use crate::metadata::topic_config::{all_names, effective_value};
 use crate::security::{AclOperation, Session};
 
@@ -55,7 +58,6 @@ fn authorize(
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
-const SOURCE_STATIC_BROKER: i8 = 4;
 
 /// config_type of DescribeConfigs v3+.
 fn config_type(name: &str) -> i8 {
@@ -138,8 +140,11 @@ pub fn describe(
                         all_names()
                             .filter(|name| wanted(&resource.configuration_keys, name))
                             .map(|name| {
-                                let (value, is_default) =
-                                    effective_value(&broker.config.log, &topic.configs, name);
+                                let (value, is_default) = effective_value(
+                                    &broker.replicas.log_defaults(),
+                                    &topic.configs,
+                                    name,
+                                );
                                 let source = if is_default {
                                     SOURCE_DEFAULT
                                 } else {
@@ -153,15 +158,42 @@ pub fn describe(
                         .with_error_code(ResponseError::UnknownTopicOrPartition.code())
                         .with_error_message(Some(str_bytes("unknown topic"))),
                 },
-                RESOURCE_BROKER => result.with_configs(
-                    broker_configs(broker)
-                        .into_iter()
-                        .filter(|(name, _)| wanted(&resource.configuration_keys, name))
-                        .map(|(name, value)| {
-                            entry(name, value, SOURCE_STATIC_BROKER, true, version)
-                        })
-                        .collect(),
-                ),
+                RESOURCE_BROKER => {
+                    let image = broker.metadata.image();
+                    let name = resource.resource_name.as_str();
+                    let listed: Vec<(String, String, i8, bool)> = if name.is_empty() {
+                        // The cluster-wide default resource lists only what is set on it.
+                        broker_config::current(&image, "")
+                            .into_iter()
+                            .map(|(k, v)| (k, v, broker_config::SOURCE_DYNAMIC_DEFAULT, false))
+                            .collect()
+                    } else {
+                        match name.parse::<i32>() {
+                            Ok(id) => broker_config::describe(
+                                &broker.config,
+                                &image,
+                                id,
+                                &broker.advertised,
+                            ),
+                            Err(_) => {
+                                return result
+                                    .with_error_code(ResponseError::InvalidRequest.code())
+                                    .with_error_message(Some(str_bytes(
+                                        "a BROKER resource is named by a broker id or \"\"",
+                                    )))
+                            }
+                        }
+                    };
+                    result.with_configs(
+                        listed
+                            .into_iter()
+                            .filter(|(name, ..)| wanted(&resource.configuration_keys, name))
+                            .map(|(name, value, source, read_only)| {
+                                entry(&name, value, source, read_only, version)
+                            })
+                            .collect(),
+                    )
+                }
                 _ => result
                     .with_error_code(ResponseError::InvalidRequest.code())
                     .with_error_message(Some(str_bytes("unsupported resource type"))),
@@ -169,35 +201,6 @@ pub fn describe(
         })
         .collect();
     DescribeConfigsResponse::default().with_results(results)
-}
-
-fn broker_configs(broker: &Broker) -> Vec<(&'static str, String)> {
-    let c = &broker.config;
-    vec![
-        (
-            "auto.create.topics.enable",
-            c.auto_create_topics.to_string(),
-        ),
-        ("num.partitions", c.num_partitions.to_string()),
-        (
-            "default.replication.factor",
-            c.default_replication_factor.to_string(),
-        ),
-        (
-            "socket.request.max.bytes",
-            c.socket_request_max_bytes.to_string(),
-        ),
-        ("log.segment.bytes", c.log.segment_bytes.to_string()),
-        ("log.retention.ms", c.log.retention_ms.to_string()),
-        ("log.retention.bytes", c.log.retention_bytes.to_string()),
-        ("log.cleanup.policy", c.log.cleanup_policy.clone()),
-        ("message.max.bytes", c.log.max_message_bytes.to_string()),
-        ("min.insync.replicas", c.log.min_insync_replicas.to_string()),
-        (
-            "offsets.topic.num.partitions",
-            c.offsets_topic_num_partitions.to_string(),
-        ),
-    ]
 }
 
 /// Applies a whole new set of overrides to one resource.
@@ -223,10 +226,18 @@ async fn apply(
                 .set_topic_configs(name, configs?, validate_only)
                 .await
         }
-        RESOURCE_BROKER => Err(ControllerError {
-            code: ResponseError::InvalidRequest.code(),
-            message: "broker configs are static: change the config file and restart".into(),
-        }),
+        RESOURCE_BROKER => {
+            let call = ControllerCall::SetBrokerConfigs {
+                resource: name.to_string(),
+                configs: configs?,
+                validate_only,
+            };
+            broker
+                .controller
+                .call(call, crate::controller::DEFAULT_TIMEOUT)
+                .await
+                .map(|_| ())
+        }
         _ => Err(ControllerError {
             code: ResponseError::InvalidRequest.code(),
             message: "unsupported resource type".into(),
@@ -265,7 +276,7 @@ pub async fn alter(
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name);
             match outcome {
-                Ok(()) => response,
+                Ok(()) => response.with_error_message(None),
                 Err(e) => response
                     .with_error_code(e.code)
                     .with_error_message(Some(str_bytes(&e.message))),
@@ -286,16 +297,25 @@ pub async fn incremental_alter(
     for resource in request.resources {
         let response = {
             let name = resource.resource_name.as_str();
-            let configs = match broker.metadata.topic(name) {
-                Some(topic) if resource.resource_type == RESOURCE_TOPIC => {
-                    let mut configs = topic.configs.clone();
+            let base = match resource.resource_type {
+                RESOURCE_TOPIC => broker.metadata.topic(name).map(|t| t.configs.clone()),
+                RESOURCE_BROKER => Some(broker_config::current(&broker.metadata.image(), name)),
+                _ => None,
+            };
+            let defaults = broker.replicas.log_defaults();
+            let configs = match base {
+                Some(mut configs) => {
                     resource
                         .configs
                         .iter()
                         .try_for_each(|c| {
                             let key = c.name.to_string();
                             let value = c.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
-                            let current = effective_value(&broker.config.log, &configs, &key).0;
+                            let current = if resource.resource_type == RESOURCE_TOPIC {
+                                effective_value(&defaults, &configs, &key).0
+                            } else {
+                                configs.get(&key).cloned().unwrap_or_default()
+                            };
                             let mut list: Vec<String> = current
                                 .split(',')
                                 .map(str::trim)
@@ -321,7 +341,13 @@ pub async fn incremental_alter(
                                     let remove: Vec<&str> =
                                         value.split(',').map(str::trim).collect();
                                     list.retain(|x| !remove.contains(&x.as_str()));
-                                    configs.insert(key, list.join(","));
+                                    // Subtracting the last value is accepted (Kafka 4.x): the
+                                    // override goes and the broker default applies again.
+                                    if list.is_empty() {
+                                        configs.remove(&key);
+                                    } else {
+                                        configs.insert(key, list.join(","));
+                                    }
                                 }
                                 op => {
                                     return Err(ControllerError {
@@ -350,7 +376,7 @@ pub async fn incremental_alter(
                     .with_resource_type(resource.resource_type)
                     .with_resource_name(resource.resource_name.clone());
             match outcome {
-                Ok(()) => response,
+                Ok(()) => response.with_error_message(None),
                 Err(e) => response
                     .with_error_code(e.code)
                     .with_error_message(Some(str_bytes(&e.message))),

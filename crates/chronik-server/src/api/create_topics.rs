@@ -68,8 +68,10 @@ async fn create_one(
     timeout: std::time::Duration,
     version: i16,
 ) -> CreatableTopicResult {
+    // kafka-protocol defaults the message to ""; Kafka sends null on success (clients check).
     let result = CreatableTopicResult::default()
         .with_name(t.name.clone())
+        .with_error_message(None)
         .with_num_partitions(-1)
         .with_replication_factor(-1);
     if !first {
@@ -143,7 +145,7 @@ async fn create_one(
                 let configs = all_names()
                     .map(|name| {
                         let (value, is_default) =
-                            effective_value(&broker.config.log, &topic.configs, name);
+                            effective_value(&broker.replicas.log_defaults(), &topic.configs, name);
                         CreatableTopicConfigs::default()
                             .with_name(str_bytes(name))
                             .with_value(Some(str_bytes(&value)))

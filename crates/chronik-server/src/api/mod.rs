@@ -12,6 +12,8 @@ mod acl_handler_tests;
 mod api_versions;
 #[cfg(test)]
 mod authorized_ops_tests;
+#[cfg(test)]
+mod config_api_tests;
 mod configs;
 mod create_acls;
 mod create_partitions;

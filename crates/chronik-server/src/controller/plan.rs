@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::placement::place;
 use super::{ControllerError, CONSUMER_OFFSETS_TOPIC};
 use crate::config::BrokerConfig;
+use crate::metadata::broker_config::{effective_num_partitions, validate_dynamic};
 use crate::metadata::image::TopicImage;
 use crate::metadata::records::{MetadataRecord, PartitionState};
 use crate::metadata::topic_config::validate_all;
@@ -72,6 +73,13 @@ pub enum ControllerCall {
     },
     /// The quorum as the leader sees it (DescribeQuorum); commits nothing.
     DescribeQuorum,
+    /// Replaces the dynamic configs of one broker (`resource` = its id) or of the cluster
+    /// default (`resource` = "").
+    SetBrokerConfigs {
+        resource: String,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    },
 }
 
 /// The metadata quorum as its leader reports it.
@@ -278,6 +286,29 @@ pub fn plan(
                 },
             ))
         }
+        ControllerCall::SetBrokerConfigs {
+            resource,
+            configs,
+            validate_only,
+        } => {
+            if !resource.is_empty() && resource.parse::<i32>().is_err() {
+                return Err(error(
+                    ResponseError::InvalidRequest,
+                    format!("broker resource {resource:?} is neither \"\" nor a broker id"),
+                ));
+            }
+            for (name, value) in &configs {
+                validate_dynamic(name, value)
+                    .map_err(|e| error(ResponseError::InvalidConfig, e.0))?;
+            }
+            if validate_only {
+                return Ok((vec![], Decided::Done));
+            }
+            Ok((
+                vec![MetadataRecord::BrokerConfigs { resource, configs }],
+                Decided::Done,
+            ))
+        }
         // Answered by `Controller::decide` from Raft's metrics, never planned.
         ControllerCall::DescribeQuorum => Ok((vec![], Decided::Done)),
         ControllerCall::Import { records } => {
@@ -309,7 +340,7 @@ fn create_topic(
         }
         None => {
             let partitions = match new.partitions {
-                -1 => config.num_partitions,
+                -1 => effective_num_partitions(config, image, config.node_id),
                 n if n >= 1 => n,
                 n => {
                     return Err(error(

@@ -6,6 +6,7 @@
 //! The Raft metadata log is the one source of truth: nothing else stores topics, ACLs,
 //! producer-id blocks or broker registrations.
 
+pub mod broker_config;
 pub mod image;
 pub mod legacy;
 pub mod publisher;

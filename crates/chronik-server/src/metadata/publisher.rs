@@ -1,7 +1,7 @@
 //! `Publisher`: hands each new metadata image to this broker's components, in log order, and
 //! only then publishes it to request handlers (`MetadataView`). KIP-500's "metadata publisher":
 //! - the replica manager opens the partitions the image assigns to this broker, applies topic
-//!   configs, and deletes removed topics' data;
+//!   configs and dynamic broker configs (KIP-226), and deletes removed topics' data;
 //! - the group coordinator loads the groups of each `__consumer_offsets` partition this broker
 //!   now leads, and drops those of partitions it stopped leading;
 //! - the authorizer's ACL index is replaced when the bindings changed.
@@ -15,7 +15,9 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tracing::warn;
 
+use super::broker_config::effective_log_defaults;
 use super::MetadataImage;
+use crate::config::BrokerConfig;
 use crate::controller::CONSUMER_OFFSETS_TOPIC;
 use crate::coordinator::GroupCoordinator;
 use crate::replica::ReplicaManager;
@@ -23,6 +25,7 @@ use crate::security::AclStore;
 
 pub struct Publisher {
     pub node_id: i32,
+    pub config: Arc<BrokerConfig>,
     pub replicas: Arc<ReplicaManager>,
     pub groups: Arc<GroupCoordinator>,
     pub acls: Arc<AclStore>,
@@ -38,8 +41,17 @@ impl Publisher {
                 self.replicas.remove_topic(topic);
             }
         }
+        // Dynamic broker configs changed: new defaults, and every topic re-resolves its settings.
+        let defaults_changed = old.broker_configs != new.broker_configs;
+        if defaults_changed {
+            self.replicas.set_log_defaults(effective_log_defaults(
+                &self.config,
+                &new,
+                self.node_id,
+            ));
+        }
         for (name, topic) in &new.topics {
-            if old.topic(name).is_some_and(|t| Arc::ptr_eq(t, topic)) {
+            if !defaults_changed && old.topic(name).is_some_and(|t| Arc::ptr_eq(t, topic)) {
                 continue;
             }
             if let Err(e) = self.replicas.reconcile_topic(topic, self.node_id) {

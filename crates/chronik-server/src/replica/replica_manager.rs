@@ -77,7 +77,8 @@ pub struct OfflinePartition {
 
 pub struct ReplicaManager {
     data_dir: PathBuf,
-    defaults: LogDefaults,
+    /// Topic-config defaults: the static ones with dynamic broker configs laid over them.
+    defaults: RwLock<LogDefaults>,
     partitions: RwLock<HashMap<(String, i32), Arc<Partition>>>,
     /// Consulted only when a lookup in `partitions` misses, so it costs the hot path nothing.
     offline: RwLock<HashMap<(String, i32), OfflinePartition>>,
@@ -122,7 +123,7 @@ impl ReplicaManager {
         }
         Ok(ReplicaManager {
             data_dir,
-            defaults,
+            defaults: RwLock::new(defaults),
             partitions: RwLock::new(HashMap::new()),
             offline: RwLock::new(HashMap::new()),
             layout: Mutex::new(()),
@@ -196,6 +197,16 @@ impl ReplicaManager {
         self.partitions.read().values().cloned().collect()
     }
 
+    /// The topic-config defaults in force (for describing effective topic configs).
+    pub fn log_defaults(&self) -> LogDefaults {
+        self.defaults.read().clone()
+    }
+
+    /// New defaults (dynamic broker configs changed); callers reconcile every topic after.
+    pub fn set_log_defaults(&self, defaults: LogDefaults) {
+        *self.defaults.write() = defaults;
+    }
+
     fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
         self.data_dir.join(format!("{topic}-{partition}"))
     }
@@ -205,7 +216,7 @@ impl ReplicaManager {
     /// cannot be opened goes offline (logged here, once) and the others are still opened; the
     /// first such error is returned.
     pub fn reconcile_topic(&self, topic: &TopicImage, node_id: i32) -> Result<(), PartitionError> {
-        let settings = resolve(&self.defaults, &topic.configs);
+        let settings = resolve(&self.defaults.read(), &topic.configs);
         let _layout = self.layout.lock();
         let mut first_error = None;
         for (index, state) in topic.partitions.iter().enumerate() {

@@ -1,0 +1,213 @@
+//! Config and admin answers that client suites check: dynamic broker configs (KIP-226) change
+//! at runtime and are described with their source; a successful CreateTopics carries a null
+//! error message; SUBTRACTing the last value of a list config is accepted.
+
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
+use kafka_protocol::messages::*;
+
+use super::test_support::{broker, call, latest, s, topic};
+use crate::metadata::broker_config::{
+    SOURCE_DEFAULT, SOURCE_DYNAMIC_BROKER, SOURCE_DYNAMIC_DEFAULT,
+};
+
+const BROKER: i8 = 4;
+const TOPIC: i8 = 2;
+const SET: i8 = 0;
+const DELETE: i8 = 1;
+const SUBTRACT: i8 = 3;
+
+async fn alter(
+    broker: &std::sync::Arc<crate::broker::Broker>,
+    resource_type: i8,
+    name: &str,
+    ops: &[(&str, i8, &str)],
+) -> (i16, Option<String>) {
+    let configs = ops
+        .iter()
+        .map(|(k, op, v)| {
+            AlterableConfig::default()
+                .with_name(s(k))
+                .with_config_operation(*op)
+                .with_value(Some(s(v)))
+        })
+        .collect();
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(resource_type)
+            .with_resource_name(s(name))
+            .with_configs(configs),
+    ]);
+    let r = call(broker, latest(ApiKey::IncrementalAlterConfigs), req).await;
+    let r = &r.responses[0];
+    (
+        r.error_code,
+        r.error_message.as_ref().map(|m| m.to_string()),
+    )
+}
+
+/// (value, source) of `key` in DescribeConfigs of resource (type, name).
+async fn described(
+    broker: &std::sync::Arc<crate::broker::Broker>,
+    resource_type: i8,
+    name: &str,
+    key: &str,
+) -> Option<(String, i8)> {
+    let req = DescribeConfigsRequest::default().with_resources(vec![
+        describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(resource_type)
+            .with_resource_name(s(name))
+            .with_configuration_keys(None),
+    ]);
+    let r = call(broker, latest(ApiKey::DescribeConfigs), req).await;
+    r.results[0]
+        .configs
+        .iter()
+        .find(|c| c.name.as_str() == key)
+        .map(|c| (c.value.as_ref().unwrap().to_string(), c.config_source))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dynamic_broker_configs_apply_at_runtime_with_their_source() {
+    let (_dir, broker) = broker().await;
+    topic(&broker, "t").await;
+    let (default_value, source) = described(&broker, BROKER, "1", "log.retention.ms")
+        .await
+        .unwrap();
+    assert_eq!(source, SOURCE_DEFAULT);
+    assert!(described(&broker, BROKER, "1", "listeners").await.is_some());
+    assert!(described(&broker, BROKER, "1", "log.dirs").await.is_some());
+
+    // Cluster-wide default, then this broker's own value on top.
+    assert_eq!(
+        alter(&broker, BROKER, "", &[("log.retention.ms", SET, "60000")])
+            .await
+            .0,
+        0
+    );
+    assert_eq!(
+        described(&broker, BROKER, "1", "log.retention.ms").await,
+        Some(("60000".into(), SOURCE_DYNAMIC_DEFAULT))
+    );
+    assert_eq!(
+        described(&broker, BROKER, "", "log.retention.ms").await,
+        Some(("60000".into(), SOURCE_DYNAMIC_DEFAULT))
+    );
+    assert_eq!(
+        alter(&broker, BROKER, "1", &[("log.retention.ms", SET, "70000")])
+            .await
+            .0,
+        0
+    );
+    assert_eq!(
+        described(&broker, BROKER, "1", "log.retention.ms").await,
+        Some(("70000".into(), SOURCE_DYNAMIC_BROKER))
+    );
+    // Topics without an override follow it at once.
+    assert_eq!(
+        described(&broker, TOPIC, "t", "retention.ms")
+            .await
+            .unwrap()
+            .0,
+        "70000"
+    );
+    // And the hosted partitions take the new defaults (min.insync.replicas is visible).
+    assert_eq!(
+        alter(&broker, BROKER, "", &[("min.insync.replicas", SET, "2")])
+            .await
+            .0,
+        0
+    );
+    assert_eq!(
+        broker
+            .replicas
+            .partition("t", 0)
+            .unwrap()
+            .min_insync_replicas(),
+        2
+    );
+    // num.partitions applies to new topics.
+    assert_eq!(
+        alter(&broker, BROKER, "", &[("num.partitions", SET, "3")])
+            .await
+            .0,
+        0
+    );
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+        )
+        .with_name(Some(TopicName(s("auto"))))]))
+        .with_allow_auto_topic_creation(true);
+    let r = call(&broker, latest(ApiKey::Metadata), req).await;
+    assert_eq!(r.topics[0].partitions.len(), 3);
+    // Deleting the broker's own value falls back to the cluster default.
+    assert_eq!(
+        alter(&broker, BROKER, "1", &[("log.retention.ms", DELETE, "")])
+            .await
+            .0,
+        0
+    );
+    assert_eq!(
+        described(&broker, BROKER, "1", "log.retention.ms")
+            .await
+            .unwrap()
+            .0,
+        "60000"
+    );
+    let _ = default_value;
+
+    // Static-only settings and bad values are refused.
+    let (code, message) = alter(
+        &broker,
+        BROKER,
+        "1",
+        &[("listeners", SET, "PLAINTEXT://x:1")],
+    )
+    .await;
+    assert_eq!(
+        code,
+        kafka_protocol::ResponseError::InvalidConfig.code(),
+        "{message:?}"
+    );
+    let (code, _) = alter(&broker, BROKER, "", &[("log.cleanup.policy", SET, "shred")]).await;
+    assert_eq!(code, kafka_protocol::ResponseError::InvalidConfig.code());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_topics_success_has_a_null_message_and_subtracting_the_last_policy_is_accepted() {
+    let (_dir, broker) = broker().await;
+    let req = CreateTopicsRequest::default().with_topics(vec![
+        create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(s("t")))
+            .with_num_partitions(1)
+            .with_replication_factor(1),
+    ]);
+    let r = call(&broker, latest(ApiKey::CreateTopics), req).await;
+    assert_eq!(r.topics[0].error_code, 0);
+    assert_eq!(r.topics[0].error_message, None);
+
+    assert_eq!(
+        alter(&broker, TOPIC, "t", &[("cleanup.policy", SET, "compact")])
+            .await
+            .0,
+        0
+    );
+    assert_eq!(
+        alter(
+            &broker,
+            TOPIC,
+            "t",
+            &[("cleanup.policy", SUBTRACT, "compact")]
+        )
+        .await,
+        (0, None)
+    );
+    assert_eq!(
+        described(&broker, TOPIC, "t", "cleanup.policy")
+            .await
+            .unwrap()
+            .0,
+        "delete"
+    );
+}
