@@ -401,3 +401,55 @@ async fn a_silent_broker_is_fenced_and_unfenced_when_it_returns() {
         view(&node1).is_some_and(|(_, b, _)| b == BTreeSet::from([1, 2, 3]))
     });
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_single_node_data_dir_from_before_the_quorum_is_imported_once() {
+    let mut broker = chronik_integration::Broker::prepare(&[]);
+    let meta = broker.storage_dir().join("meta");
+    std::fs::create_dir_all(&meta).unwrap();
+    std::fs::write(
+        meta.join("topics.json"),
+        r#"{"cluster_id": "legacy-cluster", "topics": {"old": {"name": "old",
+        "id": "6f1c1b0e-4a47-4c3a-9c53-0d3e4b4c2a11", "partitions": 2, "replication_factor": 1,
+        "configs": {"retention.ms": "123456"}, "internal": false}}}"#,
+    )
+    .unwrap();
+    std::fs::write(meta.join("producer-id-block"), "5000").unwrap();
+    broker.restart();
+    let (_, brokers, topics) = view(&broker.bootstrap()).unwrap();
+    assert_eq!(brokers, BTreeSet::from([1]));
+    assert!(topics.contains("old"), "{topics:?}");
+    assert!(meta.join("topics.json.imported").exists());
+    assert!(!meta.join("topics.json").exists());
+    let m = metadata(&broker.bootstrap()).unwrap();
+    assert_eq!(m.cluster_id.as_ref().unwrap().as_str(), "legacy-cluster");
+    // Produce and read back through the imported topic, then once more after a restart.
+    create_topic(&broker.bootstrap(), "new", 1, &[]).await;
+    broker.restart();
+    let (_, _, topics) = view(&broker.bootstrap()).unwrap();
+    assert!(
+        topics.contains("old") && topics.contains("new"),
+        "{topics:?}"
+    );
+
+    // A node of a multi-voter cluster refuses such files with a message.
+    let mut voter = chronik_integration::Broker::prepare(&[
+        "--node-id",
+        "1",
+        "--controller-quorum-voters",
+        "1@127.0.0.1:1,2@127.0.0.1:2",
+    ]);
+    let meta = voter.storage_dir().join("meta");
+    std::fs::create_dir_all(&meta).unwrap();
+    std::fs::write(meta.join("producer-id-block"), "5000").unwrap();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| voter.restart()));
+    assert!(
+        result.is_err(),
+        "started with legacy files in a multi-voter cluster"
+    );
+    assert!(
+        voter.log().contains("without controller_quorum_voters"),
+        "{}",
+        voter.log()
+    );
+}
