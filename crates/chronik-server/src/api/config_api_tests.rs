@@ -211,3 +211,32 @@ async fn create_topics_success_has_a_null_message_and_subtracting_the_last_polic
         "delete"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_config_resources_names_topics_and_brokers() {
+    let (_dir, broker) = broker().await;
+    topic(&broker, "t").await;
+    let r = call(
+        &broker,
+        1,
+        ListConfigResourcesRequest::default().with_resource_types(vec![]),
+    )
+    .await;
+    assert_eq!(r.error_code, 0);
+    let listed: Vec<(i8, String)> = r
+        .config_resources
+        .iter()
+        .map(|c| (c.resource_type, c.resource_name.to_string()))
+        .collect();
+    assert!(listed.contains(&(TOPIC, "t".into())), "{listed:?}");
+    assert!(listed.contains(&(BROKER, "1".into())), "{listed:?}");
+    let r = call(
+        &broker,
+        1,
+        ListConfigResourcesRequest::default().with_resource_types(vec![BROKER]),
+    )
+    .await;
+    assert_eq!(r.config_resources.len(), 1);
+    let r = call(&broker, 0, ListConfigResourcesRequest::default()).await;
+    assert!(r.config_resources.is_empty());
+}

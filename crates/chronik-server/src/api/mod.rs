@@ -34,6 +34,7 @@ mod heartbeat;
 mod init_producer_id;
 mod join_group;
 mod leave_group;
+mod list_config_resources;
 mod list_groups;
 mod list_offsets;
 mod metadata;
@@ -102,6 +103,7 @@ pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
             | ApiKey::DescribeAcls
             | ApiKey::DeleteAcls
             | ApiKey::DescribeQuorum
+            | ApiKey::ListConfigResources
     );
     // `valid_versions` includes response-only versions for a few keys (OffsetCommit and
     // OffsetFetch v10, InitProducerId v6) whose requests kafka-protocol cannot decode.
@@ -267,6 +269,9 @@ async fn dispatch(broker: Arc<Broker>, session: &Session, frame: Bytes) -> Outco
         )),
         RequestKind::DescribeQuorum(req) => Some(ResponseKind::DescribeQuorum(
             describe_quorum::handle(&broker, session, req, version).await,
+        )),
+        RequestKind::ListConfigResources(req) => Some(ResponseKind::ListConfigResources(
+            list_config_resources::handle(&broker, session, req, version),
         )),
         _ => return Outcome::Close("API not implemented"),
     };

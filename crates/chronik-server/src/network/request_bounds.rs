@@ -290,6 +290,9 @@ static DESCRIBE_QUORUM_TOPIC: Struct =
     st(&[all(Str), all(Array(&Struct(&DESCRIBE_QUORUM_PARTITION)))]);
 static DESCRIBE_QUORUM: Struct = st(&[all(Array(&Struct(&DESCRIBE_QUORUM_TOPIC)))]);
 
+// ListConfigResources (74): resource types, from v1.
+static LIST_CONFIG_RESOURCES: Struct = st(&[since(1, Array(&I8))]);
+
 fn schema(key: ApiKey) -> Option<&'static Struct> {
     Some(match key {
         ApiKey::Produce => &PRODUCE,
@@ -317,6 +320,7 @@ fn schema(key: ApiKey) -> Option<&'static Struct> {
         ApiKey::CreateAcls => &CREATE_ACLS,
         ApiKey::DeleteAcls => &DELETE_ACLS,
         ApiKey::DescribeQuorum => &DESCRIBE_QUORUM,
+        ApiKey::ListConfigResources => &LIST_CONFIG_RESOURCES,
         _ => return None,
     })
 }
