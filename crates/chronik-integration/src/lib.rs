@@ -49,8 +49,15 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n` nodes (ids 1..=n) with extra `chronik-server start` flags for each.
     pub fn start(n: usize, extra_args: &[&str]) -> Cluster {
-        let kafka: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let controller: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        // 2n distinct ports: a port freed a moment ago can be handed out again.
+        let mut ports: Vec<u16> = Vec::new();
+        while ports.len() < 2 * n {
+            let port = free_port();
+            if !ports.contains(&port) {
+                ports.push(port);
+            }
+        }
+        let (kafka, controller) = ports.split_at(n);
         let voters = controller
             .iter()
             .enumerate()

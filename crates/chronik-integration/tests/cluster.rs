@@ -13,9 +13,11 @@ use bytes::{BufMut, Bytes, BytesMut};
 use chronik_integration::Cluster;
 use core_util::{admin, config, create_topic, opts, producer};
 use kafka_protocol::messages::{
-    ApiKey, DescribeClusterRequest, DescribeClusterResponse, DescribeQuorumRequest,
-    DescribeQuorumResponse, FindCoordinatorRequest, FindCoordinatorResponse, HeartbeatRequest,
-    HeartbeatResponse, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
+    ApiKey, DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
+    DescribeConfigsResponse, DescribeQuorumRequest, DescribeQuorumResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse, MetadataRequest, MetadataResponse, RequestHeader,
+    ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
@@ -27,6 +29,17 @@ use rdkafka::Message;
 /// One request/response on a fresh connection to `addr`.
 fn exchange<Req: Encodable, Resp: Decodable>(
     addr: &str,
+    key: ApiKey,
+    version: i16,
+    request: &Req,
+) -> std::io::Result<Resp> {
+    let mut stream = TcpStream::connect(addr)?;
+    exchange_on(&mut stream, key, version, request)
+}
+
+/// One request/response on `stream`.
+fn exchange_on<Req: Encodable, Resp: Decodable>(
+    stream: &mut TcpStream,
     key: ApiKey,
     version: i16,
     request: &Req,
@@ -44,7 +57,6 @@ fn exchange<Req: Encodable, Resp: Decodable>(
     request.encode(&mut buf, version).unwrap();
     let size = (buf.len() - 4) as i32;
     buf[..4].copy_from_slice(&size.to_be_bytes());
-    let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     stream.write_all(&buf)?;
     let mut size = [0u8; 4];
@@ -452,4 +464,77 @@ async fn a_single_node_data_dir_from_before_the_quorum_is_imported_once() {
         "{}",
         voter.log()
     );
+}
+
+/// Sets the cluster-wide default `log.retention.ms` through `addr` (one metadata record).
+fn set_default_retention(stream: &mut TcpStream, value: i64) -> i16 {
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    let config = AlterableConfig::default()
+        .with_name(StrBytes::from_static_str("log.retention.ms"))
+        .with_config_operation(0)
+        .with_value(Some(StrBytes::from_string(value.to_string())));
+    let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(StrBytes::from_static_str(""))
+            .with_configs(vec![config]),
+    ]);
+    let response: IncrementalAlterConfigsResponse =
+        exchange_on(stream, ApiKey::IncrementalAlterConfigs, 1, &request).unwrap();
+    response.responses[0].error_code
+}
+
+/// The cluster-wide default `log.retention.ms` as `addr` describes it.
+fn default_retention(addr: &str) -> Option<String> {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    let request =
+        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(StrBytes::from_static_str(""))
+            .with_configuration_keys(None)]);
+    let response: DescribeConfigsResponse =
+        exchange(addr, ApiKey::DescribeConfigs, 4, &request).ok()?;
+    response.results[0]
+        .configs
+        .iter()
+        .find(|c| c.name.as_str() == "log.retention.ms")
+        .and_then(|c| c.value.as_ref().map(|v| v.to_string()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_that_missed_more_than_the_kept_log_catches_up_from_a_snapshot() {
+    let mut cluster = Cluster::start(3, &[]);
+    let controller = controller_of(&cluster);
+    let down = if controller == 3 { 2 } else { 3 };
+    cluster.node(down).kill();
+    let via = cluster.nodes[(down % 3) as usize].bootstrap();
+    // More metadata records than a snapshot keeps behind it (snapshot every 1000, 100 kept).
+    let mut stream = TcpStream::connect(&via).unwrap();
+    for i in 0..1300 {
+        assert_eq!(set_default_retention(&mut stream, 60_000 + i), 0);
+    }
+    // The leader's log no longer starts where the stopped node's ends: only a snapshot helps.
+    let purged = std::fs::read_to_string(
+        cluster
+            .node(controller)
+            .storage_dir()
+            .join("meta/raft/purged"),
+    )
+    .expect("the leader purged its log after a snapshot");
+    let purged_index: u64 = purged
+        .split("\"index\":")
+        .nth(1)
+        .and_then(|rest| rest.trim_end_matches('}').trim().parse().ok())
+        .unwrap_or_else(|| panic!("purged id {purged}"));
+    assert!(purged_index > 100, "{purged}");
+    cluster.node(down).restart();
+    let addr = cluster.node(down).bootstrap();
+    let took = eventually(
+        "the restarted node has the latest value",
+        Duration::from_secs(20),
+        || default_retention(&addr).as_deref() == Some("61299"),
+    );
+    println!("FIGURE node {down} caught up over 1300 records (snapshot) in {took:?}");
 }
