@@ -1,6 +1,7 @@
 //! Config and admin answers that client suites check: dynamic broker configs (KIP-226) change
 //! at runtime and are described with their source; a successful CreateTopics carries a null
-//! error message; SUBTRACTing the last value of a list config is accepted.
+//! error message; SUBTRACTing the last value of a list config is accepted; ListConfigResources
+//! and DescribeTopicPartitions answer from the metadata image.
 
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
@@ -239,4 +240,51 @@ async fn list_config_resources_names_topics_and_brokers() {
     assert_eq!(r.config_resources.len(), 1);
     let r = call(&broker, 0, ListConfigResourcesRequest::default()).await;
     assert!(r.config_resources.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn describe_topic_partitions_pages_through_the_image() {
+    let (_dir, broker) = broker().await;
+    for name in ["a", "b"] {
+        let req = CreateTopicsRequest::default().with_topics(vec![
+            create_topics_request::CreatableTopic::default()
+                .with_name(TopicName(s(name)))
+                .with_num_partitions(3)
+                .with_replication_factor(1),
+        ]);
+        call(&broker, latest(ApiKey::CreateTopics), req).await;
+    }
+    let page = |cursor: Option<describe_topic_partitions_request::Cursor>| {
+        DescribeTopicPartitionsRequest::default()
+            .with_response_partition_limit(4)
+            .with_cursor(cursor)
+    };
+    let r = call(&broker, 0, page(None)).await;
+    let got: Vec<(String, usize)> = r
+        .topics
+        .iter()
+        .map(|t| (t.name.as_ref().unwrap().to_string(), t.partitions.len()))
+        .collect();
+    assert_eq!(got, vec![("a".into(), 3), ("b".into(), 1)]);
+    assert_eq!(r.topics[0].partitions[0].leader_id.0, 1);
+    let next = r.next_cursor.expect("a next page");
+    assert_eq!((next.topic_name.as_str(), next.partition_index), ("b", 1));
+    let cursor = describe_topic_partitions_request::Cursor::default()
+        .with_topic_name(TopicName(s("b")))
+        .with_partition_index(1);
+    let r = call(&broker, 0, page(Some(cursor))).await;
+    assert_eq!(r.topics.len(), 1);
+    assert_eq!(r.topics[0].partitions.len(), 2);
+    assert!(r.next_cursor.is_none());
+    let unknown = DescribeTopicPartitionsRequest::default()
+        .with_response_partition_limit(10)
+        .with_topics(vec![
+            describe_topic_partitions_request::TopicRequest::default()
+                .with_name(TopicName(s("nope"))),
+        ]);
+    let r = call(&broker, 0, unknown).await;
+    assert_eq!(
+        r.topics[0].error_code,
+        kafka_protocol::ResponseError::UnknownTopicOrPartition.code()
+    );
 }

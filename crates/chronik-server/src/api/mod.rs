@@ -26,6 +26,7 @@ mod describe_acls;
 mod describe_cluster;
 mod describe_groups;
 mod describe_quorum;
+mod describe_topic_partitions;
 mod fetch;
 mod find_coordinator;
 #[cfg(test)]
@@ -104,6 +105,7 @@ pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
             | ApiKey::DeleteAcls
             | ApiKey::DescribeQuorum
             | ApiKey::ListConfigResources
+            | ApiKey::DescribeTopicPartitions
     );
     // `valid_versions` includes response-only versions for a few keys (OffsetCommit and
     // OffsetFetch v10, InitProducerId v6) whose requests kafka-protocol cannot decode.
@@ -272,6 +274,9 @@ async fn dispatch(broker: Arc<Broker>, session: &Session, frame: Bytes) -> Outco
         )),
         RequestKind::ListConfigResources(req) => Some(ResponseKind::ListConfigResources(
             list_config_resources::handle(&broker, session, req, version),
+        )),
+        RequestKind::DescribeTopicPartitions(req) => Some(ResponseKind::DescribeTopicPartitions(
+            describe_topic_partitions::handle(&broker, session, req),
         )),
         _ => return Outcome::Close("API not implemented"),
     };

@@ -293,6 +293,14 @@ static DESCRIBE_QUORUM: Struct = st(&[all(Array(&Struct(&DESCRIBE_QUORUM_TOPIC))
 // ListConfigResources (74): resource types, from v1.
 static LIST_CONFIG_RESOURCES: Struct = st(&[since(1, Array(&I8))]);
 
+// DescribeTopicPartitions (75): topics of (name) and the partition limit; the cursor after
+// them holds no array.
+static DESCRIBE_TOPIC_PARTITIONS_TOPIC: Struct = st(&[all(Str)]);
+static DESCRIBE_TOPIC_PARTITIONS: Struct = st(&[
+    all(Array(&Struct(&DESCRIBE_TOPIC_PARTITIONS_TOPIC))),
+    all(I32),
+]);
+
 fn schema(key: ApiKey) -> Option<&'static Struct> {
     Some(match key {
         ApiKey::Produce => &PRODUCE,
@@ -321,6 +329,7 @@ fn schema(key: ApiKey) -> Option<&'static Struct> {
         ApiKey::DeleteAcls => &DELETE_ACLS,
         ApiKey::DescribeQuorum => &DESCRIBE_QUORUM,
         ApiKey::ListConfigResources => &LIST_CONFIG_RESOURCES,
+        ApiKey::DescribeTopicPartitions => &DESCRIBE_TOPIC_PARTITIONS,
         _ => return None,
     })
 }
