@@ -412,6 +412,17 @@ async fn a_silent_broker_is_fenced_and_unfenced_when_it_returns() {
     eventually("node 3 unfenced", Duration::from_secs(15), || {
         view(&node1).is_some_and(|(_, b, _)| b == BTreeSet::from([1, 2, 3]))
     });
+    // A clean stop (SIGTERM) fences the broker at once, not after the session timeout.
+    let stopping = Instant::now();
+    cluster.node(2).stop();
+    let gone = eventually("node 2 fenced at shutdown", Duration::from_secs(2), || {
+        view(&node1).is_some_and(|(_, b, _)| b == BTreeSet::from([1, 3]))
+    });
+    println!(
+        "FIGURE SIGTERM to fenced: {:?} (stop took {:?})",
+        stopping.elapsed(),
+        gone
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

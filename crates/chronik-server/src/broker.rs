@@ -51,6 +51,8 @@ pub struct Broker {
     pub authorizer: Authorizer,
     /// This process's registration epoch.
     pub broker_epoch: u64,
+    /// The heartbeat task, stopped first at shutdown.
+    heartbeats: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Broker {
@@ -157,7 +159,7 @@ impl Broker {
             epoch: broker_epoch,
         };
         call_at_startup(&controller, heartbeat, deadline).await?;
-        runtime.spawn(run_heartbeats(
+        let heartbeats = runtime.spawn(run_heartbeats(
             controller.clone(),
             config.clone(),
             broker_epoch,
@@ -173,7 +175,24 @@ impl Broker {
             controller,
             groups,
             broker_epoch,
+            heartbeats: parking_lot::Mutex::new(Some(heartbeats)),
         }))
+    }
+
+    /// Controlled shutdown, in the spirit of KIP-631: stop heartbeating and have the controller
+    /// fence this broker now, so clients stop being sent here before its session would expire.
+    /// Best effort: without a quorum the session timeout fences it later.
+    pub async fn leave_cluster(&self) {
+        if let Some(task) = self.heartbeats.lock().take() {
+            task.abort();
+        }
+        let call = ControllerCall::FenceBroker {
+            id: self.config.node_id,
+            epoch: self.broker_epoch,
+        };
+        if let Err(e) = self.controller.call(call, Duration::from_secs(3)).await {
+            warn!(error = %e.message, "could not fence this broker at shutdown");
+        }
     }
 }
 
@@ -245,6 +264,7 @@ pub async fn run(
     let group_timers = tokio::spawn(broker.groups.clone().run_timers());
     let offset_expiry = tokio::spawn(broker.groups.clone().run_offset_expiry());
     crate::network::serve(listener, broker.clone(), shutdown).await;
+    broker.leave_cluster().await;
     cleaner.abort();
     group_timers.abort();
     offset_expiry.abort();
