@@ -6,22 +6,25 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
 use super::str_bytes;
-use crate::broker::Broker;
-use crate::security::Session;
+use crate::metadata::MetadataView;
+use crate::security::{Authorizer, Session};
 
+/// Needs the published image, the authorizer and the controller's id (-1: none).
 pub fn handle(
-    broker: &Broker,
+    metadata: &MetadataView,
+    authorizer: &Authorizer,
+    controller_id: i32,
     session: &Session,
     request: DescribeClusterRequest,
     version: i16,
 ) -> DescribeClusterResponse {
     // Kafka requires no ACL to describe the cluster's brokers.
     let cluster_ops = if request.include_cluster_authorized_operations {
-        broker.authorizer.cluster_authorized_operations(session)
+        authorizer.cluster_authorized_operations(session)
     } else {
         i32::MIN
     };
-    let image = broker.metadata.image();
+    let image = metadata.image();
     // Unfenced brokers; v2 can ask for the fenced ones too, flagged.
     let with_fenced = version >= 2 && request.include_fenced_brokers;
     let brokers = image
@@ -39,7 +42,7 @@ pub fn handle(
     DescribeClusterResponse::default()
         .with_endpoint_type(request.endpoint_type)
         .with_cluster_id(str_bytes(&image.cluster_id))
-        .with_controller_id(BrokerId(super::metadata::controller_id(broker)))
+        .with_controller_id(BrokerId(controller_id))
         .with_brokers(brokers)
         .with_cluster_authorized_operations(cluster_ops)
 }

@@ -12,15 +12,16 @@ use kafka_protocol::messages::{
 use kafka_protocol::ResponseError;
 
 use super::str_bytes;
-use crate::broker::Broker;
-use crate::controller::{ControllerCall, Decided};
-use crate::security::{AclOperation, Session};
+use crate::controller::{Controller, ControllerCall, Decided};
+use crate::security::{AclOperation, Authorizer, Session};
 
 /// How long the leader may take to answer.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Needs the controller (to reach the leader) and the authorizer.
 pub async fn handle(
-    broker: &Broker,
+    controller: &Controller,
+    authorizer: &Authorizer,
     session: &Session,
     _request: DescribeQuorumRequest,
     version: i16,
@@ -33,14 +34,13 @@ pub async fn handle(
             response
         }
     };
-    if !broker.authorizer.cluster(session, AclOperation::Describe) {
+    if !authorizer.cluster(session, AclOperation::Describe) {
         return refused(
             ResponseError::ClusterAuthorizationFailed.code(),
             "not authorized to describe the cluster",
         );
     }
-    let info = match broker
-        .controller
+    let info = match controller
         .call(ControllerCall::DescribeQuorum, TIMEOUT)
         .await
     {

@@ -16,23 +16,21 @@ use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use super::str_bytes;
-use crate::broker::Broker;
-use crate::security::{AclOperation, ResourceType, Session};
+use crate::metadata::MetadataView;
+use crate::security::{AclOperation, Authorizer, ResourceType, Session};
 
 /// Kafka's default max.request.partition.size.limit.
 const MAX_PARTITIONS: i32 = 2000;
 
+/// Needs only the published image and the authorizer.
 pub fn handle(
-    broker: &Broker,
+    metadata: &MetadataView,
+    authorizer: &Authorizer,
     session: &Session,
     request: DescribeTopicPartitionsRequest,
 ) -> DescribeTopicPartitionsResponse {
-    let image = broker.metadata.image();
-    let describe = |name: &str| {
-        broker
-            .authorizer
-            .topic(session, AclOperation::Describe, name)
-    };
+    let image = metadata.image();
+    let describe = |name: &str| authorizer.topic(session, AclOperation::Describe, name);
     let listing_all = request.topics.is_empty();
     let mut names: Vec<String> = if listing_all {
         image
@@ -119,9 +117,7 @@ pub fn handle(
                     .with_offline_replicas(ids(&offline)),
             );
         }
-        let ops = broker
-            .authorizer
-            .authorized_operations(session, ResourceType::Topic, &name);
+        let ops = authorizer.authorized_operations(session, ResourceType::Topic, &name);
         topics.push(
             base.with_topic_id(topic.id)
                 .with_is_internal(topic.internal)
@@ -135,4 +131,67 @@ pub fn handle(
     DescribeTopicPartitionsResponse::default()
         .with_topics(topics)
         .with_next_cursor(next_cursor)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use kafka_protocol::messages::describe_topic_partitions_request::TopicRequest;
+
+    use super::*;
+    use crate::metadata::records::{MetadataBatch, MetadataRecord, PartitionState};
+    use crate::metadata::MetadataImage;
+    use crate::security::AclStore;
+
+    /// Three brokers, 3 fenced; topic "t" with a partition on each, led by 1, 2 and 3.
+    fn image() -> MetadataImage {
+        let mut records = Vec::new();
+        for id in 1..=3 {
+            records.push(MetadataRecord::RegisterBroker {
+                id,
+                epoch: 1,
+                host: "h".into(),
+                port: 9000 + id,
+            });
+            records.push(MetadataRecord::BrokerFencing {
+                id,
+                epoch: 1,
+                fenced: id == 3,
+            });
+        }
+        records.push(MetadataRecord::Topic {
+            name: "t".into(),
+            id: Uuid::new_v4(),
+            internal: false,
+            configs: Default::default(),
+        });
+        for (partition, replicas) in [vec![1, 2], vec![2, 3], vec![3, 1]].into_iter().enumerate() {
+            records.push(MetadataRecord::Partition {
+                topic: "t".into(),
+                partition: partition as i32,
+                state: PartitionState::new(replicas),
+            });
+        }
+        MetadataImage::default().apply(1, &MetadataBatch::new(records))
+    }
+
+    #[test]
+    fn leaders_replicas_and_fenced_brokers_come_from_the_image() {
+        let (_tx, rx) = tokio::sync::watch::channel(Arc::new(image()));
+        let metadata = MetadataView::new(rx);
+        let authorizer = Authorizer::new(Arc::new(AclStore::new()), true);
+        let request = DescribeTopicPartitionsRequest::default()
+            .with_response_partition_limit(100)
+            .with_topics(vec![
+                TopicRequest::default().with_name(TopicName(str_bytes("t")))
+            ]);
+        let r = handle(&metadata, &authorizer, &Session::anonymous(None), request);
+        let p = &r.topics[0].partitions;
+        let leaders: Vec<i32> = p.iter().map(|p| p.leader_id.0).collect();
+        assert_eq!(leaders, vec![1, 2, 3]);
+        assert_eq!(p[0].error_code, 0);
+        assert_eq!(p[1].offline_replicas, vec![BrokerId(3)]);
+        assert_eq!(p[2].error_code, ResponseError::LeaderNotAvailable.code());
+    }
 }

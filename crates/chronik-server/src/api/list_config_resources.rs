@@ -8,8 +8,8 @@ use kafka_protocol::messages::{ListConfigResourcesRequest, ListConfigResourcesRe
 use kafka_protocol::ResponseError;
 
 use super::str_bytes;
-use crate::broker::Broker;
-use crate::security::{AclOperation, Session};
+use crate::metadata::MetadataView;
+use crate::security::{AclOperation, Authorizer, Session};
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
@@ -17,16 +17,15 @@ const BROKER_LOGGER: i8 = 8;
 const CLIENT_METRICS: i8 = 16;
 const GROUP: i8 = 32;
 
+/// Needs only the published image and the authorizer.
 pub fn handle(
-    broker: &Broker,
+    metadata: &MetadataView,
+    authorizer: &Authorizer,
     session: &Session,
     request: ListConfigResourcesRequest,
     version: i16,
 ) -> ListConfigResourcesResponse {
-    if !broker
-        .authorizer
-        .cluster(session, AclOperation::DescribeConfigs)
-    {
+    if !authorizer.cluster(session, AclOperation::DescribeConfigs) {
         return ListConfigResourcesResponse::default()
             .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
     }
@@ -46,7 +45,7 @@ pub fn handle(
         return ListConfigResourcesResponse::default()
             .with_error_code(ResponseError::InvalidRequest.code());
     }
-    let image = broker.metadata.image();
+    let image = metadata.image();
     let mut resources = Vec::new();
     for t in types {
         let names: Vec<String> = match t {

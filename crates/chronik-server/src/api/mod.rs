@@ -215,9 +215,16 @@ async fn dispatch(broker: Arc<Broker>, session: &Session, frame: Bytes) -> Outco
         RequestKind::IncrementalAlterConfigs(req) => Some(ResponseKind::IncrementalAlterConfigs(
             configs::incremental_alter(&broker, session, req).await,
         )),
-        RequestKind::DescribeCluster(req) => Some(ResponseKind::DescribeCluster(
-            describe_cluster::handle(&broker, session, req, version),
-        )),
+        RequestKind::DescribeCluster(req) => {
+            Some(ResponseKind::DescribeCluster(describe_cluster::handle(
+                &broker.metadata,
+                &broker.authorizer,
+                metadata::controller_id(&broker),
+                session,
+                req,
+                version,
+            )))
+        }
         RequestKind::DeleteRecords(req) => Some(ResponseKind::DeleteRecords(
             delete_records::handle(&broker, session, req),
         )),
@@ -270,13 +277,26 @@ async fn dispatch(broker: Arc<Broker>, session: &Session, frame: Bytes) -> Outco
             delete_acls::handle(&broker, session, req).await,
         )),
         RequestKind::DescribeQuorum(req) => Some(ResponseKind::DescribeQuorum(
-            describe_quorum::handle(&broker, session, req, version).await,
+            describe_quorum::handle(
+                &broker.controller,
+                &broker.authorizer,
+                session,
+                req,
+                version,
+            )
+            .await,
         )),
         RequestKind::ListConfigResources(req) => Some(ResponseKind::ListConfigResources(
-            list_config_resources::handle(&broker, session, req, version),
+            list_config_resources::handle(
+                &broker.metadata,
+                &broker.authorizer,
+                session,
+                req,
+                version,
+            ),
         )),
         RequestKind::DescribeTopicPartitions(req) => Some(ResponseKind::DescribeTopicPartitions(
-            describe_topic_partitions::handle(&broker, session, req),
+            describe_topic_partitions::handle(&broker.metadata, &broker.authorizer, session, req),
         )),
         _ => return Outcome::Close("API not implemented"),
     };

@@ -19,6 +19,10 @@ use crate::metadata::topic_config::validate_all;
 use crate::metadata::MetadataImage;
 use crate::security::{AclBinding, AclBindingFilter};
 
+/// Most partitions one topic may have: a request for 2^31 must be refused before anything is
+/// allocated for it (placement builds one replica list per partition).
+pub const MAX_PARTITIONS: i32 = 100_000;
+
 /// Producer ids handed to a broker per request (KIP-730 uses 1000 too).
 pub const PRODUCER_ID_BLOCK: i64 = 1000;
 
@@ -339,16 +343,17 @@ fn create_topic(
             assignments.clone()
         }
         None => {
-            let partitions = match new.partitions {
-                -1 => effective_num_partitions(config, image, config.node_id),
-                n if n >= 1 => n,
-                n => {
-                    return Err(error(
+            let partitions =
+                match new.partitions {
+                    -1 => effective_num_partitions(config, image, config.node_id),
+                    n if (1..=MAX_PARTITIONS).contains(&n) => n,
+                    n => return Err(error(
                         ResponseError::InvalidPartitions,
-                        format!("number of partitions must be at least 1, not {n}"),
-                    ))
-                }
-            };
+                        format!(
+                            "number of partitions must be between 1 and {MAX_PARTITIONS}, not {n}"
+                        ),
+                    )),
+                };
             let rf = match new.replication_factor {
                 -1 => config.default_replication_factor,
                 n => n,
@@ -408,11 +413,12 @@ fn create_partitions(
 ) -> Result<Plan, ControllerError> {
     let topic = image.topic(name).ok_or_else(|| unknown_topic(name))?;
     let current = topic.partition_count();
-    if count <= current {
+    if count <= current || count > MAX_PARTITIONS {
         return Err(error(
             ResponseError::InvalidPartitions,
             format!(
-                "topic {name:?} has {current} partitions; the new count {count} must be larger"
+                "topic {name:?} has {current} partitions; the new count {count} must be larger, \
+                 and at most {MAX_PARTITIONS}"
             ),
         ));
     }
@@ -552,6 +558,8 @@ mod tests {
         assert_eq!(e.code, ResponseError::InvalidReplicationFactor.code());
         let e = run(&mut image, new_topic("t", 1, 1)).unwrap_err();
         assert_eq!(e.code, ResponseError::TopicAlreadyExists.code());
+        let e = run(&mut image, new_topic("huge", i32::MAX, 1)).unwrap_err();
+        assert_eq!(e.code, ResponseError::InvalidPartitions.code());
         run(&mut image, ControllerCall::FenceBroker { id: 3, epoch: 1 }).unwrap();
         let e = run(&mut image, new_topic("v", 1, 3)).unwrap_err();
         assert_eq!(e.code, ResponseError::InvalidReplicationFactor.code());
