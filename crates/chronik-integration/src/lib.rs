@@ -227,7 +227,8 @@ impl Broker {
             .args(&self.extra_args)
             .env(
                 "RUST_LOG",
-                std::env::var("CHRONIK_TEST_LOG").unwrap_or("info,openraft=warn".into()),
+                std::env::var("CHRONIK_TEST_LOG")
+                    .unwrap_or("info,openraft=warn,openraft::core::raft_core=off".into()),
             )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log clone"))

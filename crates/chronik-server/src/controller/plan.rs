@@ -343,17 +343,18 @@ fn create_topic(
             assignments.clone()
         }
         None => {
-            let partitions =
-                match new.partitions {
-                    -1 => effective_num_partitions(config, image, config.node_id),
-                    n if (1..=MAX_PARTITIONS).contains(&n) => n,
-                    n => return Err(error(
+            let partitions = match new.partitions {
+                -1 => effective_num_partitions(config, image, config.node_id),
+                n if (1..=MAX_PARTITIONS).contains(&n) => n,
+                n => {
+                    return Err(error(
                         ResponseError::InvalidPartitions,
                         format!(
                             "number of partitions must be between 1 and {MAX_PARTITIONS}, not {n}"
                         ),
-                    )),
-                };
+                    ))
+                }
+            };
             let rf = match new.replication_factor {
                 -1 => config.default_replication_factor,
                 n => n,
