@@ -8,7 +8,7 @@ use tracing::debug;
 
 use super::rpc::{read_frame, write_frame, RpcRequest, RpcResponse};
 use super::MetadataRaft;
-use crate::controller::Controller;
+use crate::controller::{Controller, ControllerError, DEFAULT_TIMEOUT};
 
 /// Accepts connections until the runtime stops.
 pub async fn serve(
@@ -58,7 +58,17 @@ async fn serve_connection(
             RpcRequest::InstallSnapshot(rpc) => {
                 RpcResponse::InstallSnapshot(raft.install_snapshot(rpc).await)
             }
-            RpcRequest::Controller(call) => RpcResponse::Controller(controller.decide(call).await),
+            // Bounded: without a quorum a decision would wait for one; the caller gave up by then.
+            RpcRequest::Controller(call) => RpcResponse::Controller(
+                tokio::time::timeout(DEFAULT_TIMEOUT, controller.decide(call))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(ControllerError::new(
+                            kafka_protocol::ResponseError::RequestTimedOut,
+                            "the controller could not commit in time",
+                        ))
+                    }),
+            ),
         };
         write_frame(&mut stream, &response).await?;
     }
