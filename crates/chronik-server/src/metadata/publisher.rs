@@ -68,13 +68,12 @@ impl Publisher {
                 })
         };
         let (was, now) = (led(&old), led(&new));
-        // The coordinator sizes group → partition by the published topic: publish first when
-        // `__consumer_offsets` appears, so loaded groups land in the right partitions.
         let acls_changed = !Arc::ptr_eq(&old.acls, &new.acls);
         if acls_changed {
             self.acls.replace((*new.acls).clone());
         }
-        self.published.send_replace(new);
+        // Groups move before the image is published, so no request sees this broker as a
+        // group's coordinator before its groups are loaded.
         for index in was.difference(&now) {
             self.groups.unload_partition(*index);
         }
@@ -83,6 +82,7 @@ impl Publisher {
                 warn!(partition = index, error = %e, "loading consumer groups");
             }
         }
+        self.published.send_replace(new);
     }
 
     /// Publishes every image the state machine applies, until the sender side closes.
