@@ -203,6 +203,24 @@ pub fn describe(
     DescribeConfigsResponse::default().with_results(results)
 }
 
+/// The value a broker config has without a dynamic override (for APPEND/SUBTRACT).
+fn broker_static_value(broker: &Broker, name: &str) -> Option<String> {
+    let image = broker.metadata.image();
+    let without_dynamic = crate::metadata::MetadataImage {
+        broker_configs: Default::default(),
+        ..(*image).clone()
+    };
+    broker_config::describe(
+        &broker.config,
+        &without_dynamic,
+        broker.config.node_id,
+        &broker.advertised,
+    )
+    .into_iter()
+    .find(|(n, ..)| n == name)
+    .map(|(_, value, ..)| value)
+}
+
 /// Applies a whole new set of overrides to one resource.
 async fn apply(
     broker: &Broker,
@@ -311,10 +329,13 @@ pub async fn incremental_alter(
                         .try_for_each(|c| {
                             let key = c.name.to_string();
                             let value = c.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
+                            // APPEND/SUBTRACT work on the effective value, as in Kafka.
                             let current = if resource.resource_type == RESOURCE_TOPIC {
                                 effective_value(&defaults, &configs, &key).0
                             } else {
-                                configs.get(&key).cloned().unwrap_or_default()
+                                configs.get(&key).cloned().unwrap_or_else(|| {
+                                    broker_static_value(broker, &key).unwrap_or_default()
+                                })
                             };
                             let mut list: Vec<String> = current
                                 .split(',')

@@ -18,9 +18,12 @@ pub const SOURCE_STATIC: i8 = 4;
 pub const SOURCE_DEFAULT: i8 = 5;
 
 /// Broker configs that may change at runtime, with the topic config each one is the default of
-/// (None: a broker setting of its own). `log.cleaner.threads` is accepted and described; one
-/// cleaner task serves every partition whatever its value.
+/// (None: a broker setting of its own). `log.cleaner.threads` and `background.threads` are
+/// accepted and described (one cleaner task serves every partition, the runtime sizes its own
+/// pools), and so is `sasl.kerberos.min.time.before.relogin`, which Kafka lets tools change at
+/// runtime though Chronik has no Kerberos.
 pub const DYNAMIC: &[(&str, Option<&str>)] = &[
+    ("background.threads", None),
     (
         "log.cleaner.delete.retention.ms",
         Some("delete.retention.ms"),
@@ -35,6 +38,7 @@ pub const DYNAMIC: &[(&str, Option<&str>)] = &[
     ("message.max.bytes", Some("max.message.bytes")),
     ("min.insync.replicas", Some("min.insync.replicas")),
     ("num.partitions", None),
+    ("sasl.kerberos.min.time.before.relogin", None),
 ];
 
 /// Checks one dynamic broker config.
@@ -138,6 +142,7 @@ pub fn describe(
     let defaults = BrokerConfig::default();
     let static_log = &config.log;
     let statics: Vec<(&str, String, String)> = vec![
+        ("background.threads", "10".into(), "10".into()),
         (
             "advertised.listeners",
             format!("PLAINTEXT://{}:{}", advertised.0, advertised.1),
@@ -233,6 +238,11 @@ pub fn describe(
             "offsets.topic.num.partitions",
             config.offsets_topic_num_partitions.to_string(),
             defaults.offsets_topic_num_partitions.to_string(),
+        ),
+        (
+            "sasl.kerberos.min.time.before.relogin",
+            "60000".into(),
+            "60000".into(),
         ),
         (
             "socket.request.max.bytes",
