@@ -386,19 +386,6 @@ impl Journal {
         self.shared.stalled.load(Ordering::Acquire)
     }
 
-    /// A log was truncated below its recovery point (its truncation is already durable):
-    /// lower the point so that the next unclean start checks what follows.
-    pub fn lower_recovery_point(&self, log: LogId, offset: i64) -> io::Result<()> {
-        let mut points = self.shared.recovery_points.lock();
-        match points.get(&log) {
-            Some(&point) if point > offset => {
-                points.insert(log, offset);
-                write_recovery_points(&self.shared, &points)
-            }
-            _ => Ok(()),
-        }
-    }
-
     /// Stops the threads once everything pending is written (or failed). Idempotent.
     pub fn stop(&self) {
         self.shared.pending.lock().closing = true;
