@@ -30,7 +30,7 @@ use crate::batch::{self, BatchHeader, HEADER_SIZE, LOG_OVERHEAD};
 use crate::error::{Result, StorageError};
 use crate::fs::OpenMode;
 use crate::log::Log;
-use crate::segment::{log_file_name, Segment};
+use crate::segment::{log_file_name, Recover, Segment};
 
 /// What one compaction pass did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -163,7 +163,7 @@ fn replace_segment(log: &mut Log, i: usize, data: &[u8]) -> Result<()> {
         &log.dir,
         base,
         log.config.index_interval_bytes,
-        false,
+        Recover::No,
     )?;
     // The old Segment only holds handles to the replaced (unlinked) files.
     log.segments[i] = segment;

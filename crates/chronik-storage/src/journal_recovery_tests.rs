@@ -5,17 +5,17 @@
 //! for byte, at its offset; a failed fsync takes the journal offline and nothing after it
 //! is acknowledged.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use proptest::prelude::*;
 
 use crate::config::LogConfig;
 use crate::faulty_fs::{Fault, FaultyFs, Op};
 use crate::fs::FsRef;
-use crate::journal::{Journal, JournalOptions, LogId};
+use crate::journal::{DurableListener, Journal, JournalOptions, LogId};
 use crate::log::Log;
 use crate::test_util::batch;
 
@@ -78,7 +78,7 @@ enum Step {
         log: i32,
         records: usize,
     },
-    /// Wait for every outstanding acknowledgement.
+    /// Wait until every append was answered (durable or failed).
     Settle,
     SyncFault {
         nth: u64,
@@ -95,36 +95,96 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-type Ack = (i32, i64, Vec<u8>, std::io::Result<()>);
+/// What the journal told one log's listener: `Ok(durable end)` or a failure.
+type Heard = (i32, Result<i64, ()>);
 
-/// Acknowledged batches per log: base offset → bytes.
+/// A partition's side: forwards what it hears, tagged with its log.
+struct Listener {
+    log: i32,
+    tx: Mutex<mpsc::Sender<Heard>>,
+}
+
+impl DurableListener for Listener {
+    fn durable(&self, end_offset: i64) {
+        let _ = self.tx.lock().send((self.log, Ok(end_offset)));
+    }
+    fn failed(&self, _: &std::io::Error) {
+        let _ = self.tx.lock().send((self.log, Err(())));
+    }
+}
+
+/// Per log: its appended batches (base, end, bytes), how far the journal said it is
+/// durable, and whether the last append was answered.
 #[derive(Default)]
-struct Acked(BTreeMap<(i32, i64), Vec<u8>>);
+struct Model {
+    appended: Vec<Vec<(i64, i64, Vec<u8>)>>,
+    durable: Vec<i64>,
+    answered: Vec<i64>,
+}
 
-impl Acked {
-    fn take(&mut self, ack: Ack) {
-        let (log, base, bytes, result) = ack;
-        if result.is_ok() {
-            self.0.insert((log, base), bytes);
+impl Model {
+    fn new() -> Model {
+        let n = LOGS as usize;
+        Model {
+            appended: vec![Vec::new(); n],
+            durable: vec![0; n],
+            answered: vec![0; n],
         }
     }
 
+    fn hear(&mut self, (log, heard): Heard) {
+        let i = log as usize;
+        let last_end = self.appended[i].last().map_or(0, |b| b.1);
+        match heard {
+            Ok(end) => {
+                self.durable[i] = self.durable[i].max(end);
+                self.answered[i] = self.answered[i].max(end);
+            }
+            // Every append so far is answered: none of the waiting ones becomes durable.
+            Err(()) => self.answered[i] = last_end,
+        }
+    }
+
+    fn all_answered(&self) -> bool {
+        (0..LOGS as usize).all(|i| self.answered[i] >= self.appended[i].last().map_or(0, |b| b.1))
+    }
+
+    /// Every batch the journal said was durable is back, byte for byte.
     fn check(&self, node: &Node) -> Result<(), TestCaseError> {
-        for (&(log, base), bytes) in &self.0 {
-            let log_ref = &node.logs[log as usize];
-            let read = log_ref
-                .read(base, 1, i64::MAX, true)
-                .map_err(|e| TestCaseError::fail(format!("log {log} read {base}: {e}")))?;
-            prop_assert_eq!(
-                read.first_batch_offset,
-                Some(base),
-                "log {} batch {}",
-                log,
-                base
+        for (i, log) in node.logs.iter().enumerate() {
+            prop_assert!(
+                log.log_end_offset() >= self.durable[i],
+                "log {} lost its end",
+                i
             );
-            prop_assert_eq!(&read.bytes[..], &bytes[..], "log {} batch {}", log, base);
+            for (base, end, bytes) in &self.appended[i] {
+                if *end > self.durable[i] {
+                    continue;
+                }
+                let read = log
+                    .read(*base, 1, i64::MAX, true)
+                    .map_err(|e| TestCaseError::fail(format!("log {i} read {base}: {e}")))?;
+                prop_assert_eq!(
+                    read.first_batch_offset,
+                    Some(*base),
+                    "log {} batch {}",
+                    i,
+                    base
+                );
+                prop_assert_eq!(&read.bytes[..], &bytes[..], "log {} batch {}", i, base);
+            }
         }
         Ok(())
+    }
+
+    /// After a restart only what survived counts; offsets past it are handed out again.
+    fn restarted(&mut self, node: &Node) {
+        for (i, log) in node.logs.iter().enumerate() {
+            let end = log.log_end_offset();
+            self.appended[i].retain(|b| b.1 <= end);
+            self.durable[i] = end;
+            self.answered[i] = end;
+        }
     }
 }
 
@@ -132,67 +192,51 @@ fn run(steps: Vec<Step>, seed: u64) -> Result<(), TestCaseError> {
     let faulty = FaultyFs::new(seed);
     let fs = faulty.shared();
     let mut node = start(&fs);
-    let mut acked = Acked::default();
-    let (tx, rx) = mpsc::channel::<Ack>();
-    let mut outstanding = 0usize;
+    let mut model = Model::new();
+    let (tx, rx) = mpsc::channel::<Heard>();
+    let listeners: Vec<Arc<dyn DurableListener>> = (0..LOGS)
+        .map(|log| {
+            Arc::new(Listener {
+                log,
+                tx: Mutex::new(tx.clone()),
+            }) as Arc<dyn DurableListener>
+        })
+        .collect();
     let mut ts = 0i64;
-    // Offsets handed out per log: never again, acknowledged or not, once acknowledged later.
-    let mut highest_acked_end = [0i64; LOGS as usize];
     for step in steps {
         match step {
             Step::Append { log, records } => {
                 ts += 1;
                 let mut bytes = batch(records, ts);
-                let target = &mut node.logs[log as usize];
-                let Ok(info) = target.append(&mut bytes, 0, ts) else {
+                let Ok(info) = node.logs[log as usize].append(&mut bytes, 0, ts) else {
                     continue;
                 };
-                let tx = tx.clone();
-                let base = info.first_offset;
-                let journaled = bytes.clone();
-                node.journal.append(
-                    id(log),
-                    info.last_offset + 1,
-                    &bytes,
-                    &info.sync,
-                    Box::new(move |r| {
-                        let _ = tx.send((log, base, journaled, r));
-                    }),
-                );
-                outstanding += 1;
+                let end = info.last_offset + 1;
+                model.appended[log as usize].push((info.first_offset, end, bytes.clone()));
+                node.journal
+                    .append(id(log), end, &bytes, &info.sync, &listeners[log as usize]);
             }
             Step::Settle => {
-                while outstanding > 0 {
-                    let ack = rx
+                while !model.all_answered() {
+                    let heard = rx
                         .recv_timeout(Duration::from_secs(10))
-                        .map_err(|_| TestCaseError::fail("an append was never completed"))?;
-                    acked.take(ack);
-                    outstanding -= 1;
+                        .map_err(|_| TestCaseError::fail("an append was never answered"))?;
+                    model.hear(heard);
                 }
             }
             Step::SyncFault { nth } => faulty.fail_nth(Op::Sync, nth, Fault::Os(5)),
             Step::PowerLoss => {
                 faulty.lose_power();
                 node.journal.stop();
-                while let Ok(ack) = rx.try_recv() {
-                    acked.take(ack);
-                    outstanding -= 1;
+                while let Ok(heard) = rx.try_recv() {
+                    model.hear(heard);
                 }
-                prop_assert_eq!(outstanding, 0, "stop completes every append");
+                prop_assert!(model.all_answered(), "stop answers every append");
                 faulty.clear_faults();
                 drop(node);
                 node = start(&fs);
-                acked.check(&node)?;
-                for (i, log) in node.logs.iter().enumerate() {
-                    let end = acked
-                        .0
-                        .range((i as i32, 0)..(i as i32 + 1, 0))
-                        .map(|(_, b)| crate::batch::parse_header(b).unwrap().last_offset() + 1)
-                        .max()
-                        .unwrap_or(0);
-                    highest_acked_end[i] = highest_acked_end[i].max(end);
-                    prop_assert!(log.log_end_offset() >= highest_acked_end[i]);
-                }
+                model.check(&node)?;
+                model.restarted(&node);
             }
         }
     }
@@ -219,32 +263,30 @@ fn a_failed_journal_fsync_acknowledges_nothing_after_it() {
     let fs = faulty.shared();
     let mut node = start(&fs);
     let (tx, rx) = mpsc::channel();
+    let listener: Arc<dyn DurableListener> = Arc::new(Listener {
+        log: 0,
+        tx: Mutex::new(tx),
+    });
+    let append = |node: &mut Node, ts: i64| {
+        let mut bytes = batch(1, ts);
+        let info = node.logs[0].append(&mut bytes, 0, ts).unwrap();
+        node.journal
+            .append(id(0), info.last_offset + 1, &bytes, &info.sync, &listener);
+    };
     // The first append also records its leader epoch (a file of its own, fsynced).
-    let mut first = batch(1, 0);
-    let info = node.logs[0].append(&mut first, 0, 0).unwrap();
-    let acked = tx.clone();
-    node.journal.append(
-        id(0),
-        info.last_offset + 1,
-        &first,
-        &info.sync,
-        Box::new(move |r| acked.send(r.is_ok()).unwrap()),
+    append(&mut node, 0);
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+        (0, Ok(1))
     );
-    assert!(rx.recv_timeout(Duration::from_secs(10)).unwrap());
     faulty.fail_nth(Op::Sync, 1, Fault::Os(5));
-    for i in 1..4 {
-        let mut bytes = batch(1, i);
-        let info = node.logs[0].append(&mut bytes, 0, i).unwrap();
-        let tx = tx.clone();
-        node.journal.append(
-            id(0),
-            info.last_offset + 1,
-            &bytes,
-            &info.sync,
-            Box::new(move |r| tx.send(r.is_ok()).unwrap()),
-        );
+    for ts in 1..4 {
+        append(&mut node, ts);
         // The first round fails; later appends are refused at once.
-        assert!(!rx.recv_timeout(Duration::from_secs(10)).unwrap());
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+            (0, Err(()))
+        );
     }
     assert!(node.journal.is_failed());
     assert!(

@@ -15,9 +15,10 @@
 //! - `leader-epoch-checkpoint`: see `leader_epoch.rs`.
 //! - `.clean_shutdown`: written by [`Log::close`] after everything is fsynced, deleted
 //!   by [`Log::open`] before the directory fsync it starts with. When it is missing at
-//!   open, every segment holding offsets at or past the *recovery point* (below it, a
-//!   checkpoint fsynced everything; unknown: every segment) is recovered (every batch
-//!   CRC-checked, torn tail truncated, indexes rebuilt), segments below it must follow
+//!   open, what lies at or past the *recovery point* (below it, a checkpoint fsynced
+//!   everything, indexes included; unknown: every segment) is recovered: every batch from
+//!   the last index entry at or below the point on is CRC-checked, a torn tail truncated,
+//!   indexes rebuilt (segments wholly past the point from their start). Segments below it must follow
 //!   each other without a gap (else the open fails), segments after a recovered one that
 //!   lost its tail are dropped (the journal replays what was acknowledged), indexes are
 //!   rebuilt rather than trusted if missing or inconsistent, and every segment's data is
@@ -53,7 +54,7 @@ use crate::config::{LogConfig, TimestampType};
 use crate::error::{Result, StorageError};
 use crate::fs::{FileRef, FsRef, OpenMode};
 use crate::leader_epoch::LeaderEpochCache;
-use crate::segment::Segment;
+use crate::segment::{Recover, Segment};
 
 const CLEAN_SHUTDOWN_FILE: &str = ".clean_shutdown";
 const LOG_START_OFFSET_FILE: &str = "log-start-offset";
@@ -182,17 +183,21 @@ impl Log {
         let checkpoint = read_log_start_offset(fs, dir)?;
         let mut segments = Vec::with_capacity(bases.len().max(1));
         for (i, &base) in bases.iter().enumerate() {
-            // Segment i holds offsets below the next base: it needs recovery if any of
-            // them is at or past the recovery point.
-            let past_recovery_point = bases
-                .get(i + 1)
-                .is_none_or(|&next| recovery_point.is_none_or(|point| next > point));
+            // Segment i holds offsets from its base to the next base (or its end).
+            let next = bases.get(i + 1).copied();
+            let recover = match recovery_point {
+                _ if clean => Recover::No,
+                None => Recover::All,
+                Some(point) if next.is_some_and(|next| next <= point) => Recover::No,
+                Some(point) if base < point => Recover::From(point),
+                Some(_) => Recover::All,
+            };
             segments.push(Segment::open(
                 fs,
                 dir,
                 base,
                 config.index_interval_bytes,
-                !clean && past_recovery_point,
+                recover,
             )?);
         }
         remove_failed_rolls(fs, dir, &mut segments, !clean)?;

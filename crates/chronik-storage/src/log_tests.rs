@@ -652,3 +652,32 @@ fn a_gap_below_the_recovery_point_is_refused_and_one_past_it_is_dropped() {
     assert_eq!(log.segment_count(), 1, "what followed the gap went");
     assert!(log.log_end_offset() < 90);
 }
+
+#[test]
+fn recovery_starts_at_the_recovery_point_inside_a_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = RealFs::shared();
+    let config = LogConfig {
+        index_interval_bytes: 300,
+        ..LogConfig::default()
+    };
+    let mut log = Log::open(&fs, dir.path(), config.clone()).unwrap();
+    fill(&mut log, 40, 2, 1_000);
+    let max_ts = log.max_timestamp_offset();
+    log.flush().unwrap();
+    drop(log); // unclean
+    let path = dir.path().join(format!("{:020}.log", 0));
+    let len = fs::metadata(&path).unwrap().len();
+    // Corrupt one byte in the last batch: past the recovery point, so it is found and cut.
+    let file = OpenOptions::new().write(true).open(&path).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &[0xff], len - 3).unwrap();
+    let log = Log::open_with_recovery_point(&fs, dir.path(), config, 60).unwrap();
+    assert_eq!(log.segment_count(), 1);
+    assert_eq!(log.log_end_offset(), 78, "the corrupt last batch is cut");
+    for offset in (0..78).step_by(2) {
+        let r = log.read(offset, 1, i64::MAX, true).unwrap();
+        assert_eq!(r.first_batch_offset, Some(offset));
+        validate_stored_batch(&r.bytes).unwrap();
+    }
+    assert!(max_ts.is_some_and(|(_, ts)| log.max_timestamp_offset().unwrap().1 <= ts));
+}

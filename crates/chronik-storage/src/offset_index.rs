@@ -107,12 +107,18 @@ impl OffsetIndex {
         self.file.truncate_while(|e| (e.position as u64) < position)
     }
 
-    /// Removes all entries.
+    /// Keeps the entries of batches starting at or below `relative_offset`.
+    pub fn truncate_to_relative(&mut self, relative_offset: u64) -> io::Result<()> {
+        self.file
+            .truncate_while(|e| (e.relative_offset as u64) <= relative_offset)
+    }
+
     /// Keeps the first `len` entries (undoes the appends of a failed segment append).
     pub fn truncate_to_len(&mut self, len: usize) -> io::Result<()> {
         self.file.truncate_to_len(len)
     }
 
+    /// Removes all entries.
     pub fn clear(&mut self) -> io::Result<()> {
         self.file.clear()
     }

@@ -76,6 +76,17 @@ pub struct SegmentEnd {
     time_index_entries: usize,
 }
 
+/// How [`Segment::open`] treats the segment after an unclean shutdown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recover {
+    /// Trust it (below the recovery point, or a clean shutdown).
+    No,
+    /// Validate what follows this offset (the recovery point falls inside the segment).
+    From(i64),
+    /// Validate all of it.
+    All,
+}
+
 /// One segment: data file, indexes and the summary state derived from them.
 pub struct Segment {
     fs: FsRef,
@@ -151,15 +162,15 @@ impl Segment {
         Ok((file, offset_index, time_index))
     }
 
-    /// Opens an existing segment. With `recover`, or when an index file is missing or
-    /// inconsistent, the whole segment is scanned and validated (see [`Self::recover`]);
-    /// otherwise only the tail after the last index entry is read.
+    /// Opens an existing segment, recovering it as `recover` says. When an index file is
+    /// missing or inconsistent the whole segment is scanned and validated (see
+    /// [`Self::recover`]); a trusted one has only the tail after its last index entry read.
     pub fn open(
         fs: &FsRef,
         dir: &Path,
         base_offset: i64,
         index_interval: u32,
-        recover: bool,
+        recover: Recover,
     ) -> Result<Segment> {
         let [log_path, idx_path, tidx_path] = segment_paths(dir, base_offset);
         let file = fs.open(&log_path, OpenMode::Existing)?;
@@ -181,9 +192,13 @@ impl Segment {
             offset_of_max_timestamp: -1,
             created_ms,
         };
-        let trusted = !recover
-            && indexes_present
-            && segment.offset_index.is_consistent(segment.size)
+        let indexes_usable = indexes_present && segment.offset_index.is_consistent(segment.size);
+        if let (Recover::From(offset), true) = (recover, indexes_usable) {
+            segment.recover_from(offset)?;
+            return segment.with_created_ms();
+        }
+        let trusted = recover == Recover::No
+            && indexes_usable
             && match segment.load_tail_state() {
                 Ok(()) => segment
                     .time_index
@@ -194,12 +209,17 @@ impl Segment {
         if !trusted {
             segment.recover()?;
         }
-        if let Some(first) = segment.header_at(0)? {
+        segment.with_created_ms()
+    }
+
+    /// `segment.ms` counts from the first batch's timestamp after a reopen.
+    fn with_created_ms(mut self) -> Result<Segment> {
+        if let Some(first) = self.header_at(0)? {
             if first.max_timestamp >= 0 {
-                segment.created_ms = first.max_timestamp;
+                self.created_ms = first.max_timestamp;
             }
         }
-        Ok(segment)
+        Ok(self)
     }
 
     /// Scans every batch from the start, validating its CRC-32C; truncates the file at
@@ -209,7 +229,36 @@ impl Segment {
         self.offset_index.clear()?;
         self.time_index.clear()?;
         self.reset_state();
-        let mut pos = 0u64;
+        self.validate_from(0)
+    }
+
+    /// Like [`Self::recover`], but trusts what lies below `offset` (a checkpoint fsynced
+    /// it, indexes included): index entries past it are dropped, and validation starts at
+    /// the last offset-index entry at or below it, so a large segment is not rescanned
+    /// from its start after every crash.
+    pub fn recover_from(&mut self, offset: i64) -> Result<u64> {
+        let relative = (offset - self.base_offset).clamp(0, u32::MAX as i64) as u64;
+        self.offset_index.truncate_to_relative(relative)?;
+        self.time_index.truncate_to_offset(relative + 1)?;
+        self.reset_state();
+        if let Some(t) = self.time_index.last() {
+            self.max_timestamp = t.timestamp;
+            self.offset_of_max_timestamp = self.base_offset + t.relative_offset as i64;
+        }
+        let start = match self.offset_index.last() {
+            Some(entry) => {
+                self.next_offset = self.base_offset + entry.relative_offset as i64;
+                entry.position as u64
+            }
+            None => 0,
+        };
+        self.validate_from(start)
+    }
+
+    /// Validates every batch from `start` (where a batch at `self.next_offset` begins) to
+    /// the end, indexing each; truncates at the first torn or corrupt one.
+    fn validate_from(&mut self, start: u64) -> Result<u64> {
+        let mut pos = start;
         let mut buf = Vec::new();
         loop {
             let header = match self.header_at(pos) {

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use chronik_storage::batch::{batches, validate_batch, BatchHeader};
 use chronik_storage::fs::FsRef;
-use chronik_storage::journal::{Journal, LogId};
+use chronik_storage::journal::{DurableListener, Journal, LogId};
 use chronik_storage::{Log, ReadResult, StorageError};
 use kafka_protocol::records::RecordBatchDecoder;
 use kafka_protocol::ResponseError;
@@ -392,15 +392,8 @@ impl Partition {
         let end_offset = info.last_offset + 1;
         match &self.storage.durability {
             Durability::Journal(journal) => {
-                let partition = self.clone();
-                let done = Box::new(move |result: std::io::Result<()>| match result {
-                    Ok(()) => partition.mark_durable(end_offset),
-                    // Offline for good; waiters wake and answer KAFKA_STORAGE_ERROR.
-                    Err(_) if partition.storage_failed() => partition.mark_storage_failed(),
-                    // The journal is closing: waiters time out, nothing is acknowledged.
-                    Err(_) => {}
-                });
-                journal.append(self.log_id, end_offset, &buf, &info.sync, done);
+                let listener: Arc<dyn DurableListener> = self.clone();
+                journal.append(self.log_id, end_offset, &buf, &info.sync, &listener);
                 drop(inner);
             }
             Durability::PageCache => {
@@ -505,6 +498,21 @@ impl Partition {
         }
         inner.log.close()?;
         Ok(end)
+    }
+}
+
+/// The journal's word on this partition's appends.
+impl DurableListener for Partition {
+    fn durable(&self, end_offset: i64) {
+        self.mark_durable(end_offset);
+    }
+
+    fn failed(&self, _: &std::io::Error) {
+        // Offline for good: waiters wake and answer KAFKA_STORAGE_ERROR. Otherwise the
+        // journal is closing: waiters time out, nothing is acknowledged.
+        if self.storage_failed() {
+            self.mark_storage_failed();
+        }
     }
 }
 

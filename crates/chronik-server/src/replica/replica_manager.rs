@@ -28,7 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use chronik_storage::fs::RealFs;
 use chronik_storage::journal::{Journal, JournalOptions, LogId, Replay};
-use futures::future::{join_all, select_all};
+use futures::future::select_all;
 use kafka_protocol::ResponseError;
 use parking_lot::{Mutex, RwLock};
 use tracing::{debug, warn};
@@ -362,25 +362,32 @@ impl ReplicaManager {
         acks: i16,
         timeout: Duration,
     ) -> Vec<i16> {
-        let waits = appended.iter().map(|(partition, end_offset)| async move {
+        // One partition at a time against one deadline: they advance together, so this waits
+        // as long as the slowest, and a journal round wakes the task once, not once per
+        // partition (polling every partition's future at each wake costs O(n²) per request).
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut codes = Vec::with_capacity(appended.len());
+        for (partition, end_offset) in appended {
             let mut mark = if acks == -1 {
                 partition.subscribe_high_watermark()
             } else {
                 partition.subscribe_durable_end()
             };
-            let reached = tokio::time::timeout(
-                timeout,
-                mark.wait_for(|offset| *offset >= *end_offset || partition.storage_failed()),
-            )
-            .await
-            .map(|r| r.is_ok());
-            match reached {
+            let done = |offset: &i64| *offset >= *end_offset || partition.storage_failed();
+            let reached = if done(&mark.borrow_and_update()) {
+                Ok(true)
+            } else {
+                tokio::time::timeout_at(deadline, mark.wait_for(done))
+                    .await
+                    .map(|r| r.is_ok())
+            };
+            codes.push(match reached {
                 Ok(true) if !partition.storage_failed() => 0,
                 Ok(_) => ResponseError::KafkaStorageError.code(),
                 Err(_) => ResponseError::RequestTimedOut.code(),
-            }
-        });
-        join_all(waits).await
+            });
+        }
+        codes
     }
 
     /// Reads the requested partitions; if fewer than `min_bytes` are available, waits for
