@@ -549,3 +549,40 @@ async fn a_node_that_missed_more_than_the_kept_log_catches_up_from_a_snapshot() 
     );
     println!("FIGURE node {down} caught up over 1300 records (snapshot) in {took:?}");
 }
+
+#[test]
+fn a_data_dir_of_one_quorum_refuses_other_voters() {
+    let mut broker = chronik_integration::Broker::start();
+    broker.stop();
+    let mut other = chronik_integration::Broker::prepare(&[
+        "--node-id",
+        "1",
+        "--controller-quorum-voters",
+        "1@127.0.0.1:1,2@127.0.0.1:2,3@127.0.0.1:3",
+    ]);
+    // Same data directory, other voters.
+    std::fs::remove_dir_all(other.storage_dir()).ok();
+    copy_tree(&broker.storage_dir(), &other.storage_dir());
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| other.restart()));
+    assert!(result.is_err(), "started with other voters");
+    assert!(
+        other
+            .log()
+            .contains("changing the voters of a quorum is not supported"),
+        "{}",
+        other.log()
+    );
+}
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}

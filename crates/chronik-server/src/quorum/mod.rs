@@ -126,6 +126,28 @@ impl Quorum {
             })
             .await
             .context("the Raft runtime stopped")??;
+        // Changing the voters of an existing quorum is not supported: say so rather than run
+        // with a membership the config does not describe.
+        // The membership shows in the metrics once the (re)loaded or initial log is applied.
+        let has_membership = |m: &openraft::RaftMetrics<NodeId, Node>| {
+            m.membership_config.voter_ids().next().is_some()
+        };
+        let metrics = raft
+            .wait(Some(std::time::Duration::from_secs(10)))
+            .metrics(has_membership, "membership loaded")
+            .await
+            .context("the metadata log shows no membership")?;
+        let stored: BTreeSet<NodeId> = metrics.membership_config.voter_ids().collect();
+        let configured: BTreeSet<NodeId> = voters.keys().copied().collect();
+        if stored != configured {
+            runtime.shutdown_background();
+            anyhow::bail!(
+                "{} holds the metadata log of a quorum of voters {stored:?}, but \
+                 controller_quorum_voters names {configured:?}; changing the voters of a \
+                 quorum is not supported (start with the original voters, or a new data dir)",
+                dir.display()
+            );
+        }
         Ok(Quorum {
             raft,
             node_id,
