@@ -390,19 +390,27 @@ impl Journal {
     pub fn stop(&self) {
         self.shared.pending.lock().closing = true;
         self.shared.wake.notify_all();
+        let me = std::thread::current().id();
         for thread in self.threads.lock().drain(..) {
-            let _ = thread.join();
+            // The last owner may let go on the journal's own thread (a partition whose
+            // completion ran there): that thread ends by itself once closing is seen.
+            if thread.thread().id() != me {
+                let _ = thread.join();
+            }
         }
     }
 
-    /// Clean shutdown, after [`Journal::stop`] and after the caller fsynced every log: raise
-    /// the recovery points to the logs' ends and delete every journal file. Refused when the
+    /// Clean shutdown, after [`Journal::stop`] and after the caller fsynced every log (and no
+    /// journaled batch waits for a log not opened): raise the recovery points to the logs'
+    /// ends and delete every journal file. Refused when the
     /// journal failed (the next start must replay it).
     pub fn close(&self, ends: impl IntoIterator<Item = (LogId, i64)>) -> io::Result<()> {
         if self.is_failed() {
             return Err(offline());
         }
         raise_recovery_points(&self.shared, ends)?;
+        // Files kept for a later replay are no longer needed either: every log is durable.
+        self.shared.deletable_from.store(0, Ordering::Release);
         self.shared.spare.lock().take();
         self.shared
             .fs

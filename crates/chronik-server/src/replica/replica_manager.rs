@@ -134,21 +134,20 @@ impl ReplicaManager {
         })
     }
 
-    /// After the partitions named by metadata were opened (each replayed and flushed what the
-    /// journal held for it): starts the journal and lets it delete what was replayed — unless
-    /// an offline partition still needs its batches, which are then kept for the next start.
+    /// After the partitions the restored metadata image names were opened (each replayed and
+    /// flushed what the journal held for it): starts the journal. Batches of logs not opened
+    /// yet stay in memory for them, and the journal files read at start are kept (and read
+    /// again at the next start) while any are left: such a log may be an offline partition, or
+    /// one of a topic the image does not show yet (created after the last commit this node
+    /// persisted), and its journaled batches may be all that is left of acknowledged data.
+    /// A topic deleted meanwhile keeps them until a start finds nothing left (see
+    /// ARCHITECTURE.md).
     pub fn finish_recovery(&self) -> std::io::Result<()> {
-        let replay = std::mem::take(&mut *self.replay.lock());
-        let offline: Vec<LogId> = self
-            .offline
-            .read()
-            .iter()
-            .map(|((_, index), o)| log_id(o.topic_id, *index))
-            .collect();
-        let keep = replay.records.keys().any(|id| offline.contains(id));
-        if keep {
+        let left = self.replay.lock().records.len();
+        if left > 0 {
             warn!(
-                "offline partitions have journaled batches: the journal is kept for the next start"
+                logs = left,
+                "journaled batches of logs not opened yet: the journal read at start is kept"
             );
         }
         let ends: Vec<(LogId, i64)> = self
@@ -156,7 +155,7 @@ impl ReplicaManager {
             .iter()
             .map(|p| (p.log_id(), p.log_end_offset()))
             .collect();
-        self.journal.finish_replay(ends, keep)
+        self.journal.finish_replay(ends, left > 0)
     }
 
     pub fn partition(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
