@@ -8,8 +8,8 @@
 #            [--warmup 2s] [--concurrency 128] [--size 256] [--partitions 1]
 #            [--bin-dir target/release] [--build] [--keep-data]
 #
-# --nodes 3 is not available yet: chronik-server has no clustering. When it does, this
-# script will start three nodes and run with -r 3.
+# --nodes 3 is not available yet: the metadata quorum exists (scripts/cluster.sh), partition
+# replication does not. When it does, this script will start three nodes and run with -r 3.
 #
 # The binaries must be built first (`cargo build --release -p chronik-server
 # -p chronik-bench`), or pass --build to have this script do it.
@@ -48,29 +48,20 @@ done
 
 case "$nodes" in
   1) ;;
-  3) die "--nodes 3 is not available yet: chronik-server has no clustering. Run with --nodes 1." ;;
-  *) die "--nodes must be 1 (3 will come with clustering)" ;;
+  3) die "--nodes 3 is not available yet: partition replication is not built. Run with --nodes 1." ;;
+  *) die "--nodes must be 1 (3 will come with partition replication)" ;;
 esac
 
 command -v jq >/dev/null || die "jq is needed to print the table (apt-get install jq)"
 
-if [[ $build -eq 1 ]]; then
-  (cd "$root" && cargo build --release -p chronik-server -p chronik-bench)
-fi
-server="$bin_dir/chronik-server"
-bench="$bin_dir/chronik-bench"
-for b in "$server" "$bench"; do
-  [[ -x "$b" ]] || die "$b not found: run \`cargo build --release -p chronik-server -p chronik-bench\` or pass --build"
-done
+# shellcheck source=lib/bench-common.sh
+source "$root/scripts/lib/bench-common.sh"
+find_binaries "$root" "$bin_dir" "$build"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/chronik-founding.XXXXXX")"
 server_pid=""
 cleanup() {
-  if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$server_pid" 2>/dev/null || true
-  fi
+  stop_broker
   if [[ $keep_data -eq 1 ]]; then
     echo "bench-founding: data and logs kept in $work" >&2
   else
@@ -80,14 +71,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "bench-founding: starting 1 node on 127.0.0.1:$port (data in $work)" >&2
-"$server" start --listen "127.0.0.1:$port" --data-dir "$work/data" >"$work/broker.log" 2>&1 &
-server_pid=$!
-for _ in $(seq 1 300); do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
-  kill -0 "$server_pid" 2>/dev/null || { cat "$work/broker.log" >&2; die "chronik-server exited early"; }
-  sleep 0.1
-done
-(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || die "chronik-server is not listening on $port after 30 s"
+start_broker "$port" "$work/broker.log" --data-dir "$work/data"
 
 status=0
 runs=()

@@ -39,28 +39,14 @@ while [[ $# -gt 0 ]]; do
 done
 
 command -v jq >/dev/null || die "jq is needed to print the table (apt-get install jq)"
-if [[ $build -eq 1 ]]; then
-  (cd "$root" && cargo build --release -p chronik-server -p chronik-bench)
-fi
-server="$bin_dir/chronik-server"
-bench="$bin_dir/chronik-bench"
-for b in "$server" "$bench"; do
-  [[ -x "$b" ]] || die "$b not found: build it or pass --build"
-done
+# shellcheck source=lib/bench-common.sh
+source "$root/scripts/lib/bench-common.sh"
+find_binaries "$root" "$bin_dir" "$build"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/chronik-partitions.XXXXXX")"
 server_pid=""
-stop_server() {
-  if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  server_pid=""
-}
 cleanup() {
-  stop_server
+  stop_broker
   if [[ $keep_data -eq 1 ]]; then echo "bench-partitions: data kept in $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -75,14 +61,7 @@ run_point() {
   local policy=$1 partitions=$2 name="$1-$2"
   local data="$work/$name/data"
   mkdir -p "$data"
-  "$server" start --listen "127.0.0.1:$port" --data-dir "$data" --flush-policy "$policy" \
-    --num-partitions 1 >"$work/$name/broker.log" 2>&1 &
-  server_pid=$!
-  for _ in $(seq 1 300); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
-    kill -0 "$server_pid" 2>/dev/null || { cat "$work/$name/broker.log" >&2; die "chronik-server exited early"; }
-    sleep 0.1
-  done
+  start_broker "$port" "$work/$name/broker.log" --data-dir "$data" --flush-policy "$policy"
   local pid=$server_pid marks="$work/$name.cpu"
   : >"$marks"
   # Marks the broker's CPU at the first progress line (the topic exists, producing runs) and
@@ -103,7 +82,7 @@ run_point() {
     [[ $(wc -w <"$marks") -ge 2 ]] && break
     sleep 0.1
   done
-  stop_server
+  stop_broker
 }
 
 declare -a points=()
