@@ -15,7 +15,6 @@
 //! - `allocator`: keeps hostile array lengths from aborting the process.
 //! - `cluster_status`: the `chronik-server cluster status` admin command.
 //! - `broker`: wiring and the run loop; `config`: settings; `producer_ids`: id allocation;
-//!   `durable`: crash-safe replacement of small state files.
 
 pub mod allocator;
 pub mod api;
@@ -24,7 +23,6 @@ pub mod cluster_status;
 pub mod config;
 pub mod controller;
 pub mod coordinator;
-pub mod durable;
 pub mod metadata;
 pub mod network;
 pub mod producer_ids;

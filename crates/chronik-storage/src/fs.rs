@@ -71,11 +71,15 @@ pub trait Fs: Send + Sync + fmt::Debug {
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = Path::new(&tmp);
-        let file = self.open(tmp, OpenMode::CreateTruncate)?;
-        file.write_all_at(data, 0)?;
-        file.sync_data()?;
-        drop(file);
-        self.rename(tmp, path)?;
+        let written = self.open(tmp, OpenMode::CreateTruncate).and_then(|file| {
+            file.write_all_at(data, 0)?;
+            file.sync_data()
+        });
+        if let Err(e) = written.and_then(|()| self.rename(tmp, path)) {
+            // Best effort: a stale temporary file is replaced next time anyway.
+            let _ = self.remove_file(tmp);
+            return Err(e);
+        }
         match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => self.sync_dir(dir),
             _ => Ok(()),
@@ -196,5 +200,16 @@ mod tests {
         fs.remove_file_if_exists(&path).unwrap();
         fs.remove_file_if_exists(&path).unwrap();
         assert!(fs.open(&path, OpenMode::Existing).is_err());
+    }
+
+    #[test]
+    fn a_failed_atomic_replace_keeps_the_target_and_cleans_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        // Renaming a file over a directory fails even for root.
+        std::fs::create_dir(&path).unwrap();
+        assert!(RealFs.write_atomic(&path, b"new").is_err());
+        assert!(path.is_dir());
+        assert!(!dir.path().join("state.tmp").exists());
     }
 }

@@ -24,7 +24,7 @@ use std::time::Duration;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-use crate::durable::{replace_file, sync_parent};
+use chronik_storage::fs::{Fs, RealFs};
 
 const METADATA_FILE: &str = "partition.metadata";
 const DELETE_SUFFIX: &str = "-delete";
@@ -70,7 +70,7 @@ pub fn claim(dir: &Path, topic_id: Uuid) -> io::Result<Option<PathBuf>> {
         sync_parent(dir)?;
     }
     let contents = format!("version: 0\ntopic_id: {}\n", topic_id.hyphenated());
-    replace_file(&dir.join(METADATA_FILE), contents.as_bytes())?;
+    RealFs.write_atomic(&dir.join(METADATA_FILE), contents.as_bytes())?;
     Ok(moved)
 }
 
@@ -187,6 +187,14 @@ fn try_remove(dir: &Path, failures: &mut u32) -> bool {
             *failures += 1;
             false
         }
+    }
+}
+
+/// Fsyncs the directory holding `path`, making a creation or rename there durable.
+fn sync_parent(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => RealFs.sync_dir(parent),
+        _ => RealFs.sync_dir(Path::new(".")),
     }
 }
 
