@@ -125,11 +125,23 @@ pub trait DurableListener: Send + Sync {
     fn failed(&self, error: &io::Error);
 }
 
-/// A log's appends in a round: who to tell, and the end of the last one.
+/// A log's appends in a round: who to tell, the end of the last one, and the segment files
+/// they wrote (each once: a log writes the same few files until it rolls).
 struct Waiter {
     listener: Arc<dyn DurableListener>,
     end_offset: i64,
     appends: usize,
+    files: Vec<FileRef>,
+}
+
+impl Waiter {
+    fn add_files<'a>(&mut self, files: impl IntoIterator<Item = &'a FileRef>) {
+        for file in files {
+            if !self.files.iter().any(|f| Arc::ptr_eq(f, file)) {
+                self.files.push(file.clone());
+            }
+        }
+    }
 }
 
 type Waiters = HashMap<LogId, Waiter>;
@@ -141,6 +153,7 @@ fn merge_waiters(into: &mut Waiters, from: &mut Waiters) {
             Some(w) => {
                 w.end_offset = w.end_offset.max(waiter.end_offset);
                 w.appends += waiter.appends;
+                w.add_files(&waiter.files);
             }
             None => {
                 into.insert(log, waiter);
@@ -159,7 +172,6 @@ fn fail_waiters(waiters: Waiters, error: &io::Error) {
 struct Pending {
     buf: Vec<u8>,
     waiters: Waiters,
-    files: Vec<FileRef>,
     closing: bool,
 }
 
@@ -355,21 +367,15 @@ impl Journal {
         }
         let was_empty = pending.waiters.is_empty();
         encode_record(&mut pending.buf, log, batches);
-        pending.files.extend(files.files().iter().cloned());
-        match pending.waiters.get_mut(&log) {
-            Some(waiter) => {
-                waiter.end_offset = waiter.end_offset.max(end_offset);
-                waiter.appends += 1;
-            }
-            None => {
-                let waiter = Waiter {
-                    listener: listener.clone(),
-                    end_offset,
-                    appends: 1,
-                };
-                pending.waiters.insert(log, waiter);
-            }
-        }
+        let waiter = pending.waiters.entry(log).or_insert_with(|| Waiter {
+            listener: listener.clone(),
+            end_offset,
+            appends: 0,
+            files: Vec::new(),
+        });
+        waiter.end_offset = waiter.end_offset.max(end_offset);
+        waiter.appends += 1;
+        waiter.add_files(files.files());
         drop(pending);
         if was_empty {
             self.shared.wake.notify_one();
@@ -566,10 +572,6 @@ impl Flusher {
                     pending.buf.clear();
                 }
                 merge_waiters(&mut self.round_waiters, &mut pending.waiters);
-                for file in pending.files.drain(..) {
-                    self.dirty
-                        .insert(Arc::as_ptr(&file) as *const () as usize, file);
-                }
                 pending.closing
             };
             if !self.round_waiters.is_empty() && !self.write_round() {
@@ -625,6 +627,10 @@ impl Flusher {
         self.round.clear();
         for (log, waiter) in self.round_waiters.drain() {
             waiter.listener.durable(waiter.end_offset);
+            for file in waiter.files {
+                self.dirty
+                    .insert(Arc::as_ptr(&file) as *const () as usize, file);
+            }
             let end = self.ends.entry(log).or_insert(waiter.end_offset);
             *end = (*end).max(waiter.end_offset);
         }

@@ -180,12 +180,11 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError<NodeId>> {
-        Ok(self
-            .entries
-            .read()
-            .range(range)
-            .map(|(_, e)| e.clone())
-            .collect())
+        LogReader {
+            entries: self.entries.clone(),
+        }
+        .try_get_log_entries(range)
+        .await
     }
 }
 
