@@ -417,10 +417,12 @@ impl Journal {
         raise_recovery_points(&self.shared, ends)?;
         // Files kept for a later replay are no longer needed either: every log is durable.
         self.shared.deletable_from.store(0, Ordering::Release);
-        self.shared.spare.lock().take();
+        let mut slot = self.shared.spare.lock();
+        slot.take();
         self.shared
             .fs
             .remove_file_if_exists(&self.shared.dir.join(SPARE_FILE))?;
+        drop(slot);
         delete_wal_files_before(&self.shared, u64::MAX)
     }
 }
@@ -656,14 +658,18 @@ impl Flusher {
         let start = self.file_start + self.file_len;
         let (fs, dir) = (&self.shared.fs, &self.shared.dir);
         let path = dir.join(wal_name(start));
-        let spare = self.shared.spare.lock().take();
-        let opened = match spare {
+        // The slot stays locked until the spare is renamed: a checkpoint that found it empty
+        // in between would rename a retired file to the spare's name, and this rename would
+        // then give the new journal file's name to that file, not to the one written.
+        let mut slot = self.shared.spare.lock();
+        let opened = match slot.take() {
             Some(spare) => fs
                 .rename(&dir.join(SPARE_FILE), &path)
                 .map(|()| (spare.file, spare.written)),
             None => fs.open(&path, OpenMode::CreateTruncate).map(|f| (f, 0)),
-        }
-        .and_then(|opened| fs.sync_dir(dir).map(|()| opened));
+        };
+        drop(slot);
+        let opened = opened.and_then(|opened| fs.sync_dir(dir).map(|()| opened));
         match opened {
             Ok((file, capacity)) => {
                 debug!(start, capacity, "journal rotated");
