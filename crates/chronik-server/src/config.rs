@@ -86,6 +86,8 @@ pub struct LogDefaults {
     pub max_message_bytes: i32,
     pub min_insync_replicas: i32,
     pub message_timestamp_type: String,
+    /// Let a replica outside the ISR lead when no ISR member can (may lose acknowledged data).
+    pub unclean_leader_election_enable: bool,
 }
 
 impl LogDefaults {
@@ -125,6 +127,7 @@ impl Default for LogDefaults {
             max_message_bytes: 1_048_588,
             min_insync_replicas: 1,
             message_timestamp_type: "CreateTime".into(),
+            unclean_leader_election_enable: false,
         }
     }
 }

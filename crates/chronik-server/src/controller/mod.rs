@@ -11,8 +11,12 @@
 //!
 //! Broker lifecycle (KIP-631): brokers register (a new epoch per process start), then
 //! heartbeat; the leader fences a broker it has not heard from for `broker_session_timeout_ms`
-//! with a committed record, and a heartbeat unfences it.
+//! with a committed record, and a heartbeat unfences it. Leader elections happen only here, in
+//! the same batch as the change that calls for them (`election.rs`): fencing, controlled
+//! shutdown or re-registration moves a broker's leaderships away; unfencing gives leaderless
+//! partitions a leader; ISR changes come from partition leaders as AlterPartition.
 
+pub mod election;
 pub mod placement;
 pub mod plan;
 
@@ -27,7 +31,7 @@ use tracing::{info, warn};
 
 use crate::config::BrokerConfig;
 use crate::metadata::image::TopicImage;
-use crate::metadata::records::{MetadataBatch, MetadataRecord};
+use crate::metadata::records::{MetadataBatch, MetadataRecord, PartitionState};
 use crate::metadata::MetadataView;
 use crate::quorum::rpc::{PeerConnection, RpcRequest, RpcResponse};
 use crate::quorum::{NodeId, Quorum};
@@ -74,6 +78,9 @@ pub type ControllerResult = Result<(u64, Decided), ControllerError>;
 
 /// How long a metadata change may take when the request gives no timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// AlterPartition is retried by the leader on its own schedule; one attempt stays short.
+pub const ALTER_PARTITION_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Controller {
     config: Arc<BrokerConfig>,
@@ -399,6 +406,52 @@ impl Controller {
             .await?
         {
             Decided::AclsDeleted(matched) => Ok(matched),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+impl Controller {
+    /// A partition leader's ISR proposal (AlterPartition); the partition's committed state.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn alter_partition(
+        &self,
+        broker: i32,
+        broker_epoch: u64,
+        topic: &str,
+        partition: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+    ) -> Result<PartitionState, ControllerError> {
+        let call = ControllerCall::AlterPartition {
+            broker,
+            broker_epoch,
+            topic: topic.to_string(),
+            partition,
+            leader_epoch,
+            partition_epoch,
+            isr,
+        };
+        match self.call(call, ALTER_PARTITION_TIMEOUT).await? {
+            Decided::Partition(state) => Ok(state),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// ElectLeaders: per partition, its error code (0: elected).
+    pub async fn elect_leaders(
+        &self,
+        preferred: bool,
+        partitions: Option<Vec<(String, i32)>>,
+        timeout: Duration,
+    ) -> Result<Vec<(String, i32, i16)>, ControllerError> {
+        let call = ControllerCall::ElectLeaders {
+            preferred,
+            partitions,
+        };
+        match self.call(call, timeout).await? {
+            Decided::Elections(results) => Ok(results),
             other => Err(unexpected(other)),
         }
     }

@@ -3,12 +3,13 @@
 //! to answer. Run only on the Raft leader, one call at a time, against an image that has every
 //! committed record applied (see `Controller::decide`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kafka_protocol::ResponseError;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::election::{broker_unfenced, elect_leader, remove_broker};
 use super::placement::place;
 use super::{ControllerError, CONSUMER_OFFSETS_TOPIC};
 use crate::config::BrokerConfig;
@@ -44,6 +45,29 @@ pub enum ControllerCall {
     FenceBroker {
         id: i32,
         epoch: u64,
+    },
+    /// A broker is shutting down: fence it and move its leaderships away first; answered once
+    /// committed.
+    ShutdownBroker {
+        id: i32,
+        epoch: u64,
+    },
+    /// A partition leader proposes a new ISR (Kafka's AlterPartition, KIP-497); answered with
+    /// the partition's committed state.
+    AlterPartition {
+        broker: i32,
+        broker_epoch: u64,
+        topic: String,
+        partition: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+    },
+    /// Elect the preferred leader (or, with `preferred` false, any replica if there is no
+    /// leader: UNCLEAN) of the given partitions, or of all (`None`).
+    ElectLeaders {
+        preferred: bool,
+        partitions: Option<Vec<(String, i32)>>,
     },
     CreateTopic(NewTopic),
     DeleteTopic {
@@ -125,6 +149,11 @@ pub enum Decided {
     /// Per filter, the bindings it removed.
     AclsDeleted(Vec<Vec<AclBinding>>),
     Quorum(QuorumInfo),
+    /// A partition's state as committed.
+    Partition(PartitionState),
+    /// Per partition asked for, the ElectLeaders error code (0: elected). With every partition
+    /// asked for, those that needed no election are left out, as Kafka does.
+    Elections(Vec<(String, i32, i16)>),
 }
 
 pub type Plan = (Vec<MetadataRecord>, Decided);
@@ -174,25 +203,30 @@ pub fn plan(
                 .map_or(0, |b| b.epoch)
                 .max(image.applied_index)
                 + 1;
-            Ok((
-                vec![MetadataRecord::RegisterBroker {
-                    id,
-                    epoch,
-                    host,
-                    port,
-                }],
-                Decided::BrokerEpoch(epoch),
-            ))
+            let mut records = vec![MetadataRecord::RegisterBroker {
+                id,
+                epoch,
+                host,
+                port,
+            }];
+            // A new incarnation may have lost what the old one had (a wiped disk, a kill -9
+            // before a flush): it leads nothing and rejoins ISRs only when a leader adds it
+            // back (KAFKA-14139).
+            if image.brokers.contains_key(&id) {
+                records.extend(remove_broker(config, image, id));
+            }
+            Ok((records, Decided::BrokerEpoch(epoch)))
         }
         ControllerCall::BrokerHeartbeat { id, epoch } => match image.brokers.get(&id) {
-            Some(b) if b.epoch == epoch && b.fenced => Ok((
-                vec![MetadataRecord::BrokerFencing {
+            Some(b) if b.epoch == epoch && b.fenced => {
+                let mut records = vec![MetadataRecord::BrokerFencing {
                     id,
                     epoch,
                     fenced: false,
-                }],
-                Decided::Fenced(false),
-            )),
+                }];
+                records.extend(broker_unfenced(config, image, id));
+                Ok((records, Decided::Fenced(false)))
+            }
             Some(b) if b.epoch == epoch => Ok((vec![], Decided::Fenced(false))),
             _ => Err(error(
                 ResponseError::StaleBrokerEpoch,
@@ -200,16 +234,40 @@ pub fn plan(
             )),
         },
         ControllerCall::FenceBroker { id, epoch } => match image.brokers.get(&id) {
-            Some(b) if b.epoch == epoch && !b.fenced => Ok((
-                vec![MetadataRecord::BrokerFencing {
-                    id,
-                    epoch,
-                    fenced: true,
-                }],
-                Decided::Fenced(true),
-            )),
+            Some(b) if b.epoch == epoch && !b.fenced => {
+                Ok((fence(config, image, id, epoch), Decided::Fenced(true)))
+            }
             _ => Ok((vec![], Decided::Fenced(true))),
         },
+        ControllerCall::ShutdownBroker { id, epoch } => match image.brokers.get(&id) {
+            Some(b) if b.epoch == epoch => {
+                Ok((fence(config, image, id, epoch), Decided::Fenced(true)))
+            }
+            _ => Err(error(
+                ResponseError::StaleBrokerEpoch,
+                format!("broker {id} epoch {epoch} is not registered"),
+            )),
+        },
+        ControllerCall::AlterPartition {
+            broker,
+            broker_epoch,
+            topic,
+            partition,
+            leader_epoch,
+            partition_epoch,
+            isr,
+        } => alter_partition(
+            image,
+            (broker, broker_epoch),
+            &topic,
+            partition,
+            (leader_epoch, partition_epoch),
+            isr,
+        ),
+        ControllerCall::ElectLeaders {
+            preferred,
+            partitions,
+        } => Ok(elect_leaders(image, preferred, partitions)),
         ControllerCall::CreateTopic(new) => create_topic(config, image, new),
         ControllerCall::DeleteTopic { name } => {
             let topic = image.topic(&name).ok_or_else(|| unknown_topic(&name))?;
@@ -323,6 +381,145 @@ pub fn plan(
             Ok((records, Decided::Done))
         }
     }
+}
+
+/// Fences broker `id` (if it is not yet) and moves its leaderships and ISR places away.
+fn fence(config: &BrokerConfig, image: &MetadataImage, id: i32, epoch: u64) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    if image.brokers.get(&id).is_some_and(|b| !b.fenced) {
+        records.push(MetadataRecord::BrokerFencing {
+            id,
+            epoch,
+            fenced: true,
+        });
+    }
+    records.extend(remove_broker(config, image, id));
+    records
+}
+
+/// A leader's ISR proposal, checked in Kafka's order: the partition, the broker's epoch, its
+/// leadership, the leader and partition epochs (a proposal made on an outdated state is
+/// refused: KIP-497), then the members.
+fn alter_partition(
+    image: &MetadataImage,
+    (broker, broker_epoch): (i32, u64),
+    topic: &str,
+    partition: i32,
+    (leader_epoch, partition_epoch): (i32, i32),
+    isr: Vec<i32>,
+) -> Result<Plan, ControllerError> {
+    let state = image.partition(topic, partition).ok_or_else(|| {
+        error(
+            ResponseError::UnknownTopicOrPartition,
+            format!("unknown partition {topic}-{partition}"),
+        )
+    })?;
+    let live = |b: i32| image.brokers.get(&b).is_some_and(|r| !r.fenced);
+    if !image
+        .brokers
+        .get(&broker)
+        .is_some_and(|b| b.epoch == broker_epoch && !b.fenced)
+    {
+        return Err(error(
+            ResponseError::StaleBrokerEpoch,
+            format!("broker {broker} epoch {broker_epoch} is not registered and unfenced"),
+        ));
+    }
+    if state.leader != broker {
+        return Err(error(
+            ResponseError::NotLeaderOrFollower,
+            format!(
+                "broker {broker} does not lead {topic}-{partition} (leader {})",
+                state.leader
+            ),
+        ));
+    }
+    if leader_epoch != state.leader_epoch {
+        return Err(error(
+            ResponseError::FencedLeaderEpoch,
+            format!(
+                "leader epoch {leader_epoch} of {topic}-{partition} is not the current {}",
+                state.leader_epoch
+            ),
+        ));
+    }
+    if partition_epoch != state.partition_epoch {
+        return Err(error(
+            ResponseError::InvalidUpdateVersion,
+            format!(
+                "partition epoch {partition_epoch} of {topic}-{partition} is not the current {}",
+                state.partition_epoch
+            ),
+        ));
+    }
+    if let Some(b) = isr
+        .iter()
+        .find(|b| !state.replicas.contains(b) || !live(**b))
+    {
+        return Err(error(
+            ResponseError::IneligibleReplica,
+            format!("broker {b} is not a live replica of {topic}-{partition}"),
+        ));
+    }
+    let members: BTreeSet<i32> = isr.iter().copied().collect();
+    if !members.contains(&broker) || members.len() != isr.len() {
+        return Err(error(
+            ResponseError::InvalidRequest,
+            format!("the ISR {isr:?} must hold the leader {broker}, once each"),
+        ));
+    }
+    if members == state.isr.iter().copied().collect() {
+        return Ok((vec![], Decided::Partition(state.clone())));
+    }
+    let new = PartitionState {
+        isr,
+        partition_epoch: state.partition_epoch + 1,
+        ..state.clone()
+    };
+    Ok((
+        vec![MetadataRecord::Partition {
+            topic: topic.to_string(),
+            partition,
+            state: new.clone(),
+        }],
+        Decided::Partition(new),
+    ))
+}
+
+/// ElectLeaders over the given partitions (each once), or over every partition.
+fn elect_leaders(
+    image: &MetadataImage,
+    preferred: bool,
+    partitions: Option<Vec<(String, i32)>>,
+) -> Plan {
+    let all = partitions.is_none();
+    let partitions: BTreeSet<(String, i32)> = partitions.map_or_else(
+        || {
+            image
+                .topics
+                .values()
+                .flat_map(|t| (0..t.partition_count()).map(|p| (t.name.clone(), p)))
+                .collect()
+        },
+        |list| list.into_iter().collect(),
+    );
+    let mut records = Vec::new();
+    let mut results = Vec::new();
+    for (topic, partition) in partitions {
+        match elect_leader(image, &topic, partition, preferred) {
+            Ok(state) => {
+                records.push(MetadataRecord::Partition {
+                    topic: topic.clone(),
+                    partition,
+                    state,
+                });
+                results.push((topic, partition, 0));
+            }
+            Err(ResponseError::ElectionNotNeeded) if all => {}
+            Err(e) => results.push((topic, partition, e.code())),
+        }
+    }
+    (records, Decided::Elections(results))
 }
 
 fn create_topic(
@@ -669,5 +866,298 @@ mod tests {
             panic!()
         };
         assert_eq!(b, a + size);
+    }
+
+    /// Topic "t" with the given replica lists on brokers 1..=3 (all unfenced, epoch 1).
+    fn with_topic(assignments: Vec<Vec<i32>>) -> MetadataImage {
+        let mut image = cluster(&[1, 2, 3]);
+        let call = ControllerCall::CreateTopic(NewTopic {
+            name: "t".into(),
+            partitions: -1,
+            replication_factor: -1,
+            assignments: Some(assignments),
+            configs: BTreeMap::new(),
+            validate_only: false,
+        });
+        run(&mut image, call).unwrap();
+        image
+    }
+
+    fn alter(image: &MetadataImage, broker: i32, isr: Vec<i32>) -> ControllerCall {
+        alter_partition(image, 0, broker, isr)
+    }
+
+    /// AlterPartition as the broker would send it from `image`.
+    fn alter_partition(
+        image: &MetadataImage,
+        partition: i32,
+        broker: i32,
+        isr: Vec<i32>,
+    ) -> ControllerCall {
+        let state = image.partition("t", partition).unwrap();
+        ControllerCall::AlterPartition {
+            broker,
+            broker_epoch: image.brokers[&broker].epoch,
+            topic: "t".into(),
+            partition,
+            leader_epoch: state.leader_epoch,
+            partition_epoch: state.partition_epoch,
+            isr,
+        }
+    }
+
+    fn code(result: Result<Decided, ControllerError>) -> i16 {
+        result.map_or_else(|e| e.code, |_| 0)
+    }
+
+    #[test]
+    fn alter_partition_commits_a_valid_isr_with_a_new_partition_epoch() {
+        let mut image = with_topic(vec![vec![1, 2, 3]]);
+        let call = alter(&image, 1, vec![1, 3]);
+        let Decided::Partition(state) = run(&mut image, call).unwrap() else {
+            panic!()
+        };
+        assert_eq!(image.partition("t", 0).unwrap(), &state);
+        assert_eq!((state.isr.clone(), state.partition_epoch), (vec![1, 3], 1));
+        assert_eq!((state.leader, state.leader_epoch), (1, 0));
+        // The same ISR again (in any order) changes nothing.
+        let index = image.applied_index;
+        let (records, decided) = plan(
+            &BrokerConfig::default(),
+            &image,
+            alter(&image, 1, vec![3, 1]),
+        )
+        .unwrap();
+        assert!(records.is_empty() && matches!(decided, Decided::Partition(s) if s == state));
+        assert_eq!(image.applied_index, index);
+    }
+
+    #[test]
+    fn alter_partition_refuses_in_kafkas_order() {
+        let mut image = with_topic(vec![vec![1, 2, 3]]);
+        let call = |broker, broker_epoch, partition, (leader_epoch, partition_epoch), isr| {
+            ControllerCall::AlterPartition {
+                broker,
+                broker_epoch,
+                topic: "t".into(),
+                partition,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            }
+        };
+        let cases = [
+            (
+                call(1, 1, 5, (0, 0), vec![1]),
+                ResponseError::UnknownTopicOrPartition,
+            ),
+            (
+                call(1, 99, 0, (0, 0), vec![1]),
+                ResponseError::StaleBrokerEpoch,
+            ),
+            (
+                call(2, 1, 0, (0, 0), vec![2]),
+                ResponseError::NotLeaderOrFollower,
+            ),
+            (
+                call(1, 1, 0, (1, 0), vec![1]),
+                ResponseError::FencedLeaderEpoch,
+            ),
+            (
+                call(1, 1, 0, (0, -1), vec![1]),
+                ResponseError::InvalidUpdateVersion,
+            ),
+            (
+                call(1, 1, 0, (0, 0), vec![1, 4]),
+                ResponseError::IneligibleReplica,
+            ),
+            (
+                call(1, 1, 0, (0, 0), vec![2, 3]),
+                ResponseError::InvalidRequest,
+            ),
+            (call(1, 1, 0, (0, 0), vec![]), ResponseError::InvalidRequest),
+            (
+                call(1, 1, 0, (0, 0), vec![1, 1]),
+                ResponseError::InvalidRequest,
+            ),
+        ];
+        for (call, expected) in cases {
+            assert_eq!(
+                code(run(&mut image, call.clone())),
+                expected.code(),
+                "{call:?}"
+            );
+        }
+        // A fenced member is ineligible; a fenced leader's epoch is stale.
+        let stale = alter(&image, 1, vec![1, 2]);
+        run(&mut image, ControllerCall::FenceBroker { id: 3, epoch: 1 }).unwrap();
+        let call = alter(&image, 1, vec![1, 3]);
+        assert_eq!(
+            code(run(&mut image, call)),
+            ResponseError::IneligibleReplica.code()
+        );
+        // Fencing 3 took it out of the ISR: the partition epoch moved.
+        assert_eq!(
+            code(run(&mut image, stale)),
+            ResponseError::InvalidUpdateVersion.code()
+        );
+        let leader_view = alter(&image, 1, vec![1]);
+        run(&mut image, ControllerCall::FenceBroker { id: 1, epoch: 1 }).unwrap();
+        assert_eq!(
+            code(run(&mut image, leader_view)),
+            ResponseError::StaleBrokerEpoch.code()
+        );
+    }
+
+    #[test]
+    fn fencing_moves_leadership_and_unfencing_recovers_a_leaderless_partition() {
+        let mut image = with_topic(vec![vec![1, 2], vec![2, 1], vec![3, 1]]);
+        run(&mut image, ControllerCall::FenceBroker { id: 1, epoch: 1 }).unwrap();
+        let p0 = image.partition("t", 0).unwrap().clone();
+        assert_eq!(
+            (p0.leader, p0.isr.clone(), p0.leader_epoch),
+            (2, vec![2], 1)
+        );
+        let p1 = image.partition("t", 1).unwrap().clone();
+        assert_eq!(
+            (p1.leader, p1.isr.clone(), p1.leader_epoch),
+            (2, vec![2], 0)
+        );
+        assert_eq!(p1.partition_epoch, 1);
+        run(&mut image, ControllerCall::FenceBroker { id: 3, epoch: 1 }).unwrap();
+        let p2 = image.partition("t", 2).unwrap().clone();
+        assert_eq!(
+            (p2.leader, p2.isr.clone(), p2.leader_epoch),
+            (-1, vec![3], 1)
+        );
+        let heartbeat = |id| ControllerCall::BrokerHeartbeat { id, epoch: 1 };
+        run(&mut image, heartbeat(3)).unwrap();
+        let p2 = image.partition("t", 2).unwrap().clone();
+        assert_eq!((p2.leader, p2.leader_epoch, p2.partition_epoch), (3, 2, 3));
+        // Broker 1 comes back live but stays out of the ISR until its leader adds it.
+        run(&mut image, heartbeat(1)).unwrap();
+        assert_eq!(image.partition("t", 0).unwrap(), &p0);
+    }
+
+    #[test]
+    fn controlled_shutdown_fences_and_moves_leaders_away() {
+        let mut image = with_topic(vec![vec![1, 2], vec![1, 3]]);
+        let shrink = alter_partition(&image, 1, 1, vec![1]);
+        run(&mut image, shrink).unwrap();
+        let e = run(
+            &mut image,
+            ControllerCall::ShutdownBroker { id: 1, epoch: 7 },
+        )
+        .unwrap_err();
+        assert_eq!(e.code, ResponseError::StaleBrokerEpoch.code());
+        run(
+            &mut image,
+            ControllerCall::ShutdownBroker { id: 1, epoch: 1 },
+        )
+        .unwrap();
+        assert!(image.brokers[&1].fenced);
+        assert_eq!(image.partition("t", 0).unwrap().leader, 2);
+        let p1 = image.partition("t", 1).unwrap();
+        assert_eq!((p1.leader, p1.isr.clone()), (-1, vec![1]));
+        // Asked again (a retry after a lost answer): nothing more to do.
+        let (records, _) = plan(
+            &BrokerConfig::default(),
+            &image,
+            ControllerCall::ShutdownBroker { id: 1, epoch: 1 },
+        )
+        .unwrap();
+        assert!(records.is_empty());
+    }
+
+    #[test]
+    fn a_leader_that_restarts_before_its_session_expires_loses_leadership_and_isr_places() {
+        let mut image = with_topic(vec![vec![1, 2], vec![2, 1]]);
+        let register = ControllerCall::RegisterBroker {
+            id: 1,
+            host: "h".into(),
+            port: 1,
+        };
+        let Decided::BrokerEpoch(epoch) = run(&mut image, register).unwrap() else {
+            panic!()
+        };
+        let p0 = image.partition("t", 0).unwrap().clone();
+        assert_eq!(
+            (p0.leader, p0.isr.clone(), p0.leader_epoch),
+            (2, vec![2], 1)
+        );
+        assert_eq!(image.partition("t", 1).unwrap().isr, vec![2]);
+        run(&mut image, ControllerCall::BrokerHeartbeat { id: 1, epoch }).unwrap();
+        assert_eq!(
+            image.partition("t", 0).unwrap(),
+            &p0,
+            "rejoins only by AlterPartition"
+        );
+    }
+
+    #[test]
+    fn elect_leaders_answers_per_partition_and_omits_unneeded_ones_when_asked_for_all() {
+        let mut image = with_topic(vec![vec![1, 2], vec![2, 1], vec![3, 1]]);
+        run(&mut image, ControllerCall::FenceBroker { id: 1, epoch: 1 }).unwrap();
+        run(&mut image, ControllerCall::FenceBroker { id: 3, epoch: 1 }).unwrap();
+        run(
+            &mut image,
+            ControllerCall::BrokerHeartbeat { id: 1, epoch: 1 },
+        )
+        .unwrap();
+        let add_back = ControllerCall::AlterPartition {
+            broker: 2,
+            broker_epoch: 1,
+            topic: "t".into(),
+            partition: 0,
+            leader_epoch: 1,
+            partition_epoch: 1,
+            isr: vec![2, 1],
+        };
+        run(&mut image, add_back).unwrap();
+        let elect = |partitions| ControllerCall::ElectLeaders {
+            preferred: true,
+            partitions,
+        };
+        let asked = Some(vec![("t".into(), 1), ("t".into(), 2), ("u".into(), 0)]);
+        let Decided::Elections(results) = run(&mut image, elect(asked)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            results,
+            vec![
+                ("t".into(), 1, ResponseError::ElectionNotNeeded.code()),
+                (
+                    "t".into(),
+                    2,
+                    ResponseError::PreferredLeaderNotAvailable.code()
+                ),
+                ("u".into(), 0, ResponseError::UnknownTopicOrPartition.code()),
+            ]
+        );
+        let Decided::Elections(results) = run(&mut image, elect(None)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            results,
+            vec![
+                ("t".into(), 0, 0),
+                (
+                    "t".into(),
+                    2,
+                    ResponseError::PreferredLeaderNotAvailable.code()
+                ),
+            ]
+        );
+        assert_eq!(image.partition("t", 0).unwrap().leader, 1);
+        let unclean = ControllerCall::ElectLeaders {
+            preferred: false,
+            partitions: Some(vec![("t".into(), 2)]),
+        };
+        let Decided::Elections(results) = run(&mut image, unclean).unwrap() else {
+            panic!()
+        };
+        assert_eq!(results, vec![("t".into(), 2, 0)]);
+        let p2 = image.partition("t", 2).unwrap();
+        assert_eq!((p2.leader, p2.isr.clone()), (1, vec![1]));
     }
 }

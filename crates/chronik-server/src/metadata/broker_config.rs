@@ -39,6 +39,10 @@ pub const DYNAMIC: &[(&str, Option<&str>)] = &[
     ("min.insync.replicas", Some("min.insync.replicas")),
     ("num.partitions", None),
     ("sasl.kerberos.min.time.before.relogin", None),
+    (
+        "unclean.leader.election.enable",
+        Some("unclean.leader.election.enable"),
+    ),
 ];
 
 /// Checks one dynamic broker config.
@@ -120,6 +124,9 @@ pub fn effective_log_defaults(
     }
     if let Some(v) = get("log.message.timestamp.type") {
         d.message_timestamp_type = v;
+    }
+    if let Some(v) = get("unclean.leader.election.enable") {
+        d.unclean_leader_election_enable = v == "true";
     }
     d
 }
@@ -248,6 +255,11 @@ pub fn describe(
             "socket.request.max.bytes",
             config.socket_request_max_bytes.to_string(),
             defaults.socket_request_max_bytes.to_string(),
+        ),
+        (
+            "unclean.leader.election.enable",
+            static_log.unclean_leader_election_enable.to_string(),
+            defaults.log.unclean_leader_election_enable.to_string(),
         ),
     ];
     statics

@@ -8,7 +8,7 @@
 //! *compatibility* configs (`ACCEPTED`) are ones Kafka tooling commonly sets (compression.type,
 //! message.format.version, flush.*, ...). They are validated, stored and described so that such
 //! tools work, but Chronik does not act on them: batches are stored as the producer compressed
-//! them, flushing follows the broker's flush policy, and there is no unclean election.
+//! them, and flushing follows the broker's flush policy.
 
 use std::collections::BTreeMap;
 
@@ -29,6 +29,7 @@ pub const ENFORCED: &[&str] = &[
     "retention.ms",
     "segment.bytes",
     "segment.ms",
+    "unclean.leader.election.enable",
 ];
 
 /// Kafka topic configs accepted for compatibility, with their Kafka defaults; not acted on.
@@ -49,7 +50,6 @@ pub const ACCEPTED: &[(&str, &str)] = &[
     ("preallocate", "false"),
     ("segment.index.bytes", "10485760"),
     ("segment.jitter.ms", "0"),
-    ("unclean.leader.election.enable", "false"),
 ];
 
 /// Every topic config name Chronik knows, for DescribeConfigs and CreateTopics responses.
@@ -185,6 +185,7 @@ pub fn effective_value(
         "segment.bytes" => defaults.segment_bytes.to_string(),
         "segment.ms" => defaults.segment_ms.to_string(),
         "index.interval.bytes" => "4096".to_string(),
+        "unclean.leader.election.enable" => defaults.unclean_leader_election_enable.to_string(),
         other => ACCEPTED
             .iter()
             .find(|(name, _)| *name == other)
