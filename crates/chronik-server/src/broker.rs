@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use futures::future::BoxFuture;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -29,7 +30,7 @@ use crate::metadata::publisher::Publisher;
 use crate::metadata::{legacy, MetadataImage, MetadataView};
 use crate::producer_ids::ProducerIdManager;
 use crate::quorum::{Quorum, RaftTiming};
-use crate::replica::ReplicaManager;
+use crate::replica::{IsrProposal, ReplicaFetchers, ReplicaManager};
 use crate::security::{AclStore, Authorizer};
 
 /// How long a starting broker waits for the controller quorum before it gives up.
@@ -51,6 +52,8 @@ pub struct Broker {
     pub authorizer: Authorizer,
     /// This process's registration epoch.
     pub broker_epoch: u64,
+    /// Followers' pulls from their leaders, stopped before the logs close.
+    pub fetchers: Arc<ReplicaFetchers>,
     /// The heartbeat task, stopped first at shutdown.
     heartbeats: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -114,10 +117,12 @@ impl Broker {
             replicas.clone(),
         ));
         let acls = Arc::new(AclStore::new());
+        let fetchers = Arc::new(ReplicaFetchers::new(&config, replicas.clone()));
         let publisher = Arc::new(Publisher {
             node_id,
             config: config.clone(),
             replicas: replicas.clone(),
+            fetchers: fetchers.clone(),
             groups: groups.clone(),
             acls: acls.clone(),
             published,
@@ -175,6 +180,7 @@ impl Broker {
             controller,
             groups,
             broker_epoch,
+            fetchers,
             heartbeats: parking_lot::Mutex::new(Some(heartbeats)),
         }))
     }
@@ -261,10 +267,21 @@ pub async fn run(
         "broker started"
     );
     let cleaner = tokio::spawn(run_log_cleaner(broker.clone()));
+    let isr_updates = tokio::spawn(crate::replica::isr::run(
+        broker.replicas.clone(),
+        broker.config.replica_lag_time_max_ms,
+        alter_partition(
+            broker.controller.clone(),
+            broker.config.node_id,
+            broker.broker_epoch,
+        ),
+    ));
     let group_timers = tokio::spawn(broker.groups.clone().run_timers());
     let offset_expiry = tokio::spawn(broker.groups.clone().run_offset_expiry());
     crate::network::serve(listener, broker.clone(), shutdown).await;
     broker.leave_cluster().await;
+    broker.fetchers.stop();
+    isr_updates.abort();
     cleaner.abort();
     group_timers.abort();
     offset_expiry.abort();
@@ -273,6 +290,33 @@ pub async fn run(
     tokio::task::spawn_blocking(move || replicas.shutdown()).await?;
     broker.controller.quorum().shutdown().await;
     Ok(())
+}
+
+/// How this broker's leaders propose ISR changes: AlterPartition to the controller.
+fn alter_partition(
+    controller: Arc<Controller>,
+    node_id: i32,
+    broker_epoch: u64,
+) -> impl Fn(IsrProposal) -> BoxFuture<'static, Result<(), String>> + Send + Sync + 'static {
+    move |proposal| {
+        let controller = controller.clone();
+        Box::pin(async move {
+            let call = ControllerCall::AlterPartition {
+                broker: node_id,
+                broker_epoch,
+                topic: proposal.topic,
+                partition: proposal.partition,
+                leader_epoch: proposal.leader_epoch,
+                partition_epoch: proposal.partition_epoch,
+                isr: proposal.isr,
+            };
+            controller
+                .call(call, Duration::from_secs(5))
+                .await
+                .map(|_| ())
+                .map_err(|e| e.message)
+        })
+    }
 }
 
 /// Periodic retention and compaction, off the async workers.

@@ -60,6 +60,15 @@ pub struct BrokerConfig {
     /// Allow every request on a resource no ACL applies to (Kafka's
     /// allow.everyone.if.no.acl.found). When false, a resource without ACLs is closed.
     pub allow_everyone_if_no_acl_found: bool,
+    /// A follower that has not caught up with its leader's log end for this long leaves the
+    /// ISR (Kafka's replica.lag.time.max.ms).
+    pub replica_lag_time_max_ms: i64,
+    /// How long a follower's fetch waits at the leader for new data.
+    pub replica_fetch_max_wait_ms: u64,
+    /// Bytes a follower fetches per partition per request (at least one batch).
+    pub replica_fetch_max_bytes: i32,
+    /// Bytes a follower fetches per request over all partitions.
+    pub replica_fetch_response_max_bytes: i32,
     /// Address of the controller listener (Raft and broker → controller calls). Defaults to
     /// this node's entry in `controller_quorum_voters`, or, for a single node without voters,
     /// an ephemeral port on 127.0.0.1 (a lone voter talks to no one).
@@ -153,6 +162,10 @@ impl Default for BrokerConfig {
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
             allow_everyone_if_no_acl_found: true,
+            replica_lag_time_max_ms: 30_000,
+            replica_fetch_max_wait_ms: 500,
+            replica_fetch_max_bytes: 1 << 20,
+            replica_fetch_response_max_bytes: 10 << 20,
             controller_listen: None,
             controller_quorum_voters: None,
             broker_session_timeout_ms: 9000,
@@ -193,6 +206,8 @@ pub struct StartArgs {
     pub group_initial_rebalance_delay_ms: Option<u64>,
     #[arg(long, env = "CHRONIK_ALLOW_EVERYONE_IF_NO_ACL_FOUND")]
     pub allow_everyone_if_no_acl_found: Option<bool>,
+    #[arg(long, env = "CHRONIK_REPLICA_LAG_TIME_MAX_MS")]
+    pub replica_lag_time_max_ms: Option<i64>,
     /// Address of the controller listener, e.g. 127.0.0.1:9192.
     #[arg(long, env = "CHRONIK_CONTROLLER_LISTEN")]
     pub controller_listen: Option<SocketAddr>,
@@ -233,6 +248,7 @@ impl BrokerConfig {
             offsets_topic_num_partitions,
             group_initial_rebalance_delay_ms,
             allow_everyone_if_no_acl_found,
+            replica_lag_time_max_ms,
             broker_session_timeout_ms,
             default_replication_factor
         );

@@ -190,6 +190,10 @@ struct Shared {
     spare: Mutex<Option<Spare>>,
     rotate_bytes: u64,
     recovery_points: Mutex<HashMap<LogId, i64>>,
+    /// Logs truncated since this journal opened, with the offset they were cut to: a
+    /// checkpoint may carry an end from before the cut, so their recovery points never rise
+    /// above it again until the next start (truncations are rare: a replica changing leader).
+    truncated: Mutex<HashMap<LogId, i64>>,
 }
 
 /// Work for the checkpointer thread.
@@ -287,6 +291,7 @@ impl Journal {
             spare: Mutex::new(None),
             rotate_bytes: options.rotate_bytes,
             recovery_points: Mutex::new(recovery_points.clone()),
+            truncated: Mutex::new(HashMap::new()),
         });
         let journal = Journal {
             shared,
@@ -383,6 +388,24 @@ impl Journal {
     }
 
     /// An fsync failed: the directory is offline until restart.
+    /// Before a log is truncated to `offset` (a follower dropping a divergent tail): its
+    /// recovery point comes down to `offset` and is persisted, so a crash after the cut never
+    /// finds the log ending below a point it was promised, and no later checkpoint raises it
+    /// above `offset` while this journal runs.
+    pub fn lower_recovery_point(&self, log: LogId, offset: i64) -> io::Result<()> {
+        let mut points = self.shared.recovery_points.lock();
+        let mut truncated = self.shared.truncated.lock();
+        let cut = truncated.entry(log).or_insert(offset);
+        *cut = (*cut).min(offset);
+        match points.get_mut(&log) {
+            Some(point) if *point > offset => {
+                *point = offset;
+                write_recovery_points(&self.shared, &points)
+            }
+            _ => Ok(()),
+        }
+    }
+
     pub fn is_failed(&self) -> bool {
         self.shared.failed.load(Ordering::Acquire)
     }
@@ -798,8 +821,10 @@ fn raise_recovery_points(
     ends: impl IntoIterator<Item = (LogId, i64)>,
 ) -> io::Result<()> {
     let mut points = shared.recovery_points.lock();
+    let truncated = shared.truncated.lock();
     let mut changed = false;
     for (log, end) in ends {
+        let end = truncated.get(&log).map_or(end, |&cut| end.min(cut));
         let point = points.entry(log).or_insert(-1);
         if end > *point {
             *point = end;

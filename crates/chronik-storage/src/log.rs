@@ -406,6 +406,58 @@ impl Log {
         Ok(written)
     }
 
+    /// A follower's append: the leader's batches, verbatim at their own offsets and leader
+    /// epochs, which must continue this log exactly (the follower fetched from its end).
+    pub fn append_replicated(&mut self, batches: &[u8]) -> Result<AppendInfo> {
+        self.check_writable()?;
+        let first_offset = self.log_end_offset();
+        let mut next = first_offset;
+        let mut max_timestamp = -1i64;
+        let mut bytes = 0u64;
+        let mut epochs = Vec::new();
+        for item in batch::batches(batches) {
+            let (header, range) = item?;
+            if header.base_offset != next {
+                return Err(StorageError::Corrupt(format!(
+                    "replicated batch at offset {} does not continue the log at {next}",
+                    header.base_offset
+                )));
+            }
+            if epochs
+                .last()
+                .is_none_or(|&(e, _, _)| e != header.partition_leader_epoch)
+            {
+                epochs.push((header.partition_leader_epoch, next, range.start));
+            }
+            next = header.last_offset() + 1;
+            max_timestamp = max_timestamp.max(header.max_timestamp);
+            bytes = range.end as u64;
+        }
+        if next == first_offset {
+            return Err(batch::BatchError::Truncated {
+                needed: batch::HEADER_SIZE,
+                available: batches.len(),
+            }
+            .into());
+        }
+        let now = now_ms();
+        // One write per run of batches of one leader epoch, so the epoch cache learns each
+        // epoch's start offset.
+        for (i, &(epoch, base, start)) in epochs.iter().enumerate() {
+            let end = epochs.get(i + 1).map_or(bytes as usize, |&(_, _, s)| s);
+            let chunk = &batches[start..end];
+            self.maybe_roll(chunk.len() as u64, next - base, now)?;
+            self.write_active(chunk, epoch, base, now)?;
+        }
+        Ok(AppendInfo {
+            first_offset,
+            last_offset: next - 1,
+            log_append_time: -1,
+            max_timestamp,
+            sync: self.take_sync_handle(),
+        })
+    }
+
     /// Whether the log holds exactly this batch at its base offset.
     fn holds_batch(&self, header: &BatchHeader, bytes: &[u8]) -> Result<bool> {
         let i = self
@@ -559,25 +611,7 @@ impl Log {
         }
         info!(dir = %self.dir.display(), offset, "truncating log");
         if offset <= self.log_start_offset || offset <= self.segments[0].base_offset() {
-            // Nothing survives: start afresh at `offset`. The log keeps a segment at
-            // every step, so a failure leaves it usable.
-            self.delete_newest(self.segments.len() - 1)?;
-            if self.segments[0].base_offset() == offset {
-                self.segments[0].truncate_to(offset)?;
-            } else {
-                let fresh = Segment::create(
-                    &self.fs,
-                    &self.dir,
-                    offset,
-                    self.config.index_interval_bytes,
-                    now_ms(),
-                )?;
-                let old = std::mem::replace(&mut self.segments[0], fresh);
-                old.delete()?;
-                self.fs.sync_dir(&self.dir)?;
-            }
-            self.log_start_offset = offset;
-            write_log_start_offset(&self.fs, &self.dir, offset)?;
+            return self.restart_at(offset);
         } else {
             let above = self.segments[1..]
                 .iter()
@@ -589,6 +623,34 @@ impl Log {
         self.rolled_unsynced.clear();
         let end = self.log_end_offset();
         self.epochs.truncate_from_end(end)?;
+        Ok(())
+    }
+
+    /// Empties the log and starts it afresh at `offset` (any offset: a follower whose leader
+    /// no longer has its log end starts again at the leader's log start). The log keeps a
+    /// segment at every step, so a failure leaves it usable.
+    pub fn restart_at(&mut self, offset: i64) -> Result<()> {
+        info!(dir = %self.dir.display(), offset, "log starts afresh");
+        self.delete_newest(self.segments.len() - 1)?;
+        if self.segments[0].base_offset() == offset {
+            self.segments[0].truncate_to(offset)?;
+        } else {
+            let fresh = Segment::create(
+                &self.fs,
+                &self.dir,
+                offset,
+                self.config.index_interval_bytes,
+                now_ms(),
+            )?;
+            let old = std::mem::replace(&mut self.segments[0], fresh);
+            old.delete()?;
+            self.fs.sync_dir(&self.dir)?;
+        }
+        self.log_start_offset = offset;
+        write_log_start_offset(&self.fs, &self.dir, offset)?;
+        self.rolled_unsynced.clear();
+        // Nothing is left that any epoch could describe.
+        self.epochs.truncate_from_end(i64::MIN)?;
         Ok(())
     }
 

@@ -1,6 +1,11 @@
 //! Fetch (key 1) for consumers: whole batches from each requested partition up to the high
 //! watermark, within partition_max_bytes and max_bytes (at least one batch even if larger),
-//! long-polling until min_bytes or max_wait_ms.
+//! long-polling until min_bytes or max_wait_ms. Only the partition's leader answers
+//! (NOT_LEADER_OR_FOLLOWER elsewhere), checking the request's leader epoch (KIP-320).
+//!
+//! A fetch with a replica id is a follower's (`replica::fetcher` on another broker): it reads
+//! up to the log end, its fetch offset tells the leader what the follower holds, and a log
+//! that diverged gets DivergingEpoch. It needs CLUSTER_ACTION on the cluster.
 //!
 //! Fetch sessions (KIP-227) are answered session-less: session id 0 tells the client no session
 //! was created, so it keeps sending full requests; an incremental request for a session we
@@ -8,13 +13,15 @@
 
 use std::time::Duration;
 
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    EpochEndOffset, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::ResponseError;
 
 use super::str_bytes;
 use crate::broker::Broker;
-use crate::replica::FetchPartition;
+use crate::replica::{FetchFrom, FetchPartition};
 use crate::security::{AclOperation, Session};
 
 /// Upper bound on a long-poll, whatever the client asks.
@@ -31,6 +38,24 @@ pub async fn handle(
             .with_error_code(ResponseError::FetchSessionIdNotFound.code())
             .with_session_id(0);
     }
+    let replica_id = if version >= 15 {
+        request.replica_state.replica_id.0
+    } else {
+        request.replica_id.0
+    };
+    let from = if replica_id >= 0 {
+        if !broker
+            .authorizer
+            .cluster(session, AclOperation::ClusterAction)
+        {
+            return FetchResponse::default()
+                .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+                .with_session_id(0);
+        }
+        FetchFrom::Follower(replica_id)
+    } else {
+        FetchFrom::Consumer
+    };
     let mut wanted = Vec::new();
     let mut layout = Vec::new();
     for topic in &request.topics {
@@ -45,7 +70,10 @@ pub async fn handle(
         let partitions: Vec<i32> = topic.partitions.iter().map(|p| p.partition).collect();
         let refused = match &name {
             None => Some(ResponseError::UnknownTopicId.code()),
-            Some(name) if !broker.authorizer.topic(session, AclOperation::Read, name) => {
+            Some(name)
+                if from == FetchFrom::Consumer
+                    && !broker.authorizer.topic(session, AclOperation::Read, name) =>
+            {
                 Some(ResponseError::TopicAuthorizationFailed.code())
             }
             Some(_) => None,
@@ -56,6 +84,8 @@ pub async fn handle(
                 partition: p.partition,
                 offset: p.fetch_offset,
                 max_bytes: p.partition_max_bytes.max(0) as usize,
+                current_leader_epoch: p.current_leader_epoch,
+                last_fetched_epoch: p.last_fetched_epoch,
             }));
         }
         layout.push((
@@ -70,6 +100,7 @@ pub async fn handle(
     let fetched = broker
         .replicas
         .fetch(
+            from,
             &wanted,
             request.max_bytes.max(0) as usize,
             request.min_bytes.max(0) as usize,
@@ -98,7 +129,11 @@ pub async fn handle(
                     } else {
                         f.error_code
                     };
+                    let diverging = f.diverging_epoch.map_or_else(Default::default, |(e, o)| {
+                        EpochEndOffset::default().with_epoch(e).with_end_offset(o)
+                    });
                     data.with_error_code(code)
+                        .with_diverging_epoch(diverging)
                         .with_high_watermark(f.high_watermark)
                         .with_last_stable_offset(f.high_watermark)
                         .with_log_start_offset(f.log_start_offset)

@@ -1,7 +1,9 @@
 //! `Publisher`: hands each new metadata image to this broker's components, in log order, and
 //! only then publishes it to request handlers (`MetadataView`). KIP-500's "metadata publisher":
-//! - the replica manager opens the partitions the image assigns to this broker, applies topic
-//!   configs and dynamic broker configs (KIP-226), and deletes removed topics' data;
+//! - the replica manager opens the partitions the image assigns to this broker, makes each
+//!   the leader or a follower as the image says, applies topic configs and dynamic broker
+//!   configs (KIP-226), and deletes removed topics' data; the replica fetchers then pull each
+//!   followed partition from its current leader;
 //! - the group coordinator loads the groups of each `__consumer_offsets` partition this broker
 //!   now leads, and drops those of partitions it stopped leading;
 //! - the authorizer's ACL index is replaced when the bindings changed.
@@ -20,13 +22,14 @@ use super::MetadataImage;
 use crate::config::BrokerConfig;
 use crate::controller::CONSUMER_OFFSETS_TOPIC;
 use crate::coordinator::GroupCoordinator;
-use crate::replica::ReplicaManager;
+use crate::replica::{ReplicaFetchers, ReplicaManager};
 use crate::security::AclStore;
 
 pub struct Publisher {
     pub node_id: i32,
     pub config: Arc<BrokerConfig>,
     pub replicas: Arc<ReplicaManager>,
+    pub fetchers: Arc<ReplicaFetchers>,
     pub groups: Arc<GroupCoordinator>,
     pub acls: Arc<AclStore>,
     pub published: watch::Sender<Arc<MetadataImage>>,
@@ -58,6 +61,7 @@ impl Publisher {
                 warn!(topic = %name, error = %e, "opening partitions");
             }
         }
+        self.fetchers.reconcile(&new);
         let led = |image: &MetadataImage| -> BTreeSet<i32> {
             image
                 .topic(CONSUMER_OFFSETS_TOPIC)

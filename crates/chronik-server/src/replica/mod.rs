@@ -1,7 +1,12 @@
 //! The replica layer: which partitions this broker hosts (`ReplicaManager`), each one's state
-//! (`Partition`), its idempotent-producer table (`producer_state`, snapshotted by
-//! `producer_snapshot`) and its directory on disk (`partition_dir`).
+//! (`Partition`, with its leader's view of the followers in `leader_state`), its
+//! idempotent-producer table (`producer_state`, snapshotted by `producer_snapshot`) and its
+//! directory on disk (`partition_dir`). Replication: followers pull from leaders
+//! (`fetcher`); leaders propose ISR changes to the controller (`isr`).
 
+pub mod fetcher;
+pub mod isr;
+mod leader_state;
 pub mod partition;
 mod partition_dir;
 
@@ -9,5 +14,8 @@ mod producer_snapshot;
 pub mod producer_state;
 pub mod replica_manager;
 
-pub use partition::{Appended, Partition, PartitionError};
-pub use replica_manager::{FetchPartition, FetchedPartition, OfflinePartition, ReplicaManager};
+pub use fetcher::ReplicaFetchers;
+pub use partition::{Appended, IsrProposal, Partition, PartitionError, RoleChange};
+pub use replica_manager::{
+    FetchFrom, FetchPartition, FetchedPartition, OfflinePartition, ReplicaManager,
+};

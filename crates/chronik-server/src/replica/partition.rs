@@ -17,6 +17,15 @@
 //! this log's order), and the journal round's fsync completion moves the durable end. After a
 //! failed fsync the partition is offline for good: no append, no read, and no durable-end move.
 //!
+//! Replication (Kafka's semantics): the metadata image makes this replica the partition's
+//! leader or a follower under a leader epoch (`apply_state`). A leader appends producers'
+//! batches stamped with its epoch and tracks each follower's fetches (`LeaderState`): the high
+//! watermark is the least log end over the ISR, its own counted as its durable end. A follower
+//! appends the leader's batches verbatim (`append_replicated`, fed by `fetcher.rs`), takes the
+//! leader's high watermark capped by its own log end, and cuts a divergent tail
+//! (`truncate_to`) before fetching under a new leader. The high watermark never moves back,
+//! except that a cut may lower it to the new log end.
+//!
 //! At open, the log is recovered from its recovery point, the journal's batches for it are
 //! replayed, and the producer table is loaded from the latest snapshot (`producer_snapshot`)
 //! plus the batch headers after it.
@@ -37,8 +46,10 @@ use tokio::sync::watch;
 use tracing::warn;
 use uuid::Uuid;
 
+use super::leader_state::LeaderState;
 use super::producer_snapshot;
 use super::producer_state::{BatchMeta, ProducerStateTable, SequenceCheck};
+use crate::metadata::records::PartitionState;
 use crate::metadata::topic_config::PartitionSettings;
 
 /// A partition-level failure; mapped to a Kafka error code at the API edge.
@@ -60,6 +71,14 @@ pub enum PartitionError {
     Storage(StorageError),
     #[error("this broker does not host the partition")]
     UnknownTopicOrPartition,
+    #[error("this broker is not the partition's leader")]
+    NotLeaderOrFollower,
+    /// The request's leader epoch is older than the replica's.
+    #[error("leader epoch {request} is older than the current {current}")]
+    FencedLeaderEpoch { request: i32, current: i32 },
+    /// The request's leader epoch is newer than the replica knows (its metadata lags).
+    #[error("leader epoch {request} is newer than the current {current}")]
+    UnknownLeaderEpoch { request: i32, current: i32 },
     /// Its directory could not be opened at startup or creation (the error, as text).
     #[error("partition is offline: {0}")]
     Offline(String),
@@ -87,6 +106,9 @@ impl PartitionError {
                 ResponseError::UnknownTopicOrPartition.code()
             }
             PartitionError::InvalidRecord { .. } => ResponseError::InvalidRecord.code(),
+            PartitionError::NotLeaderOrFollower => ResponseError::NotLeaderOrFollower.code(),
+            PartitionError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch.code(),
+            PartitionError::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch.code(),
         }
     }
 }
@@ -149,14 +171,45 @@ struct PartitionLog {
     settings: PartitionSettings,
 }
 
+/// This replica's part in the partition, as the last applied metadata image says.
+enum Role {
+    /// Opened, no state applied yet: neither appends nor fetches are served.
+    Unassigned,
+    Leader(LeaderState),
+    Follower {
+        leader: i32,
+    },
+}
+
+struct Replication {
+    node_id: i32,
+    state: Option<PartitionState>,
+    role: Role,
+}
+
+/// What applying a metadata state changed for this replica.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoleChange {
+    Unchanged,
+    BecameLeader,
+    /// A new leader or leader epoch to follow: truncate if diverged, then fetch from it.
+    BecameFollower {
+        leader: i32,
+    },
+}
+
 pub struct Partition {
     pub topic: String,
     pub topic_id: Uuid,
     pub index: i32,
     leader_epoch: AtomicI32,
     inner: Mutex<PartitionLog>,
+    /// Taken after `inner` when both are needed, never the other way round.
+    replication: Mutex<Replication>,
     durable_end: watch::Sender<i64>,
     high_watermark: watch::Sender<i64>,
+    /// Moves with every append (before it is durable): replica fetches long-poll on it.
+    log_end: watch::Sender<i64>,
     /// Set when an fsync failed: what follows the durable end may be lost, so appends stop.
     storage_failed: AtomicBool,
     storage: PartitionStorage,
@@ -195,9 +248,11 @@ impl Partition {
             );
         }
         let producers = rebuild_producer_state(fs, dir, &log)?;
-        // What recovery kept is on disk; a single replica is its whole ISR.
+        // What recovery kept is on disk. The high watermark is not persisted: it starts at the
+        // log end, which only a leader's ISR of one (or a follower's cut) can bring down.
         let (durable_end, _) = watch::channel(log.log_end_offset());
         let (high_watermark, _) = watch::channel(log.log_end_offset());
+        let (log_end, _) = watch::channel(log.log_end_offset());
         Ok(Partition {
             topic: topic.to_string(),
             topic_id,
@@ -208,8 +263,14 @@ impl Partition {
                 producers,
                 settings,
             }),
+            replication: Mutex::new(Replication {
+                node_id: -1,
+                state: None,
+                role: Role::Unassigned,
+            }),
             durable_end,
             high_watermark,
+            log_end,
             storage_failed: AtomicBool::new(false),
             storage: storage.clone(),
             dir: dir.to_path_buf(),
@@ -239,6 +300,177 @@ impl Partition {
         self.durable_end.subscribe()
     }
 
+    /// A receiver that sees every append (replica fetches long-poll on it).
+    pub fn subscribe_log_end(&self) -> watch::Receiver<i64> {
+        self.log_end.subscribe()
+    }
+
+    /// Makes this replica what `state` (from the metadata image) says: leader, under a new
+    /// epoch or with a new ISR, or a follower of another broker.
+    pub fn apply_state(&self, node_id: i32, state: &PartitionState, now_ms: i64) -> RoleChange {
+        let mut replication = self.replication.lock();
+        let same_epoch = replication
+            .state
+            .as_ref()
+            .is_some_and(|s| s.leader_epoch == state.leader_epoch && s.leader == state.leader);
+        replication.node_id = node_id;
+        let change = if state.leader == node_id {
+            match &mut replication.role {
+                Role::Leader(leader) if same_epoch => {
+                    leader.set_isr(&state.replicas, state.isr.clone());
+                    RoleChange::Unchanged
+                }
+                _ => {
+                    let leader =
+                        LeaderState::new(node_id, &state.replicas, state.isr.clone(), now_ms);
+                    replication.role = Role::Leader(leader);
+                    RoleChange::BecameLeader
+                }
+            }
+        } else {
+            let was_following = matches!(replication.role, Role::Follower { .. });
+            replication.role = Role::Follower {
+                leader: state.leader,
+            };
+            if was_following && same_epoch {
+                RoleChange::Unchanged
+            } else {
+                RoleChange::BecameFollower {
+                    leader: state.leader,
+                }
+            }
+        };
+        self.leader_epoch
+            .store(state.leader_epoch, Ordering::Release);
+        replication.state = Some(state.clone());
+        drop(replication);
+        self.update_high_watermark();
+        if let RoleChange::BecameFollower { .. } = change {
+            // Producers waiting on this replica's watermarks learn it no longer leads.
+            self.high_watermark.send_modify(|_| {});
+            self.durable_end.send_modify(|_| {});
+        }
+        change
+    }
+
+    pub fn is_leader(&self) -> bool {
+        matches!(self.replication.lock().role, Role::Leader(_))
+    }
+
+    /// The broker this replica follows, if it is a follower with a leader.
+    pub fn leader_to_follow(&self) -> Option<i32> {
+        match self.replication.lock().role {
+            Role::Follower { leader } if leader >= 0 => Some(leader),
+            _ => None,
+        }
+    }
+
+    /// The partition's leader as this replica last heard, and its epoch (-1 when unknown).
+    pub fn current_leader(&self) -> (i32, i32) {
+        let replication = self.replication.lock();
+        replication
+            .state
+            .as_ref()
+            .map_or((-1, -1), |s| (s.leader, s.leader_epoch))
+    }
+
+    /// A request meant for the leader, carrying `request_epoch` (-1: none): refused unless
+    /// this replica leads under that epoch (Kafka's KIP-320 fencing).
+    pub fn check_leader(&self, request_epoch: i32) -> Result<(), PartitionError> {
+        if !self.is_leader() {
+            return Err(PartitionError::NotLeaderOrFollower);
+        }
+        let current = self.leader_epoch();
+        match request_epoch {
+            -1 => Ok(()),
+            e if e < current => Err(PartitionError::FencedLeaderEpoch {
+                request: e,
+                current,
+            }),
+            e if e > current => Err(PartitionError::UnknownLeaderEpoch {
+                request: e,
+                current,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// A follower's fetch at `fetch_offset`: what it holds, so the high watermark may move.
+    pub fn record_follower_fetch(&self, replica: i32, fetch_offset: i64, now_ms: i64) {
+        let leader_end = *self.log_end.borrow();
+        let recorded = match &mut self.replication.lock().role {
+            Role::Leader(leader) => leader.record_fetch(replica, fetch_offset, leader_end, now_ms),
+            _ => false,
+        };
+        if recorded {
+            self.update_high_watermark();
+        }
+    }
+
+    /// A leader's high watermark from what its followers hold and what it made durable.
+    fn update_high_watermark(&self) {
+        let durable = *self.durable_end.borrow();
+        let hw = match &self.replication.lock().role {
+            Role::Leader(leader) => leader.high_watermark(durable),
+            _ => return,
+        };
+        advance(&self.high_watermark, hw);
+    }
+
+    /// A follower learns the leader's high watermark: its own moves to it, capped by what it
+    /// holds itself.
+    pub fn follow_high_watermark(&self, leader_high_watermark: i64) {
+        let end = *self.log_end.borrow();
+        advance(&self.high_watermark, leader_high_watermark.min(end));
+    }
+
+    /// The ISR change this leader should propose now, with the epochs the controller checks
+    /// (Kafka's AlterPartition): lagging followers out, caught-up ones in. Recorded as pending
+    /// until the image shows the outcome or `isr_proposal_failed`.
+    pub fn propose_isr_change(&self, now_ms: i64, lag_max_ms: i64) -> Option<IsrProposal> {
+        let high_watermark = self.high_watermark();
+        let epoch_start = {
+            let epoch = self.leader_epoch();
+            let (found, end) = self.inner.lock().log.end_offset_for_epoch(epoch - 1);
+            if found < 0 {
+                0
+            } else {
+                end
+            }
+        };
+        let mut replication = self.replication.lock();
+        let state = replication.state.clone()?;
+        let Role::Leader(leader) = &mut replication.role else {
+            return None;
+        };
+        let isr = leader
+            .propose_shrink(now_ms, lag_max_ms)
+            .or_else(|| leader.propose_expand(high_watermark, epoch_start, now_ms, lag_max_ms))?;
+        Some(IsrProposal {
+            topic: self.topic.clone(),
+            partition: self.index,
+            leader_epoch: state.leader_epoch,
+            partition_epoch: state.partition_epoch,
+            isr,
+        })
+    }
+
+    /// The controller answered the last proposal (or failed to): proposals may follow again.
+    pub fn isr_proposal_settled(&self) {
+        if let Role::Leader(leader) = &mut self.replication.lock().role {
+            leader.proposal_failed();
+        }
+    }
+
+    /// Per replica, its log end as this leader knows it (-1: unknown); empty unless leader.
+    pub fn replica_ends(&self) -> Vec<(i32, i64)> {
+        let end = *self.log_end.borrow();
+        match &self.replication.lock().role {
+            Role::Leader(leader) => leader.replica_ends(end),
+            _ => Vec::new(),
+        }
+    }
+
     /// An fsync failed (this partition's, or its journal's): offline until restart.
     pub fn storage_failed(&self) -> bool {
         self.storage_failed.load(Ordering::Acquire)
@@ -260,15 +492,15 @@ impl Partition {
         )))
     }
 
-    /// Records that everything below `end_offset` is on disk, and advances the high watermark
-    /// accordingly (the ISR of a single replica is itself). Never after a failed fsync: Linux
-    /// reports a lost write once, and a later round's success says nothing about it.
+    /// Records that everything below `end_offset` is on disk; a leader's high watermark may
+    /// follow. Never after a failed fsync: Linux reports a lost write once, and a later
+    /// round's success says nothing about it.
     pub fn mark_durable(&self, end_offset: i64) {
         if self.storage_failed() {
             return;
         }
-        advance(&self.durable_end, end_offset);
-        advance(&self.high_watermark, end_offset);
+        advance(&self.durable_end, end_offset.min(*self.log_end.borrow()));
+        self.update_high_watermark();
     }
 
     /// An fsync failed: stop taking appends and wake every waiter so it can answer with an error.
@@ -290,9 +522,10 @@ impl Partition {
         self.inner.lock().settings.min_insync_replicas
     }
 
-    /// Size of the in-sync replica set. A single node is always its own ISR.
+    /// Size of the committed in-sync replica set.
     pub fn isr_size(&self) -> i32 {
-        1
+        let replication = self.replication.lock();
+        replication.state.as_ref().map_or(0, |s| s.isr.len() as i32)
     }
 
     pub fn update_settings(&self, settings: PartitionSettings) {
@@ -343,6 +576,8 @@ impl Partition {
         let mut buf = BytesMut::from(&records[..]);
 
         let mut inner = self.inner.lock();
+        // Under the log lock: a replica that stopped leading takes no more producer batches.
+        self.check_leader(-1)?;
         for h in headers.iter().filter(|h| h.has_producer_id()) {
             let last_seq = h.base_sequence.wrapping_add(h.last_offset_delta);
             match inner
@@ -390,10 +625,31 @@ impl Partition {
         }
         let log_start_offset = inner.log.log_start_offset();
         let end_offset = info.last_offset + 1;
+        self.make_durable(inner, end_offset, &buf, &info.sync);
+        Ok(Appended {
+            base_offset: info.first_offset,
+            end_offset,
+            log_append_time: info.log_append_time,
+            log_start_offset,
+        })
+    }
+
+    /// After an append to the log (under its lock, handed in): the log end moves (waking
+    /// replica fetches), then the bytes go to the journal, whose round completion moves the
+    /// durable end, or under the `os` policy count as durable at once.
+    fn make_durable(
+        self: &Arc<Self>,
+        inner: parking_lot::MutexGuard<'_, PartitionLog>,
+        end_offset: i64,
+        bytes: &[u8],
+        sync: &chronik_storage::SyncHandle,
+    ) {
+        // Before the journal sees the append, so its completion is never capped below it.
+        self.log_end.send_replace(end_offset);
         match &self.storage.durability {
             Durability::Journal(journal) => {
                 let listener: Arc<dyn DurableListener> = self.clone();
-                journal.append(self.log_id, end_offset, &buf, &info.sync, &listener);
+                journal.append(self.log_id, end_offset, bytes, sync, &listener);
                 drop(inner);
             }
             Durability::PageCache => {
@@ -401,12 +657,85 @@ impl Partition {
                 self.mark_durable(end_offset);
             }
         }
-        Ok(Appended {
-            base_offset: info.first_offset,
-            end_offset,
-            log_append_time: info.log_append_time,
-            log_start_offset,
-        })
+    }
+
+    /// A follower's append of batches fetched from the leader: verbatim, at the leader's
+    /// offsets and epochs; the producer table and epoch cache learn them as the leader's did,
+    /// so this replica answers a retried batch with its original offsets if it leads later.
+    pub fn append_replicated(self: &Arc<Self>, records: &Bytes) -> Result<i64, PartitionError> {
+        self.check_writable()?;
+        let mut inner = self.inner.lock();
+        if matches!(self.replication.lock().role, Role::Leader(_)) {
+            return Err(PartitionError::NotLeaderOrFollower);
+        }
+        let segment_before = inner.log.active_segment_base();
+        let info = inner.log.append_replicated(records)?;
+        if inner.log.active_segment_base() != segment_before {
+            self.snapshot_producers(&inner.producers, info.first_offset);
+        }
+        for item in batches(records) {
+            let (header, _) = item.map_err(|e| PartitionError::CorruptMessage(e.to_string()))?;
+            record_batch(&mut inner.producers, &header);
+        }
+        let end_offset = info.last_offset + 1;
+        self.make_durable(inner, end_offset, records, &info.sync);
+        Ok(end_offset)
+    }
+
+    /// The latest leader epoch in this replica's log (-1: none), for a follower's fetch.
+    pub fn latest_log_epoch(&self) -> i32 {
+        self.inner.lock().log.latest_epoch().unwrap_or(-1)
+    }
+
+    /// Whether every append so far was reported durable (a cut must not race the journal's
+    /// completion of batches it removes).
+    pub fn all_durable(&self) -> bool {
+        *self.durable_end.borrow() >= *self.log_end.borrow() || self.storage_failed()
+    }
+
+    /// A follower cuts its log to `offset` (a tail the leader does not have). The journal's
+    /// recovery point comes down first; producer state is rebuilt from what is left. Call
+    /// only once `all_durable()`.
+    pub fn truncate_to(&self, offset: i64) -> Result<(), PartitionError> {
+        let mut inner = self.inner.lock();
+        if offset >= inner.log.log_end_offset() {
+            return Ok(());
+        }
+        if let Durability::Journal(journal) = &self.storage.durability {
+            journal
+                .lower_recovery_point(self.log_id, offset)
+                .map_err(|e| PartitionError::Storage(e.into()))?;
+        }
+        inner.log.truncate_to(offset)?;
+        inner.producers = rebuild_producer_state(&self.storage.fs, &self.dir, &inner.log)?;
+        let end = inner.log.log_end_offset();
+        self.log_end.send_replace(end);
+        for mark in [&self.durable_end, &self.high_watermark] {
+            mark.send_if_modified(|m| {
+                let cut = *m > end;
+                *m = (*m).min(end);
+                cut
+            });
+        }
+        warn!(topic = %self.topic, partition = self.index, offset = end, "truncated the log to the leader's");
+        Ok(())
+    }
+
+    /// A follower too far behind (the leader no longer has its log end): starts its log
+    /// afresh at the leader's log start.
+    pub fn restart_at(&self, offset: i64) -> Result<(), PartitionError> {
+        let mut inner = self.inner.lock();
+        if let Durability::Journal(journal) = &self.storage.durability {
+            journal
+                .lower_recovery_point(self.log_id, 0)
+                .map_err(|e| PartitionError::Storage(e.into()))?;
+        }
+        inner.log.restart_at(offset)?;
+        inner.producers = ProducerStateTable::default();
+        let end = inner.log.log_end_offset();
+        self.log_end.send_replace(end);
+        self.durable_end.send_replace(end);
+        Ok(())
     }
 
     fn snapshot_producers(&self, producers: &ProducerStateTable, offset: i64) {
@@ -423,15 +752,44 @@ impl Partition {
         max_bytes: usize,
         min_one_batch: bool,
     ) -> Result<ReadResult, PartitionError> {
+        self.read_below(self.high_watermark(), offset, max_bytes, min_one_batch)
+    }
+
+    /// For a follower's fetch: whole batches from `offset` up to the log end, not just the
+    /// high watermark (the follower's fetches are what move it).
+    pub fn read_for_replica(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<ReadResult, PartitionError> {
+        self.read_below(i64::MAX, offset, max_bytes, true)
+    }
+
+    /// Reads below `limit`. An offset past the log end is out of range; one between the
+    /// limit and the log end reads nothing (a new leader's high watermark may still be
+    /// catching up with offsets consumers already had).
+    fn read_below(
+        &self,
+        limit: i64,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+    ) -> Result<ReadResult, PartitionError> {
         self.check_readable()?;
-        let high_watermark = self.high_watermark();
         let inner = self.inner.lock();
-        if offset > high_watermark || offset < inner.log.log_start_offset() {
+        let end = inner.log.log_end_offset();
+        if offset > end || offset < inner.log.log_start_offset() {
             return Err(PartitionError::OffsetOutOfRange);
+        }
+        if offset >= limit {
+            return Ok(ReadResult {
+                bytes: Bytes::new(),
+                first_batch_offset: None,
+            });
         }
         Ok(inner
             .log
-            .read(offset, max_bytes, high_watermark, min_one_batch)?)
+            .read(offset, max_bytes, limit.min(end), min_one_batch)?)
     }
 
     /// ListOffsets by timestamp: the first record with timestamp >= `timestamp`, below the HW.
@@ -499,6 +857,16 @@ impl Partition {
         inner.log.close()?;
         Ok(end)
     }
+}
+
+/// An ISR the leader proposes to the controller (Kafka's AlterPartition).
+#[derive(Clone, Debug)]
+pub struct IsrProposal {
+    pub topic: String,
+    pub partition: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub isr: Vec<i32>,
 }
 
 /// The journal's word on this partition's appends.

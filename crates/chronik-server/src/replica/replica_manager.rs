@@ -50,6 +50,14 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Who fetches: a consumer reads up to the high watermark; a follower (its broker id) reads
+/// up to the log end, and its fetch offset tells the leader what it holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FetchFrom {
+    Consumer,
+    Follower(i32),
+}
+
 /// One partition of a fetch request.
 #[derive(Clone, Debug)]
 pub struct FetchPartition {
@@ -57,6 +65,10 @@ pub struct FetchPartition {
     pub partition: i32,
     pub offset: i64,
     pub max_bytes: usize,
+    /// The leader epoch the fetcher believes current (-1: unchecked).
+    pub current_leader_epoch: i32,
+    /// The epoch of the fetcher's last batch, to find a divergence (-1: none).
+    pub last_fetched_epoch: i32,
 }
 
 /// What a fetch returns for one partition.
@@ -66,6 +78,8 @@ pub struct FetchedPartition {
     pub high_watermark: i64,
     pub log_start_offset: i64,
     pub records: Bytes,
+    /// The follower's log diverged: (epoch, end offset) to cut back to (KIP-320).
+    pub diverging_epoch: Option<(i32, i64)>,
 }
 
 /// A partition whose directory could not be opened.
@@ -227,6 +241,7 @@ impl ReplicaManager {
             if let Some(existing) = self.partition(&topic.name, index) {
                 if existing.topic_id == topic.id {
                     existing.update_settings(settings.clone());
+                    existing.apply_state(node_id, state, now_ms());
                     continue;
                 }
                 // An earlier topic of this name whose deletion has not reached us yet.
@@ -246,6 +261,7 @@ impl ReplicaManager {
             let dir = self.partition_dir(&topic.name, index);
             match self.open_partition(&dir, topic, index, settings.clone()) {
                 Ok(partition) => {
+                    partition.apply_state(node_id, state, now_ms());
                     self.partitions.write().insert(key, Arc::new(partition));
                 }
                 Err(e) => {
@@ -372,7 +388,10 @@ impl ReplicaManager {
             } else {
                 partition.subscribe_durable_end()
             };
-            let done = |offset: &i64| *offset >= *end_offset || partition.storage_failed();
+            // A replica that stops leading never sees its high watermark reach the batch.
+            let done = |offset: &i64| {
+                *offset >= *end_offset || partition.storage_failed() || !partition.is_leader()
+            };
             let reached = if done(&mark.borrow_and_update()) {
                 Ok(true)
             } else {
@@ -380,37 +399,72 @@ impl ReplicaManager {
                     .await
                     .map(|r| r.is_ok())
             };
+            let reached_end = || *mark.borrow() >= *end_offset;
             codes.push(match reached {
-                Ok(true) if !partition.storage_failed() => 0,
-                Ok(_) => ResponseError::KafkaStorageError.code(),
+                _ if partition.storage_failed() => ResponseError::KafkaStorageError.code(),
+                Ok(true) if reached_end() => {
+                    if acks == -1 && partition.isr_size() < partition.min_insync_replicas() {
+                        // Replicated, but the ISR shrank below min.insync.replicas meanwhile.
+                        ResponseError::NotEnoughReplicasAfterAppend.code()
+                    } else {
+                        0
+                    }
+                }
+                Ok(_) => ResponseError::NotLeaderOrFollower.code(),
                 Err(_) => ResponseError::RequestTimedOut.code(),
             });
         }
         codes
     }
 
-    /// Reads the requested partitions; if fewer than `min_bytes` are available, waits for
-    /// appends (woken by high-watermark moves) until `max_wait`.
+    /// Reads the requested partitions from their leader (this broker); if fewer than
+    /// `min_bytes` are available, waits for appends (woken by high-watermark moves, or for a
+    /// follower by log-end moves) until `max_wait`. A follower's fetch first checks its log
+    /// against the leader's epochs and records what it holds.
     pub async fn fetch(
         &self,
+        from: FetchFrom,
         requests: &[FetchPartition],
         max_bytes: usize,
         min_bytes: usize,
         max_wait: Duration,
     ) -> Vec<FetchedPartition> {
         let deadline = tokio::time::Instant::now() + max_wait;
+        let now = now_ms();
         let partitions: Vec<Result<Arc<Partition>, PartitionError>> = requests
             .iter()
-            .map(|r| self.online_partition(&r.topic, r.partition))
+            .map(|r| {
+                let p = self.online_partition(&r.topic, r.partition)?;
+                p.check_leader(r.current_leader_epoch)?;
+                Ok(p)
+            })
             .collect();
+        let mut diverged = vec![None; requests.len()];
+        if let FetchFrom::Follower(replica) = from {
+            for ((request, partition), diverged) in
+                requests.iter().zip(&partitions).zip(&mut diverged)
+            {
+                let Ok(p) = partition else { continue };
+                *diverged = divergence(p, request);
+                if diverged.is_none() {
+                    p.record_follower_fetch(replica, request.offset, now);
+                }
+            }
+        }
         // Subscribe before the first read so an append between read and wait is not missed.
         let mut watchers: Vec<_> = partitions
             .iter()
             .flatten()
-            .map(|p| p.subscribe_high_watermark())
+            .map(|p| match from {
+                FetchFrom::Consumer => p.subscribe_high_watermark(),
+                FetchFrom::Follower(_) => p.subscribe_log_end(),
+            })
             .collect();
+        if diverged.iter().any(Option::is_some) {
+            watchers.clear();
+        }
         loop {
-            let results = Self::read_once(requests, &partitions, max_bytes);
+            let results = Self::read_once(from, requests, &partitions, &diverged, max_bytes);
             let total: usize = results.iter().map(|r| r.records.len()).sum();
             let any_error = results.iter().any(|r| r.error_code != 0);
             if total >= min_bytes.max(1) || any_error || watchers.is_empty() {
@@ -419,14 +473,16 @@ impl ReplicaManager {
             let woken = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
             match tokio::time::timeout_at(deadline, woken).await {
                 Ok(_) if tokio::time::Instant::now() < deadline => continue,
-                _ => return Self::read_once(requests, &partitions, max_bytes),
+                _ => return Self::read_once(from, requests, &partitions, &diverged, max_bytes),
             }
         }
     }
 
     fn read_once(
+        from: FetchFrom,
         requests: &[FetchPartition],
         partitions: &[Result<Arc<Partition>, PartitionError>],
+        diverged: &[Option<(i32, i64)>],
         max_bytes: usize,
     ) -> Vec<FetchedPartition> {
         let mut remaining = max_bytes;
@@ -434,7 +490,8 @@ impl ReplicaManager {
         requests
             .iter()
             .zip(partitions)
-            .map(|(request, partition)| {
+            .zip(diverged)
+            .map(|((request, partition), diverged)| {
                 let p = match partition {
                     Ok(p) => p,
                     Err(e) => {
@@ -442,7 +499,7 @@ impl ReplicaManager {
                             error_code: e.code(),
                             high_watermark: -1,
                             log_start_offset: -1,
-                            records: Bytes::new(),
+                            ..FetchedPartition::default()
                         }
                     }
                 };
@@ -451,11 +508,19 @@ impl ReplicaManager {
                     high_watermark: p.high_watermark(),
                     log_start_offset: p.log_start_offset(),
                     records: Bytes::new(),
+                    diverging_epoch: *diverged,
                 };
+                if diverged.is_some() {
+                    return fetched;
+                }
                 let limit = request.max_bytes.min(remaining);
                 // KIP-74: the first partition with data returns at least one whole batch, so a
                 // batch larger than the limits never blocks the consumer.
-                match p.read(request.offset, limit, !have_data) {
+                let read = match from {
+                    FetchFrom::Consumer => p.read(request.offset, limit, !have_data),
+                    FetchFrom::Follower(_) => p.read_for_replica(request.offset, limit),
+                };
+                match read {
                     Ok(read) => {
                         remaining = remaining.saturating_sub(read.bytes.len());
                         have_data |= !read.bytes.is_empty();
@@ -514,6 +579,18 @@ impl ReplicaManager {
     fn replay_pending(&self) -> bool {
         !self.replay.lock().records.is_empty()
     }
+}
+
+/// KIP-320 on the leader: whether a follower's log, ending at the request's offset with a
+/// batch of `last_fetched_epoch`, diverged from this leader's. Kafka's rule: the leader's
+/// end offset for that epoch must be the same epoch and not below the fetch offset;
+/// otherwise the follower must cut back to (epoch, end offset).
+fn divergence(partition: &Partition, request: &FetchPartition) -> Option<(i32, i64)> {
+    if request.last_fetched_epoch < 0 {
+        return None;
+    }
+    let (epoch, end) = partition.end_offset_for_epoch(request.last_fetched_epoch);
+    (epoch != request.last_fetched_epoch || end < request.offset).then_some((epoch, end))
 }
 
 #[cfg(test)]

@@ -181,10 +181,18 @@ async fn a_partition_that_cannot_be_opened_is_offline_and_the_others_serve() {
             partition,
             offset: 0,
             max_bytes: 1 << 20,
+            current_leader_epoch: -1,
+            last_fetched_epoch: -1,
         })
         .collect();
     let fetched = replicas
-        .fetch(&requests, 1 << 20, 1, Duration::from_millis(10))
+        .fetch(
+            FetchFrom::Consumer,
+            &requests,
+            1 << 20,
+            1,
+            Duration::from_millis(10),
+        )
         .await;
     assert_eq!(fetched[0].error_code, 0);
     assert!(!fetched[0].records.is_empty());

@@ -1,0 +1,213 @@
+//! Partition replication on three real `chronik-server` processes: followers pull from the
+//! leader, acks=all waits for the ISR, a killed leader's partitions move to an in-sync
+//! follower, and afterwards every replica holds the same batches. Driven by librdkafka.
+
+mod core_util;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chronik_integration::Cluster;
+use core_util::{admin, consume, opts, producer};
+use rdkafka::admin::{NewTopic, TopicReplication};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::FutureRecord;
+use rdkafka::Offset;
+
+const TOPIC_CONFIGS: &[(&str, &str)] = &[("min.insync.replicas", "2")];
+
+fn start_cluster() -> Cluster {
+    Cluster::start(
+        3,
+        &[
+            "--replica-lag-time-max-ms",
+            "4000",
+            "--broker-session-timeout-ms",
+            "3000",
+        ],
+    )
+}
+
+async fn create_replicated_topic(bootstrap: &str, name: &str, partitions: i32) {
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(3));
+    for (k, v) in TOPIC_CONFIGS {
+        topic = topic.set(k, v);
+    }
+    let results = admin(bootstrap)
+        .create_topics([&topic], &opts())
+        .await
+        .expect("create_topics request");
+    for r in results {
+        r.unwrap_or_else(|(t, e)| panic!("creating {t}: {e:?}"));
+    }
+}
+
+/// The leader and ISR of each partition of `topic`, as a broker's metadata says.
+fn partition_states(bootstrap: &str, topic: &str) -> BTreeMap<i32, (i32, Vec<i32>)> {
+    let consumer: BaseConsumer = core_util::config(bootstrap, &[]).create().expect("client");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .expect("metadata");
+    metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions())
+        .map(|p| (p.id(), (p.leader(), p.isr().to_vec())))
+        .collect()
+}
+
+fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The bytes of a partition's segment files, in offset order (segment boundaries may differ
+/// between replicas; the batches may not).
+fn log_bytes(dir: &Path) -> Vec<u8> {
+    let mut segments: Vec<_> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "log"))
+                .collect()
+        })
+        .unwrap_or_default();
+    segments.sort();
+    segments
+        .iter()
+        .flat_map(|p| std::fs::read(p).expect("segment"))
+        .collect()
+}
+
+async fn produce_all(bootstrap: &str, topic: &str, values: &[String]) {
+    let producer = producer(
+        bootstrap,
+        &[("acks", "all"), ("enable.idempotence", "true")],
+    );
+    // Enqueued at once (librdkafka batches them), awaited after.
+    let sends: Vec<_> = values
+        .iter()
+        .map(|v| {
+            producer
+                .send_result(FutureRecord::<(), _>::to(topic).partition(0).payload(v))
+                .unwrap_or_else(|(e, _)| panic!("{v} not enqueued: {e}"))
+        })
+        .collect();
+    for (send, value) in sends.into_iter().zip(values) {
+        send.await
+            .expect("delivery future")
+            .unwrap_or_else(|(e, _)| panic!("{value} not acknowledged: {e}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acks_all_is_replicated_to_every_replica_byte_for_byte() {
+    let cluster = start_cluster();
+    let bootstrap = cluster.bootstrap();
+    create_replicated_topic(&bootstrap, "replicated", 1).await;
+    let values: Vec<String> = (0..3000).map(|i| format!("value-{i}")).collect();
+    produce_all(&bootstrap, "replicated", &values).await;
+
+    let read = consume(
+        &bootstrap,
+        "replicated",
+        1,
+        Offset::Beginning,
+        values.len(),
+        Duration::from_secs(30),
+    );
+    let read_values: Vec<String> = read
+        .iter()
+        .map(|m| String::from_utf8(m.value.clone()).unwrap())
+        .collect();
+    assert_eq!(
+        read_values, values,
+        "every acknowledged value, once, in order"
+    );
+    for (i, m) in read.iter().enumerate() {
+        assert_eq!(m.offset, i as i64, "contiguous offsets");
+    }
+
+    let dirs: Vec<_> = cluster
+        .nodes
+        .iter()
+        .map(|n| n.storage_dir().join("replicated-0"))
+        .collect();
+    let leader_bytes = log_bytes(&dirs[0].clone());
+    eventually(
+        "every replica to hold the same batches",
+        Duration::from_secs(20),
+        || {
+            let logs: Vec<Vec<u8>> = dirs.iter().map(|d| log_bytes(d)).collect();
+            logs.iter().all(|l| !l.is_empty() && *l == logs[0])
+        },
+    );
+    assert!(!leader_bytes.is_empty());
+    let (_, isr) = partition_states(&bootstrap, "replicated")[&0].clone();
+    assert_eq!(isr.len(), 3, "an idle follower stays in the ISR");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_leader_is_replaced_by_an_in_sync_follower_without_losing_acknowledged_writes() {
+    let mut cluster = start_cluster();
+    let bootstrap = cluster.bootstrap();
+    create_replicated_topic(&bootstrap, "failover", 1).await;
+    let first: Vec<String> = (0..1000).map(|i| format!("before-{i}")).collect();
+    produce_all(&bootstrap, "failover", &first).await;
+
+    let (leader, _) = partition_states(&bootstrap, "failover")[&0].clone();
+    cluster.node(leader).kill();
+    let survivors: String = cluster
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i as i32 + 1 != leader)
+        .map(|(_, n)| n.bootstrap())
+        .collect::<Vec<_>>()
+        .join(",");
+    eventually("a new leader from the ISR", Duration::from_secs(20), || {
+        let (new_leader, isr) = partition_states(&survivors, "failover")[&0].clone();
+        new_leader >= 0 && new_leader != leader && !isr.contains(&leader)
+    });
+    let second: Vec<String> = (0..1000).map(|i| format!("after-{i}")).collect();
+    produce_all(&survivors, "failover", &second).await;
+
+    cluster.node(leader).restart();
+    eventually(
+        "the old leader to rejoin the ISR",
+        Duration::from_secs(30),
+        || partition_states(&bootstrap, "failover")[&0].1.len() == 3,
+    );
+    let all: Vec<String> = first.iter().chain(&second).cloned().collect();
+    let read = consume(
+        &bootstrap,
+        "failover",
+        1,
+        Offset::Beginning,
+        all.len(),
+        Duration::from_secs(30),
+    );
+    let read_values: Vec<String> = read
+        .iter()
+        .map(|m| String::from_utf8(m.value.clone()).unwrap())
+        .collect();
+    assert_eq!(read_values, all, "no acknowledged write lost or duplicated");
+    let dirs: Vec<_> = cluster
+        .nodes
+        .iter()
+        .map(|n| n.storage_dir().join("failover-0"))
+        .collect();
+    eventually(
+        "every replica to hold the same batches",
+        Duration::from_secs(20),
+        || {
+            let logs: Vec<Vec<u8>> = dirs.iter().map(|d| log_bytes(d)).collect();
+            logs.iter().all(|l| *l == logs[0])
+        },
+    );
+}

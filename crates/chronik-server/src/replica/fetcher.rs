@@ -1,0 +1,378 @@
+//! Replica fetchers: followers pull. One task per leader broker fetches every partition this
+//! broker follows from it, in one long-polling Fetch request at a time (Kafka's
+//! `ReplicaFetcherThread`), and appends what comes back verbatim at the leader's offsets.
+//!
+//! Each partition's fetch carries the leader epoch it follows and the epoch of its last
+//! batch (KIP-320): a leader that finds the follower's log diverged from its own answers with
+//! the point of divergence (`DivergingEpoch`), and the follower cuts its log there before it
+//! fetches again. A follower whose log end the leader no longer has starts afresh at the
+//! leader's log start. A partition the leader refuses (not leader, an epoch mismatch) waits a
+//! moment and is retried; the metadata image moves it to its new leader's fetcher.
+//!
+//! `ReplicaFetchers::reconcile` is run by the metadata publisher after every image.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_response::PartitionData;
+use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
+use kafka_protocol::ResponseError;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::partition::Partition;
+use super::ReplicaManager;
+use crate::config::BrokerConfig;
+use crate::metadata::MetadataImage;
+use crate::network::client::KafkaClient;
+
+/// Fetch v12: leader epochs, last fetched epoch and DivergingEpoch; topics by name.
+const FETCH_VERSION: i16 = 12;
+/// After an error, a partition (or a connection) waits this long before it is tried again.
+const RETRY_BACKOFF: Duration = Duration::from_millis(100);
+/// How long a cut waits for the journal to complete the batches it would remove.
+const DURABLE_WAIT: Duration = Duration::from_secs(5);
+
+type Key = (String, i32);
+
+/// One followed partition in a fetcher.
+struct Followed {
+    partition: Arc<Partition>,
+    leader_epoch: i32,
+    retry_at: Option<Instant>,
+}
+
+/// One leader's fetcher: the partitions followed from it and the task pulling them.
+struct Fetcher {
+    address: Arc<Mutex<String>>,
+    partitions: Arc<Mutex<HashMap<Key, Followed>>>,
+    changed: Arc<Notify>,
+    task: JoinHandle<()>,
+}
+
+/// The settings a fetch request carries.
+#[derive(Clone, Copy)]
+struct Limits {
+    node_id: i32,
+    max_wait_ms: i32,
+    partition_max_bytes: i32,
+    response_max_bytes: i32,
+}
+
+pub struct ReplicaFetchers {
+    limits: Limits,
+    replicas: Arc<ReplicaManager>,
+    fetchers: Mutex<HashMap<i32, Fetcher>>,
+}
+
+impl ReplicaFetchers {
+    pub fn new(config: &BrokerConfig, replicas: Arc<ReplicaManager>) -> ReplicaFetchers {
+        ReplicaFetchers {
+            limits: Limits {
+                node_id: config.node_id,
+                max_wait_ms: config.replica_fetch_max_wait_ms.min(i32::MAX as u64) as i32,
+                partition_max_bytes: config.replica_fetch_max_bytes,
+                response_max_bytes: config.replica_fetch_response_max_bytes,
+            },
+            replicas,
+            fetchers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Makes the fetchers match the partitions this broker follows: each is fetched from its
+    /// leader's current address under its current leader epoch. Must run inside a runtime.
+    pub fn reconcile(&self, image: &MetadataImage) {
+        let mut wanted: HashMap<i32, HashMap<Key, (Arc<Partition>, i32)>> = HashMap::new();
+        for partition in self.replicas.all_partitions() {
+            let Some(leader) = partition.leader_to_follow() else {
+                continue;
+            };
+            let key = (partition.topic.clone(), partition.index);
+            let epoch = partition.leader_epoch();
+            wanted
+                .entry(leader)
+                .or_default()
+                .insert(key, (partition, epoch));
+        }
+        let mut fetchers = self.fetchers.lock();
+        fetchers.retain(|leader, fetcher| {
+            let keep = wanted.contains_key(leader);
+            if !keep {
+                fetcher.task.abort();
+            }
+            keep
+        });
+        for (leader, partitions) in wanted {
+            let Some(address) = image
+                .brokers
+                .get(&leader)
+                .map(|b| format!("{}:{}", b.host, b.port))
+            else {
+                // Not registered (yet): the next image that registers it starts the fetcher.
+                continue;
+            };
+            let fetcher = fetchers
+                .entry(leader)
+                .or_insert_with(|| self.start(leader, address.clone()));
+            *fetcher.address.lock() = address;
+            let mut followed = fetcher.partitions.lock();
+            followed.retain(|key, _| partitions.contains_key(key));
+            for (key, (partition, epoch)) in partitions {
+                match followed.get_mut(&key) {
+                    Some(f) if f.leader_epoch == epoch && Arc::ptr_eq(&f.partition, &partition) => {
+                    }
+                    _ => {
+                        followed.insert(
+                            key,
+                            Followed {
+                                partition,
+                                leader_epoch: epoch,
+                                retry_at: None,
+                            },
+                        );
+                    }
+                }
+            }
+            drop(followed);
+            fetcher.changed.notify_one();
+        }
+    }
+
+    fn start(&self, leader: i32, address: String) -> Fetcher {
+        let address = Arc::new(Mutex::new(address));
+        let partitions = Arc::new(Mutex::new(HashMap::new()));
+        let changed = Arc::new(Notify::new());
+        let task = tokio::spawn(run_fetcher(
+            leader,
+            self.limits,
+            address.clone(),
+            partitions.clone(),
+            changed.clone(),
+        ));
+        Fetcher {
+            address,
+            partitions,
+            changed,
+            task,
+        }
+    }
+
+    /// Stops every fetcher (shutdown).
+    pub fn stop(&self) {
+        for (_, fetcher) in self.fetchers.lock().drain() {
+            fetcher.task.abort();
+        }
+    }
+}
+
+async fn run_fetcher(
+    leader: i32,
+    limits: Limits,
+    address: Arc<Mutex<String>>,
+    partitions: Arc<Mutex<HashMap<Key, Followed>>>,
+    changed: Arc<Notify>,
+) {
+    let client_id = format!("chronik-replica-fetcher-{}-{leader}", limits.node_id);
+    let mut connection: Option<(String, KafkaClient)> = None;
+    let mut failing = false;
+    loop {
+        let now = Instant::now();
+        let (request, sent) = build_request(&limits, &partitions.lock(), now);
+        if sent.is_empty() {
+            // Nothing to fetch now: wait for a change or the earliest retry.
+            let _ = tokio::time::timeout(RETRY_BACKOFF, changed.notified()).await;
+            continue;
+        }
+        let target = address.lock().clone();
+        if connection.as_ref().is_none_or(|(a, _)| *a != target) {
+            match KafkaClient::connect(&target, &client_id, Duration::from_secs(5)).await {
+                Ok(client) => connection = Some((target.clone(), client)),
+                Err(e) => {
+                    if !failing {
+                        warn!(leader, address = %target, error = %e, "replica fetcher cannot reach the leader; retrying");
+                        failing = true;
+                    }
+                    tokio::time::sleep(RETRY_BACKOFF).await;
+                    continue;
+                }
+            }
+        }
+        let Some((_, client)) = connection.as_mut() else {
+            continue;
+        };
+        // A leader that stops answering (frozen, cut off) must not hold the fetcher forever.
+        let timeout = Duration::from_millis(limits.max_wait_ms as u64) + Duration::from_secs(10);
+        let response =
+            match tokio::time::timeout(timeout, client.send(&request, FETCH_VERSION)).await {
+                Ok(Ok(response)) => response,
+                Ok(Err(e)) => {
+                    debug!(leader, error = %e, "replica fetch failed; reconnecting");
+                    connection = None;
+                    tokio::time::sleep(RETRY_BACKOFF).await;
+                    continue;
+                }
+                Err(_) => {
+                    debug!(leader, "replica fetch timed out; reconnecting");
+                    connection = None;
+                    continue;
+                }
+            };
+        if failing {
+            info!(leader, "replica fetcher reached the leader");
+            failing = false;
+        }
+        if response.error_code != 0 {
+            debug!(leader, code = response.error_code, "replica fetch refused");
+            tokio::time::sleep(RETRY_BACKOFF).await;
+            continue;
+        }
+        for topic in response.responses {
+            let name = topic.topic.to_string();
+            for data in topic.partitions {
+                let key = (name.clone(), data.partition_index);
+                let Some(&(partition_ptr, epoch)) = sent.get(&key) else {
+                    continue;
+                };
+                let followed = partitions
+                    .lock()
+                    .get(&key)
+                    .filter(|f| {
+                        Arc::as_ptr(&f.partition) as usize == partition_ptr
+                            && f.leader_epoch == epoch
+                    })
+                    .map(|f| f.partition.clone());
+                // Moved to another leader or epoch while the fetch was out: not ours to apply.
+                let Some(partition) = followed else {
+                    continue;
+                };
+                if let Err(retry) = apply(&partition, data, leader).await {
+                    if let Some(f) = partitions.lock().get_mut(&key) {
+                        f.retry_at = Some(Instant::now() + retry);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What was asked, per partition: which `Partition` (its address) under which epoch, to
+/// recognise the answer as still relevant.
+type Sent = HashMap<Key, (usize, i32)>;
+
+fn build_request(
+    limits: &Limits,
+    partitions: &HashMap<Key, Followed>,
+    now: Instant,
+) -> (FetchRequest, Sent) {
+    let mut topics: HashMap<&str, Vec<FetchPartition>> = HashMap::new();
+    let mut sent = Sent::new();
+    for ((topic, index), f) in partitions {
+        if f.retry_at.is_some_and(|t| t > now) {
+            continue;
+        }
+        let p = &f.partition;
+        topics.entry(topic).or_default().push(
+            FetchPartition::default()
+                .with_partition(*index)
+                .with_current_leader_epoch(f.leader_epoch)
+                .with_fetch_offset(p.log_end_offset())
+                .with_last_fetched_epoch(p.latest_log_epoch())
+                .with_log_start_offset(p.log_start_offset())
+                .with_partition_max_bytes(limits.partition_max_bytes),
+        );
+        sent.insert(
+            (topic.clone(), *index),
+            (Arc::as_ptr(p) as usize, f.leader_epoch),
+        );
+    }
+    let topics = topics
+        .into_iter()
+        .map(|(name, partitions)| {
+            FetchTopic::default()
+                .with_topic(TopicName(crate::api::str_bytes(name)))
+                .with_partitions(partitions)
+        })
+        .collect();
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(limits.node_id))
+        .with_max_wait_ms(limits.max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(limits.response_max_bytes)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(topics);
+    (request, sent)
+}
+
+/// The follower's side of one partition's answer. `Err` carries how long to wait before
+/// fetching the partition again.
+async fn apply(
+    partition: &Arc<Partition>,
+    data: PartitionData,
+    leader: i32,
+) -> Result<(), Duration> {
+    let (topic, index) = (&partition.topic, partition.index);
+    match ResponseError::try_from_code(data.error_code) {
+        None => {}
+        Some(ResponseError::OffsetOutOfRange)
+            if data.log_start_offset > partition.log_end_offset() =>
+        {
+            // The leader no longer has what this follower needs next.
+            wait_all_durable(partition).await;
+            warn!(
+                topic,
+                partition = index,
+                leader,
+                start = data.log_start_offset,
+                "follower is behind the leader's log start: starting afresh there"
+            );
+            return partition.restart_at(data.log_start_offset).map_err(|e| {
+                warn!(topic, partition = index, error = %e, "starting the log afresh failed");
+                RETRY_BACKOFF
+            });
+        }
+        Some(e) => {
+            debug!(topic, partition = index, leader, error = ?e, "replica fetch refused for a partition");
+            return Err(RETRY_BACKOFF);
+        }
+    }
+    if data.diverging_epoch.epoch >= 0 {
+        let (leader_epoch, leader_end) =
+            (data.diverging_epoch.epoch, data.diverging_epoch.end_offset);
+        let (own_epoch, own_end) = partition.end_offset_for_epoch(leader_epoch);
+        // Up to where both logs hold that epoch (or the older one this log has in its place).
+        let cut = if own_epoch < 0 {
+            partition.log_start_offset()
+        } else {
+            own_end.min(leader_end)
+        };
+        wait_all_durable(partition).await;
+        return partition.truncate_to(cut).map_err(|e| {
+            warn!(topic, partition = index, error = %e, "truncating to the leader's log failed");
+            RETRY_BACKOFF
+        });
+    }
+    let records = data.records.unwrap_or_default();
+    if !records.is_empty() {
+        if let Err(e) = partition.append_replicated(&records) {
+            warn!(topic, partition = index, leader, error = %e, "appending the leader's batches failed");
+            return Err(RETRY_BACKOFF);
+        }
+    }
+    partition.follow_high_watermark(data.high_watermark);
+    Ok(())
+}
+
+/// Waits (bounded) until the journal completed every batch appended, so a cut does not race
+/// the completion of batches it removes.
+async fn wait_all_durable(partition: &Partition) {
+    let deadline = Instant::now() + DURABLE_WAIT;
+    while !partition.all_durable() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
