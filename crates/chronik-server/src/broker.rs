@@ -140,6 +140,7 @@ impl Broker {
             controller.clone(),
         ));
         runtime.spawn(controller.clone().run_fencing());
+        runtime.spawn(controller.clone().run_leader_balancing());
 
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         if let Some(records) = legacy_records {
