@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use futures::future::BoxFuture;
+use kafka_protocol::ResponseError;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -35,6 +36,9 @@ use crate::security::{AclStore, Authorizer};
 
 /// How long a starting broker waits for the controller quorum before it gives up.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a stopping broker waits for the controller to move its leaderships away.
+const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything a request handler may reach, shared by all connections.
 pub struct Broker {
@@ -141,6 +145,7 @@ impl Broker {
             controller.clone(),
         ));
         runtime.spawn(controller.clone().run_fencing());
+        runtime.spawn(controller.clone().run_leader_balancing());
 
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         if let Some(records) = legacy_records {
@@ -185,19 +190,54 @@ impl Broker {
         }))
     }
 
-    /// Controlled shutdown, in the spirit of KIP-631: stop heartbeating and have the controller
-    /// fence this broker now, so clients stop being sent here before its session would expire.
-    /// Best effort: without a quorum the session timeout fences it later.
-    pub async fn leave_cluster(&self) {
+    /// Controlled shutdown (KIP-631), while still serving: stop heartbeating, have the
+    /// controller fence this broker and move its leaderships away, and wait until this broker's
+    /// image shows it leads nothing, so clients and followers have moved on when it stops.
+    /// Bounded by `CONTROLLED_SHUTDOWN_TIMEOUT`: without a quorum the broker stops anyway and
+    /// its session expiry does the same later.
+    pub async fn controlled_shutdown(&self) {
         if let Some(task) = self.heartbeats.lock().take() {
             task.abort();
         }
-        let call = ControllerCall::FenceBroker {
-            id: self.config.node_id,
-            epoch: self.broker_epoch,
+        let (id, epoch) = (self.config.node_id, self.broker_epoch);
+        info!("controlled shutdown: moving partition leadership away from this broker");
+        let deadline = Instant::now() + CONTROLLED_SHUTDOWN_TIMEOUT;
+        let done = |image: &Arc<MetadataImage>| {
+            image
+                .brokers
+                .get(&id)
+                .is_none_or(|b| b.epoch != epoch || b.fenced)
+                && image
+                    .topics
+                    .values()
+                    .all(|t| t.partitions.iter().all(|p| p.leader != id))
         };
-        if let Err(e) = self.controller.call(call, Duration::from_secs(3)).await {
-            warn!(error = %e.message, "could not fence this broker at shutdown");
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                warn!("controlled shutdown did not finish in time; stopping anyway");
+                return;
+            }
+            let call = ControllerCall::ShutdownBroker { id, epoch };
+            match self.controller.call(call, remaining).await {
+                // A heartbeat already on its way when the task stopped may have unfenced this
+                // broker again after the call: then it asks again.
+                Ok(_) => {
+                    let wait = deadline.min(Instant::now() + Duration::from_secs(1));
+                    if self.metadata.wait_until(done, wait).await {
+                        return;
+                    }
+                }
+                Err(e)
+                    if ResponseError::try_from_code(e.code).is_some_and(|e| e.is_retriable()) =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => {
+                    warn!(error = %e.message, "controlled shutdown refused; stopping anyway");
+                    return;
+                }
+            }
         }
     }
 }
@@ -278,8 +318,15 @@ pub async fn run(
     ));
     let group_timers = tokio::spawn(broker.groups.clone().run_timers());
     let offset_expiry = tokio::spawn(broker.groups.clone().run_offset_expiry());
-    crate::network::serve(listener, broker.clone(), shutdown).await;
-    broker.leave_cluster().await;
+    // Clients keep being served during the controlled shutdown, and told where leaders went.
+    let controlled = {
+        let broker = broker.clone();
+        async move {
+            shutdown.await;
+            broker.controlled_shutdown().await;
+        }
+    };
+    crate::network::serve(listener, broker.clone(), controlled).await;
     broker.fetchers.stop();
     isr_updates.abort();
     cleaner.abort();

@@ -80,6 +80,13 @@ pub struct BrokerConfig {
     pub broker_session_timeout_ms: u64,
     /// How often a broker heartbeats the controller.
     pub broker_heartbeat_interval_ms: u64,
+    /// Let the controller move leadership back to preferred leaders (first replicas).
+    pub auto_leader_rebalance_enable: bool,
+    /// How often the controller checks for leader imbalance, in seconds.
+    pub leader_imbalance_check_interval_seconds: u64,
+    /// A broker leads too few of the partitions it is the preferred leader of when more than
+    /// this percentage of them are led by others.
+    pub leader_imbalance_per_broker_percentage: u32,
 }
 
 /// Defaults for topic configs (each can be overridden per topic).
@@ -170,6 +177,9 @@ impl Default for BrokerConfig {
             controller_quorum_voters: None,
             broker_session_timeout_ms: 9000,
             broker_heartbeat_interval_ms: 2000,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_seconds: 300,
+            leader_imbalance_per_broker_percentage: 10,
         }
     }
 }
@@ -220,6 +230,12 @@ pub struct StartArgs {
     pub default_replication_factor: Option<i16>,
     #[arg(long, env = "CHRONIK_MIN_INSYNC_REPLICAS")]
     pub min_insync_replicas: Option<i32>,
+    #[arg(long, env = "CHRONIK_AUTO_LEADER_REBALANCE_ENABLE")]
+    pub auto_leader_rebalance_enable: Option<bool>,
+    #[arg(long, env = "CHRONIK_LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS")]
+    pub leader_imbalance_check_interval_seconds: Option<u64>,
+    #[arg(long, env = "CHRONIK_LEADER_IMBALANCE_PER_BROKER_PERCENTAGE")]
+    pub leader_imbalance_per_broker_percentage: Option<u32>,
 }
 
 impl BrokerConfig {
@@ -250,7 +266,10 @@ impl BrokerConfig {
             allow_everyone_if_no_acl_found,
             replica_lag_time_max_ms,
             broker_session_timeout_ms,
-            default_replication_factor
+            default_replication_factor,
+            auto_leader_rebalance_enable,
+            leader_imbalance_check_interval_seconds,
+            leader_imbalance_per_broker_percentage
         );
         if args.advertised_address.is_some() {
             config.advertised_address = args.advertised_address.clone();
@@ -295,6 +314,9 @@ impl BrokerConfig {
                 self.broker_session_timeout_ms,
                 self.broker_heartbeat_interval_ms
             );
+        }
+        if self.leader_imbalance_check_interval_seconds == 0 {
+            bail!("leader_imbalance_check_interval_seconds must be at least 1");
         }
         self.advertised_host_port()?;
         self.voters()?;
@@ -431,9 +453,15 @@ mod tests {
             broker_session_timeout_ms: Some(4000),
             default_replication_factor: Some(3),
             min_insync_replicas: Some(2),
+            auto_leader_rebalance_enable: Some(false),
+            leader_imbalance_check_interval_seconds: Some(30),
+            leader_imbalance_per_broker_percentage: Some(20),
             ..Default::default()
         };
         let config = BrokerConfig::load(&args).unwrap();
+        assert!(!config.auto_leader_rebalance_enable);
+        assert_eq!(config.leader_imbalance_check_interval_seconds, 30);
+        assert_eq!(config.leader_imbalance_per_broker_percentage, 20);
         assert_eq!(config.voters().unwrap().len(), 2);
         assert_eq!(config.controller_listen_addr().unwrap().port(), 19193);
         assert_eq!(config.broker_session_timeout_ms, 4000);

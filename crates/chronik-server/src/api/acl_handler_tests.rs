@@ -83,6 +83,46 @@ async fn create_partitions_needs_alter_on_the_topic() {
     assert_eq!(broker.metadata.topic("t").unwrap().partition_count(), 2);
 }
 
+async fn elect_leaders(broker: &Arc<Broker>) -> ElectLeadersResponse {
+    let req = ElectLeadersRequest::default()
+        .with_election_type(0)
+        .with_topic_partitions(Some(vec![elect_leaders_request::TopicPartitions::default(
+        )
+        .with_topic(TopicName(s("t")))
+        .with_partitions(vec![0, 7])]))
+        .with_timeout_ms(5000);
+    call(broker, latest(ApiKey::ElectLeaders), req).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn elect_leaders_needs_alter_on_the_cluster() {
+    let (_dir, broker) = broker().await;
+    topic(&broker, "t").await;
+    let r = elect_leaders(&broker).await;
+    let codes: Vec<(i32, i16)> = r.replica_election_results[0]
+        .partition_result
+        .iter()
+        .map(|p| (p.partition_id, p.error_code))
+        .collect();
+    assert_eq!(
+        (r.error_code, codes),
+        (
+            0,
+            vec![
+                (0, ResponseError::ElectionNotNeeded.code()),
+                (7, ResponseError::UnknownTopicOrPartition.code())
+            ]
+        )
+    );
+    deny(&broker, ResourceType::Cluster, "kafka-cluster", Alter).await;
+    let r = elect_leaders(&broker).await;
+    assert_eq!(r.error_code, CLUSTER_DENIED);
+    assert!(r.replica_election_results[0]
+        .partition_result
+        .iter()
+        .all(|p| p.error_code == CLUSTER_DENIED));
+}
+
 async fn delete_groups(broker: &Arc<Broker>, group: &str) -> i16 {
     delete_group(broker, latest(ApiKey::DeleteGroups), group).await
 }

@@ -27,6 +27,7 @@ mod describe_cluster;
 mod describe_groups;
 mod describe_quorum;
 mod describe_topic_partitions;
+mod elect_leaders;
 mod fetch;
 mod find_coordinator;
 #[cfg(test)]
@@ -106,6 +107,7 @@ pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
             | ApiKey::DescribeQuorum
             | ApiKey::ListConfigResources
             | ApiKey::DescribeTopicPartitions
+            | ApiKey::ElectLeaders
     );
     // `valid_versions` includes response-only versions for a few keys (OffsetCommit and
     // OffsetFetch v10, InitProducerId v6) whose requests kafka-protocol cannot decode.
@@ -205,6 +207,9 @@ async fn dispatch(broker: Arc<Broker>, session: &Session, frame: Bytes) -> Outco
         )),
         RequestKind::CreatePartitions(req) => Some(ResponseKind::CreatePartitions(
             create_partitions::handle(&broker, session, req).await,
+        )),
+        RequestKind::ElectLeaders(req) => Some(ResponseKind::ElectLeaders(
+            elect_leaders::handle(&broker, session, req, version).await,
         )),
         RequestKind::DescribeConfigs(req) => Some(ResponseKind::DescribeConfigs(
             configs::describe(&broker, session, req, version),

@@ -294,6 +294,41 @@ impl Controller {
         }
     }
 
+    /// On the leader, every `leader_imbalance_check_interval_seconds`, moves leadership back to
+    /// preferred leaders of brokers whose share of preferred partitions they do not lead is over
+    /// `leader_imbalance_per_broker_percentage` (Kafka's auto.leader.rebalance.enable).
+    pub async fn run_leader_balancing(self: Arc<Self>) {
+        if !self.config.auto_leader_rebalance_enable {
+            return;
+        }
+        let period = Duration::from_secs(self.config.leader_imbalance_check_interval_seconds);
+        let mut tick = tokio::time::interval(period);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if !self.quorum.is_leader() {
+                continue;
+            }
+            let image = self.quorum.committed_image();
+            let moves =
+                election::imbalanced(&image, self.config.leader_imbalance_per_broker_percentage);
+            if moves.is_empty() {
+                continue;
+            }
+            info!(
+                partitions = moves.len(),
+                "leaders are imbalanced: electing preferred leaders"
+            );
+            let call = ControllerCall::ElectLeaders {
+                preferred: true,
+                partitions: Some(moves),
+            };
+            if let Err(e) = self.decide(call).await {
+                warn!(error = %e.message, "preferred leader election failed");
+            }
+        }
+    }
+
     /// The topic, created with broker defaults if auto-creation allows it.
     pub async fn get_or_auto_create(&self, name: &str) -> Result<Arc<TopicImage>, ControllerError> {
         if let Some(topic) = self.published.topic(name) {

@@ -272,6 +272,14 @@ static CREATE_PARTITIONS: Struct = st(&[
 // DeleteGroups (42)
 static DELETE_GROUPS: Struct = st(&[all(Array(&Str))]);
 
+// ElectLeaders (43): the election type (from v1), topics of (name, partitions), timeout.
+static ELECT_LEADERS_TOPIC: Struct = st(&[all(Str), all(Array(&I32))]);
+static ELECT_LEADERS: Struct = st(&[
+    since(1, I8),
+    all(Array(&Struct(&ELECT_LEADERS_TOPIC))),
+    all(I32),
+]);
+
 // IncrementalAlterConfigs (44)
 static INCREMENTAL_CONFIG: Struct = st(&[all(Str), all(I8), all(Str)]);
 static INCREMENTAL_RESOURCE: Struct =
@@ -323,6 +331,7 @@ fn schema(key: ApiKey) -> Option<&'static Struct> {
         ApiKey::AlterConfigs => &ALTER_CONFIGS,
         ApiKey::CreatePartitions => &CREATE_PARTITIONS,
         ApiKey::DeleteGroups => &DELETE_GROUPS,
+        ApiKey::ElectLeaders => &ELECT_LEADERS,
         ApiKey::IncrementalAlterConfigs => &INCREMENTAL_ALTER_CONFIGS,
         ApiKey::OffsetDelete => &OFFSET_DELETE,
         ApiKey::CreateAcls => &CREATE_ACLS,
@@ -763,6 +772,15 @@ mod tests {
             } else {
                 DeleteTopicsRequest::default().with_topic_names(vec![name("t")])
             }
+        });
+        each(ApiKey::ElectLeaders, |_| {
+            ElectLeadersRequest::default()
+                .with_election_type(1)
+                .with_topic_partitions(Some(vec![elect_leaders_request::TopicPartitions::default(
+                )
+                .with_topic(name("t"))
+                .with_partitions(vec![0, 1])]))
+                .with_timeout_ms(5)
         });
         each(ApiKey::DescribeGroups, |_| {
             DescribeGroupsRequest::default().with_groups(vec![GroupId(s("g"))])
