@@ -1,12 +1,14 @@
 //! Test harness: starts real `chronik-server` processes on 127.0.0.1 ports and kills them for real,
 //! and mounts small tmpfs file systems (`Tmpfs`) for tests that fill the broker's disk.
 //!
-//! Fault-test tools: [`proxy::Proxy`], a TCP proxy a test can cut.
+//! Fault-test tools: [`proxy::Proxy`], a TCP proxy a test can cut, and [`history::History`], what
+//! producers and consumers saw and its check.
 //!
 //! The binaries are looked up in the workspace target directory (`target/debug` unless
 //! `CHRONIK_TARGET_DIR` or `CARGO_TARGET_DIR` says otherwise), so build them first:
 //! `cargo build --workspace --bins` (the README's test command does this).
 
+pub mod history;
 pub mod proxy;
 
 use std::net::{TcpListener, TcpStream};
