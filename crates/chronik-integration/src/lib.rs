@@ -1,14 +1,24 @@
 //! Test harness: starts real `chronik-server` processes on 127.0.0.1 ports and kills them for real,
 //! and mounts small tmpfs file systems (`Tmpfs`) for tests that fill the broker's disk.
 //!
+//! Fault-test tools: [`proxy::Proxy`] (a TCP proxy a test can cut), [`history::History`] (what
+//! producers and consumers saw, and its check) and [`Cluster::start_with_proxies`] (a cluster
+//! whose inter-node traffic goes through proxies, see [`ClusterProxies`]).
+//!
 //! The binaries are looked up in the workspace target directory (`target/debug` unless
 //! `CHRONIK_TARGET_DIR` or `CARGO_TARGET_DIR` says otherwise), so build them first:
 //! `cargo build --workspace --bins` (the README's test command does this).
 
-use std::net::{TcpListener, TcpStream};
+pub mod history;
+pub mod proxy;
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use proxy::Proxy;
 
 /// Directory holding the workspace's built binaries.
 pub fn target_bin_dir() -> PathBuf {
@@ -44,19 +54,27 @@ pub fn free_port() -> u16 {
 /// quorum. Nodes are ordinary `Broker`s: kill, restart and read their logs one by one.
 pub struct Cluster {
     pub nodes: Vec<Broker>,
+    /// The proxies between the nodes, when started with [`Cluster::start_with_proxies`].
+    pub proxies: Option<ClusterProxies>,
+}
+
+/// `n` distinct ports that were free a moment ago (a port freed a moment ago can be handed out
+/// again, so they are checked against each other).
+fn distinct_free_ports(n: usize) -> Vec<u16> {
+    let mut ports: Vec<u16> = Vec::new();
+    while ports.len() < n {
+        let port = free_port();
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    ports
 }
 
 impl Cluster {
     /// Starts `n` nodes (ids 1..=n) with extra `chronik-server start` flags for each.
     pub fn start(n: usize, extra_args: &[&str]) -> Cluster {
-        // 2n distinct ports: a port freed a moment ago can be handed out again.
-        let mut ports: Vec<u16> = Vec::new();
-        while ports.len() < 2 * n {
-            let port = free_port();
-            if !ports.contains(&port) {
-                ports.push(port);
-            }
-        }
+        let ports = distinct_free_ports(2 * n);
         let (kafka, controller) = ports.split_at(n);
         let voters = controller
             .iter()
@@ -64,15 +82,89 @@ impl Cluster {
             .map(|(i, port)| format!("{}@127.0.0.1:{port}", i + 1))
             .collect::<Vec<_>>()
             .join(",");
-        // Spawned all at once: each waits for a quorum before it accepts clients.
-        let mut nodes: Vec<Broker> = (0..n)
-            .map(|i| {
-                let mut args = vec![
-                    "--node-id".to_string(),
-                    (i + 1).to_string(),
+        let args: Vec<Vec<String>> = (0..n)
+            .map(|_| vec!["--controller-quorum-voters".to_string(), voters.clone()])
+            .collect();
+        Cluster::spawn_nodes(kafka, args, extra_args, None)
+    }
+
+    /// Like [`Cluster::start`], but the nodes reach each other only through [`Proxy`]s, so a
+    /// test can cut a node off (see [`ClusterProxies`] for what goes through which proxy and
+    /// what does not).
+    ///
+    /// Node `i` binds its controller listener on a real port (`--controller-listen`) and lists
+    /// itself there in its `--controller-quorum-voters`; every other voter `j` it lists at the
+    /// controller link proxy `i→j`. So each node has its own voters string: same ids, different
+    /// addresses, and never its own traffic through a proxy (its broker half calls its own
+    /// controller directly). Its `--advertised-address` is its Kafka proxy, so clients (after
+    /// bootstrapping on [`Broker::bootstrap`], the real port) and other brokers reach it only
+    /// through that proxy.
+    pub fn start_with_proxies(n: usize, extra_args: &[&str]) -> Cluster {
+        let ports = distinct_free_ports(2 * n);
+        let (kafka, controller) = ports.split_at(n);
+        // A proxy binds an ephemeral port that must not be one the nodes are about to bind.
+        let proxy_to = |port: u16| loop {
+            let proxy = Proxy::start(SocketAddr::from(([127, 0, 0, 1], port)));
+            if !ports.contains(&proxy.port()) {
+                break proxy;
+            }
+        };
+        let kafka_proxies: Vec<Proxy> = kafka.iter().map(|&port| proxy_to(port)).collect();
+        let mut controller_links = BTreeMap::new();
+        for from in 1..=n as i32 {
+            for to in 1..=n as i32 {
+                if from != to {
+                    let proxy = proxy_to(controller[(to - 1) as usize]);
+                    controller_links.insert((from, to), proxy);
+                }
+            }
+        }
+        let args: Vec<Vec<String>> = (1..=n as i32)
+            .map(|id| {
+                let own = controller[(id - 1) as usize];
+                let voters = (1..=n as i32)
+                    .map(|peer| {
+                        let port = if peer == id {
+                            own
+                        } else {
+                            controller_links[&(id, peer)].port()
+                        };
+                        format!("{peer}@127.0.0.1:{port}")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",");
+                vec![
                     "--controller-quorum-voters".to_string(),
-                    voters.clone(),
-                ];
+                    voters,
+                    "--controller-listen".to_string(),
+                    format!("127.0.0.1:{own}"),
+                    "--advertised-address".to_string(),
+                    kafka_proxies[(id - 1) as usize].addr().to_string(),
+                ]
+            })
+            .collect();
+        let proxies = ClusterProxies {
+            kafka: kafka_proxies,
+            controller_links,
+        };
+        Cluster::spawn_nodes(kafka, args, extra_args, Some(proxies))
+    }
+
+    /// Spawns node `i + 1` on `kafka[i]` with `node_args[i]` then `extra_args`, and waits until
+    /// every node is ready.
+    fn spawn_nodes(
+        kafka: &[u16],
+        node_args: Vec<Vec<String>>,
+        extra_args: &[&str],
+        proxies: Option<ClusterProxies>,
+    ) -> Cluster {
+        // Spawned all at once: each waits for a quorum before it accepts clients.
+        let mut nodes: Vec<Broker> = node_args
+            .into_iter()
+            .enumerate()
+            .map(|(i, node_args)| {
+                let mut args = vec!["--node-id".to_string(), (i + 1).to_string()];
+                args.extend(node_args);
                 args.extend(extra_args.iter().map(|s| s.to_string()));
                 Broker {
                     child: None,
@@ -89,7 +181,14 @@ impl Cluster {
         for node in &mut nodes {
             node.wait_ready();
         }
-        Cluster { nodes }
+        Cluster { nodes, proxies }
+    }
+
+    /// The proxies of a cluster started with [`Cluster::start_with_proxies`]; panics otherwise.
+    pub fn proxies(&self) -> &ClusterProxies {
+        self.proxies
+            .as_ref()
+            .expect("the cluster was not started with proxies")
     }
 
     /// Every node's `host:port`, comma-separated.
@@ -104,6 +203,88 @@ impl Cluster {
     /// Index of the node with this id (ids start at 1).
     pub fn node(&mut self, id: i32) -> &mut Broker {
         &mut self.nodes[(id - 1) as usize]
+    }
+}
+
+/// The proxies of a [`Cluster::start_with_proxies`] cluster, with nodes by id (1..=n).
+///
+/// What goes through them:
+/// - `kafka[id - 1]` forwards to node `id`'s Kafka listener and is its advertised address: every
+///   client connection after bootstrap and every broker-to-broker Kafka connection *to* that node
+///   (e.g. a follower fetching from it as leader) goes through it;
+/// - `controller_links[(from, to)]` forwards node `from`'s controller traffic to node `to`'s
+///   controller listener: Raft votes and appends, and `from`'s broker registration, heartbeats
+///   and forwarded metadata changes when `to` is the controller.
+///
+/// What does not: Kafka connections a node opens to another node's advertised address go through
+/// the *target's* Kafka proxy, which the target's other clients share, so [`Self::isolate`] of a
+/// follower does not stop it fetching from a reachable leader. Cutting that too needs a broker
+/// change: a per-node map of the address to use for each peer broker (e.g.
+/// `--peer-kafka-addresses 2=127.0.0.1:P12,3=127.0.0.1:P13`, consulted by the replica fetcher
+/// instead of the peer's advertised address), so each ordered pair of nodes can get its own link
+/// proxy as the controller plane has.
+///
+/// Raft caveat: each node initializes the quorum membership from its own voters string, so each
+/// keeps its own view of the addresses; a node that installs a metadata snapshot (after falling
+/// more than the kept log behind) takes the sender's view, and from then on reaches its peers
+/// through the sender's links (still proxies, but not the ones named after it).
+pub struct ClusterProxies {
+    pub kafka: Vec<Proxy>,
+    pub controller_links: BTreeMap<(i32, i32), Proxy>,
+}
+
+impl ClusterProxies {
+    /// Every proxy that carries traffic to or from node `id`: its Kafka proxy and the
+    /// controller links from and to it.
+    fn of_node(&self, id: i32) -> impl Iterator<Item = &Proxy> {
+        self.controller_links
+            .iter()
+            .filter(move |((from, to), _)| *from == id || *to == id)
+            .map(|(_, proxy)| proxy)
+            .chain(std::iter::once(&self.kafka[(id - 1) as usize]))
+    }
+
+    /// Cuts node `id` off: its Kafka proxy and all its controller links (both directions).
+    /// See the type docs for what still flows.
+    pub fn isolate(&self, id: i32) {
+        self.of_node(id).for_each(Proxy::cut);
+    }
+
+    /// Undoes [`Self::isolate`] of node `id` (links to nodes still isolated stay cut).
+    pub fn rejoin(&self, id: i32) {
+        for ((from, to), proxy) in &self.controller_links {
+            let other = if *from == id {
+                *to
+            } else if *to == id {
+                *from
+            } else {
+                continue;
+            };
+            if !self.kafka[(other - 1) as usize].is_cut() {
+                proxy.heal();
+            }
+        }
+        self.kafka[(id - 1) as usize].heal();
+    }
+
+    /// Cuts the controller traffic between two nodes, both directions.
+    pub fn cut_controller_link(&self, a: i32, b: i32) {
+        self.controller_links[&(a, b)].cut();
+        self.controller_links[&(b, a)].cut();
+    }
+
+    /// Heals the controller traffic between two nodes, both directions.
+    pub fn heal_controller_link(&self, a: i32, b: i32) {
+        self.controller_links[&(a, b)].heal();
+        self.controller_links[&(b, a)].heal();
+    }
+
+    /// Heals every proxy.
+    pub fn heal_all(&self) {
+        self.kafka
+            .iter()
+            .chain(self.controller_links.values())
+            .for_each(Proxy::heal);
     }
 }
 

@@ -14,6 +14,7 @@
 //!   before it acts.
 //! - `allocator`: keeps hostile array lengths from aborting the process.
 //! - `cluster_status`: the `chronik-server cluster status` admin command.
+//! - `dump_log`: the `chronik-server dump-log` command (a partition directory's batches, read-only).
 //! - `broker`: wiring and the run loop; `config`: settings; `producer_ids`: id allocation;
 
 pub mod allocator;
@@ -23,6 +24,7 @@ pub mod cluster_status;
 pub mod config;
 pub mod controller;
 pub mod coordinator;
+pub mod dump_log;
 pub mod metadata;
 pub mod network;
 pub mod producer_ids;

@@ -27,6 +27,16 @@ enum Command {
     /// Inspect a running cluster.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Print one line per record batch of a partition directory (base..last offset, leader
+    /// epoch, stored CRC, producer id/epoch, base sequence, record count, size), read-only:
+    /// nothing is recovered or written. Notes (torn tail, gaps) go to stderr.
+    DumpLog {
+        /// The partition directory, e.g. data/my-topic-0.
+        partition_dir: std::path::PathBuf,
+        /// Skip batches whose last offset is below this.
+        #[arg(long, default_value_t = 0)]
+        from_offset: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -60,6 +70,15 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::DumpLog {
+            partition_dir,
+            from_offset,
+        } => chronik_server::dump_log::run(
+            &partition_dir,
+            from_offset,
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+        ),
         Command::Start(args) => {
             let config = BrokerConfig::load(&args)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()

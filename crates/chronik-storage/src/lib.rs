@@ -12,6 +12,7 @@
 //!   reads, retention, truncation, the log start offset and recovery at open.
 //! - [`leader_epoch`]: the leader epoch cache (OffsetForLeaderEpoch).
 //! - [`cleaner`]: log compaction.
+//! - [`dump`]: read-only scan of a partition directory's batches (`chronik-server dump-log`).
 //! - [`journal`]: the write-ahead journal of a data directory: one fsync per round for
 //!   every partition, checkpoints, recovery points and replay.
 //! - [`fs`]: the file-system seam ([`fs::Fs`]) every file operation goes through;
@@ -26,6 +27,7 @@
 pub mod batch;
 pub mod cleaner;
 pub mod config;
+pub mod dump;
 pub mod error;
 #[cfg(any(test, feature = "fault-injection"))]
 pub mod faulty_fs;
