@@ -111,11 +111,13 @@ impl Cluster {
         };
         let kafka_proxies: Vec<Proxy> = kafka.iter().map(|&port| proxy_to(port)).collect();
         let mut controller_links = BTreeMap::new();
+        let mut replica_links = BTreeMap::new();
         for from in 1..=n as i32 {
             for to in 1..=n as i32 {
                 if from != to {
                     let proxy = proxy_to(controller[(to - 1) as usize]);
                     controller_links.insert((from, to), proxy);
+                    replica_links.insert((from, to), proxy_to(kafka[(to - 1) as usize]));
                 }
             }
         }
@@ -140,12 +142,19 @@ impl Cluster {
                     format!("127.0.0.1:{own}"),
                     "--advertised-address".to_string(),
                     kafka_proxies[(id - 1) as usize].addr().to_string(),
+                    "--peer-kafka-addresses".to_string(),
+                    (1..=n as i32)
+                        .filter(|&peer| peer != id)
+                        .map(|peer| format!("{peer}={}", replica_links[&(id, peer)].addr()))
+                        .collect::<Vec<_>>()
+                        .join(","),
                 ]
             })
             .collect();
         let proxies = ClusterProxies {
             kafka: kafka_proxies,
             controller_links,
+            replica_links,
         };
         Cluster::spawn_nodes(kafka, args, extra_args, Some(proxies))
     }
@@ -216,13 +225,8 @@ impl Cluster {
 ///   controller listener: Raft votes and appends, and `from`'s broker registration, heartbeats
 ///   and forwarded metadata changes when `to` is the controller.
 ///
-/// What does not: Kafka connections a node opens to another node's advertised address go through
-/// the *target's* Kafka proxy, which the target's other clients share, so [`Self::isolate`] of a
-/// follower does not stop it fetching from a reachable leader. Cutting that too needs a broker
-/// change: a per-node map of the address to use for each peer broker (e.g.
-/// `--peer-kafka-addresses 2=127.0.0.1:P12,3=127.0.0.1:P13`, consulted by the replica fetcher
-/// instead of the peer's advertised address), so each ordered pair of nodes can get its own link
-/// proxy as the controller plane has.
+/// - `replica_links[(from, to)]` forwards node `from`'s replica fetches to node `to`'s Kafka
+///   listener (`--peer-kafka-addresses`), so cutting a node off stops its followers too.
 ///
 /// Raft caveat: each node initializes the quorum membership from its own voters string, so each
 /// keeps its own view of the addresses; a node that installs a metadata snapshot (after falling
@@ -231,14 +235,20 @@ impl Cluster {
 pub struct ClusterProxies {
     pub kafka: Vec<Proxy>,
     pub controller_links: BTreeMap<(i32, i32), Proxy>,
+    /// `(from, to)`: node `from`'s replica fetches from node `to` (`--peer-kafka-addresses`).
+    pub replica_links: BTreeMap<(i32, i32), Proxy>,
 }
 
 impl ClusterProxies {
+    /// The directed links between nodes: controller traffic and replica fetches.
+    fn links(&self) -> impl Iterator<Item = (&(i32, i32), &Proxy)> {
+        self.controller_links.iter().chain(&self.replica_links)
+    }
+
     /// Every proxy that carries traffic to or from node `id`: its Kafka proxy and the
-    /// controller links from and to it.
+    /// links from and to it.
     fn of_node(&self, id: i32) -> impl Iterator<Item = &Proxy> {
-        self.controller_links
-            .iter()
+        self.links()
             .filter(move |((from, to), _)| *from == id || *to == id)
             .map(|(_, proxy)| proxy)
             .chain(std::iter::once(&self.kafka[(id - 1) as usize]))
@@ -252,7 +262,7 @@ impl ClusterProxies {
 
     /// Undoes [`Self::isolate`] of node `id` (links to nodes still isolated stay cut).
     pub fn rejoin(&self, id: i32) {
-        for ((from, to), proxy) in &self.controller_links {
+        for ((from, to), proxy) in self.links() {
             let other = if *from == id {
                 *to
             } else if *to == id {
@@ -283,7 +293,7 @@ impl ClusterProxies {
     pub fn heal_all(&self) {
         self.kafka
             .iter()
-            .chain(self.controller_links.values())
+            .chain(self.links().map(|(_, proxy)| proxy))
             .for_each(Proxy::heal);
     }
 }
@@ -353,6 +363,26 @@ impl Broker {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// SIGSTOP: the process freezes (a zombie: alive, holding its connections, answering
+    /// nothing) until [`Broker::resume`].
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`Broker::pause`].
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .arg(signal)
+                .arg(child.id().to_string())
+                .status();
         }
     }
 

@@ -69,6 +69,10 @@ pub struct BrokerConfig {
     pub replica_fetch_max_bytes: i32,
     /// Bytes a follower fetches per request over all partitions.
     pub replica_fetch_response_max_bytes: i32,
+    /// Where this broker's replica fetchers reach other brokers, `id=host:port,...`, when not
+    /// at their advertised addresses (a separate replication network; fault tests put a
+    /// proxy on each link). Brokers not listed are reached at their advertised address.
+    pub peer_kafka_addresses: Option<String>,
     /// Address of the controller listener (Raft and broker → controller calls). Defaults to
     /// this node's entry in `controller_quorum_voters`, or, for a single node without voters,
     /// an ephemeral port on 127.0.0.1 (a lone voter talks to no one).
@@ -173,6 +177,7 @@ impl Default for BrokerConfig {
             replica_fetch_max_wait_ms: 500,
             replica_fetch_max_bytes: 1 << 20,
             replica_fetch_response_max_bytes: 10 << 20,
+            peer_kafka_addresses: None,
             controller_listen: None,
             controller_quorum_voters: None,
             broker_session_timeout_ms: 9000,
@@ -218,6 +223,9 @@ pub struct StartArgs {
     pub allow_everyone_if_no_acl_found: Option<bool>,
     #[arg(long, env = "CHRONIK_REPLICA_LAG_TIME_MAX_MS")]
     pub replica_lag_time_max_ms: Option<i64>,
+    /// Where replica fetchers reach other brokers, e.g. 2=10.0.0.2:9092,3=10.0.0.3:9092.
+    #[arg(long, env = "CHRONIK_PEER_KAFKA_ADDRESSES")]
+    pub peer_kafka_addresses: Option<String>,
     /// Address of the controller listener, e.g. 127.0.0.1:9192.
     #[arg(long, env = "CHRONIK_CONTROLLER_LISTEN")]
     pub controller_listen: Option<SocketAddr>,
@@ -239,6 +247,25 @@ pub struct StartArgs {
 }
 
 impl BrokerConfig {
+    /// `peer_kafka_addresses` as broker id → `host:port`.
+    pub fn peer_kafka_addresses(&self) -> anyhow::Result<std::collections::HashMap<i32, String>> {
+        let Some(list) = &self.peer_kafka_addresses else {
+            return Ok(Default::default());
+        };
+        list.split(',')
+            .filter(|entry| !entry.trim().is_empty())
+            .map(|entry| {
+                let (id, address) = entry.trim().split_once('=').with_context(|| {
+                    format!("peer_kafka_addresses entry {entry:?} is not id=host:port")
+                })?;
+                let id = id.parse().with_context(|| {
+                    format!("peer_kafka_addresses entry {entry:?}: bad broker id")
+                })?;
+                Ok((id, address.to_string()))
+            })
+            .collect()
+    }
+
     /// Builds the effective configuration: defaults ← TOML file ← env/flags.
     pub fn load(args: &StartArgs) -> anyhow::Result<BrokerConfig> {
         let mut config = match &args.config {
@@ -271,6 +298,9 @@ impl BrokerConfig {
             leader_imbalance_check_interval_seconds,
             leader_imbalance_per_broker_percentage
         );
+        if args.peer_kafka_addresses.is_some() {
+            config.peer_kafka_addresses = args.peer_kafka_addresses.clone();
+        }
         if args.advertised_address.is_some() {
             config.advertised_address = args.advertised_address.clone();
         }
@@ -320,6 +350,7 @@ impl BrokerConfig {
         }
         self.advertised_host_port()?;
         self.voters()?;
+        self.peer_kafka_addresses()?;
         self.log.validate()
     }
 

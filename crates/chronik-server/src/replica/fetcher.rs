@@ -66,6 +66,8 @@ struct Limits {
 
 pub struct ReplicaFetchers {
     limits: Limits,
+    /// Brokers reached elsewhere than at their advertised address (`peer_kafka_addresses`).
+    peer_addresses: HashMap<i32, String>,
     replicas: Arc<ReplicaManager>,
     fetchers: Mutex<HashMap<i32, Fetcher>>,
 }
@@ -79,6 +81,8 @@ impl ReplicaFetchers {
                 partition_max_bytes: config.replica_fetch_max_bytes,
                 response_max_bytes: config.replica_fetch_response_max_bytes,
             },
+            // Validated when the configuration was loaded.
+            peer_addresses: config.peer_kafka_addresses().unwrap_or_default(),
             replicas,
             fetchers: Mutex::new(HashMap::new()),
         }
@@ -108,11 +112,12 @@ impl ReplicaFetchers {
             keep
         });
         for (leader, partitions) in wanted {
-            let Some(address) = image
-                .brokers
-                .get(&leader)
-                .map(|b| format!("{}:{}", b.host, b.port))
-            else {
+            let registered = image.brokers.get(&leader);
+            let address = match self.peer_addresses.get(&leader) {
+                Some(address) if registered.is_some() => Some(address.clone()),
+                _ => registered.map(|b| format!("{}:{}", b.host, b.port)),
+            };
+            let Some(address) = address else {
                 // Not registered (yet): the next image that registers it starts the fetcher.
                 continue;
             };
