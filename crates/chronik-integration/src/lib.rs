@@ -11,6 +11,7 @@
 
 pub mod history;
 pub mod proxy;
+pub mod raw;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};

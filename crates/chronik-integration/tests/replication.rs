@@ -8,8 +8,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use chronik_integration::raw::exchange;
 use chronik_integration::Cluster;
 use core_util::{admin, consume, opts, producer};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{
+    ApiKey, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureRecord;
@@ -210,4 +216,60 @@ async fn a_killed_leader_is_replaced_by_an_in_sync_follower_without_losing_ackno
             logs.iter().all(|l| *l == logs[0])
         },
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follower_answers_a_fetch_with_where_the_leader_is() {
+    let cluster = start_cluster();
+    let bootstrap = cluster.bootstrap();
+    create_replicated_topic(&bootstrap, "routed", 1).await;
+    let (leader, _) = partition_states(&bootstrap, "routed")[&0].clone();
+    let follower = cluster
+        .nodes
+        .iter()
+        .enumerate()
+        .find(|(i, _)| *i as i32 + 1 != leader)
+        .map(|(_, n)| n.bootstrap())
+        .unwrap();
+    let request = FetchRequest::default()
+        .with_max_wait_ms(10)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str("routed")))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let response: FetchResponse = exchange(&follower, ApiKey::Fetch, 12, &request).unwrap();
+    let partition = &response.responses[0].partitions[0];
+    assert_eq!(partition.error_code, 6, "NOT_LEADER_OR_FOLLOWER");
+    assert_eq!(partition.current_leader.leader_id.0, leader);
+    assert!(partition.current_leader.leader_epoch >= 0);
+    // v16 (topics by id) names the leader's endpoint too.
+    let metadata: MetadataResponse = exchange(
+        &follower,
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(None),
+    )
+    .unwrap();
+    let topic_id = metadata
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "routed"))
+        .map(|t| t.topic_id)
+        .unwrap();
+    let mut request = request;
+    request.topics[0].topic_id = topic_id;
+    let response: FetchResponse = exchange(&follower, ApiKey::Fetch, 16, &request).unwrap();
+    let leader_port = cluster.nodes[(leader - 1) as usize].port() as i32;
+    assert_eq!(
+        response.responses[0].partitions[0]
+            .current_leader
+            .leader_id
+            .0,
+        leader
+    );
+    assert!(response
+        .node_endpoints
+        .iter()
+        .any(|e| e.node_id.0 == leader && e.port == leader_port));
 }

@@ -14,9 +14,9 @@
 use std::time::Duration;
 
 use kafka_protocol::messages::fetch_response::{
-    EpochEndOffset, FetchableTopicResponse, PartitionData,
+    EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::ResponseError;
 
 use super::str_bytes;
@@ -108,6 +108,7 @@ pub async fn handle(
         )
         .await;
     let mut fetched = fetched.into_iter();
+    let mut endpoints: Vec<NodeEndpoint> = Vec::new();
     let responses = layout
         .into_iter()
         .map(|(topic, topic_id, refused, partitions, topic_name)| {
@@ -132,7 +133,29 @@ pub async fn handle(
                     let diverging = f.diverging_epoch.map_or_else(Default::default, |(e, o)| {
                         EpochEndOffset::default().with_epoch(e).with_end_offset(o)
                     });
+                    // KIP-951: where the leader is, so the client re-routes at once.
+                    let hint = super::wants_leader_hint(code)
+                        .then(|| {
+                            super::leader_hint(broker, topic_name.as_deref().unwrap_or(""), index)
+                        })
+                        .flatten();
+                    let current_leader = hint.as_ref().map_or_else(Default::default, |h| {
+                        LeaderIdAndEpoch::default()
+                            .with_leader_id(BrokerId(h.leader))
+                            .with_leader_epoch(h.leader_epoch)
+                    });
+                    if let Some((id, host, port)) = hint.and_then(|h| h.endpoint) {
+                        if !endpoints.iter().any(|e| e.node_id.0 == id) {
+                            endpoints.push(
+                                NodeEndpoint::default()
+                                    .with_node_id(BrokerId(id))
+                                    .with_host(str_bytes(&host))
+                                    .with_port(port),
+                            );
+                        }
+                    }
                     data.with_error_code(code)
+                        .with_current_leader(current_leader)
                         .with_diverging_epoch(diverging)
                         .with_high_watermark(f.high_watermark)
                         .with_last_stable_offset(f.high_watermark)
@@ -151,4 +174,5 @@ pub async fn handle(
     FetchResponse::default()
         .with_session_id(0)
         .with_responses(responses)
+        .with_node_endpoints(endpoints)
 }

@@ -353,6 +353,36 @@ pub(crate) fn not_hosted(broker: &Broker, topic: &str, partition: i32) -> i16 {
     }
 }
 
+/// Where a partition's leader is, for a client this broker answered NOT_LEADER_OR_FOLLOWER
+/// or FENCED_LEADER_EPOCH (KIP-951: it re-routes without a full metadata refresh): the
+/// leader's id and epoch, and its endpoint `(id, host, port)` if it is registered.
+pub(crate) struct LeaderHint {
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub endpoint: Option<(i32, String, i32)>,
+}
+
+pub(crate) fn leader_hint(broker: &Broker, topic: &str, partition: i32) -> Option<LeaderHint> {
+    let image = broker.metadata.image();
+    let state = image.partition(topic, partition)?;
+    let endpoint = image
+        .brokers
+        .get(&state.leader)
+        .filter(|b| !b.fenced)
+        .map(|b| (b.id, b.host.clone(), b.port));
+    Some(LeaderHint {
+        leader: state.leader,
+        leader_epoch: state.leader_epoch,
+        endpoint,
+    })
+}
+
+/// Whether an error code is one a leader hint goes with.
+pub(crate) fn wants_leader_hint(code: i16) -> bool {
+    code == kafka_protocol::ResponseError::NotLeaderOrFollower.code()
+        || code == kafka_protocol::ResponseError::FencedLeaderEpoch.code()
+}
+
 /// Shorthand for kafka-protocol's string type.
 pub(crate) fn str_bytes(s: &str) -> kafka_protocol::protocol::StrBytes {
     kafka_protocol::protocol::StrBytes::from_string(s.to_string())

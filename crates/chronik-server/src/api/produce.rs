@@ -7,9 +7,10 @@
 use std::time::Duration;
 
 use kafka_protocol::messages::produce_response::{
-    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
+    TopicProduceResponse,
 };
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::ResponseError;
 
 use super::str_bytes;
@@ -113,7 +114,43 @@ pub async fn handle(
             partition.base_offset = -1;
         }
     }
-    Some(ProduceResponse::default().with_responses(responses))
+    let node_endpoints = add_leader_hints(broker, &mut responses);
+    Some(
+        ProduceResponse::default()
+            .with_responses(responses)
+            .with_node_endpoints(node_endpoints),
+    )
+}
+
+/// KIP-951: partitions answered NOT_LEADER_OR_FOLLOWER (or FENCED_LEADER_EPOCH) name their
+/// current leader, and the response lists those leaders' endpoints (v10+ carries them).
+fn add_leader_hints(broker: &Broker, responses: &mut [TopicProduceResponse]) -> Vec<NodeEndpoint> {
+    let mut endpoints: Vec<NodeEndpoint> = Vec::new();
+    for topic in responses.iter_mut() {
+        let name = topic.name.0.to_string();
+        for partition in topic.partition_responses.iter_mut() {
+            if !super::wants_leader_hint(partition.error_code) {
+                continue;
+            }
+            let Some(hint) = super::leader_hint(broker, &name, partition.index) else {
+                continue;
+            };
+            partition.current_leader = LeaderIdAndEpoch::default()
+                .with_leader_id(BrokerId(hint.leader))
+                .with_leader_epoch(hint.leader_epoch);
+            if let Some((id, host, port)) = hint.endpoint {
+                if !endpoints.iter().any(|e| e.node_id.0 == id) {
+                    endpoints.push(
+                        NodeEndpoint::default()
+                            .with_node_id(BrokerId(id))
+                            .with_host(str_bytes(&host))
+                            .with_port(port),
+                    );
+                }
+            }
+        }
+    }
+    endpoints
 }
 
 /// A partition's refusal: its error code and, from v8, the message and the records to blame.

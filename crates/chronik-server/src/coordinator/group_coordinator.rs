@@ -150,10 +150,13 @@ impl GroupCoordinator {
             return Ok(());
         }
         let configs = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
+        // Groups must survive a broker loss: three replicas, or as many as there are brokers
+        // (Kafka's offsets.topic.replication.factor is 3 too).
+        let live = self.metadata.image().live_brokers().count().max(1);
         let new = NewTopic {
             name: CONSUMER_OFFSETS_TOPIC.to_string(),
             partitions: self.config.offsets_topic_num_partitions,
-            replication_factor: -1,
+            replication_factor: live.min(3) as i16,
             assignments: None,
             configs,
             validate_only: false,
