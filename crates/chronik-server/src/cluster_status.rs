@@ -40,8 +40,11 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use crate::quorum::rpc::{RpcRequest, RpcResponse, MAX_FRAME};
 use crate::replica::{PartitionStatus, ReplicaRole, ReplicaStatus};
 
-/// How long one broker may take to connect and answer.
+/// How long the bootstrap broker may take to answer.
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long each broker may take to connect and answer `ReplicaStatus`: a node cut off (or
+/// frozen) shows as unreachable without holding the report up long.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// One request and its response on `stream`.
 fn exchange<Req: Encodable, Resp: Decodable>(
@@ -153,16 +156,28 @@ pub fn report(bootstrap: &str) -> anyhow::Result<String> {
     let brokers: Vec<i32> = cluster.brokers.iter().map(|b| b.broker_id.0).collect();
     match controller_listeners(&mut stream) {
         Ok(listeners) => {
-            let statuses = brokers
-                .iter()
-                .map(|&id| {
-                    let answer = match listeners.get(&id) {
-                        Some(addr) => replica_status(addr),
-                        None => Err(anyhow::anyhow!("no controller listener known")),
-                    };
-                    (id, answer)
-                })
-                .collect();
+            // All at once: an unreachable broker costs its timeout once, not once per broker.
+            let statuses = std::thread::scope(|scope| {
+                let asks: Vec<_> = brokers
+                    .iter()
+                    .map(|&id| {
+                        let addr = listeners.get(&id);
+                        let ask = scope.spawn(move || match addr {
+                            Some(addr) => replica_status(addr),
+                            None => Err(anyhow::anyhow!("no controller listener known")),
+                        });
+                        (id, ask)
+                    })
+                    .collect();
+                asks.into_iter()
+                    .map(|(id, ask)| {
+                        let answer = ask
+                            .join()
+                            .unwrap_or_else(|_| Err(anyhow::anyhow!("asking it panicked")));
+                        (id, answer)
+                    })
+                    .collect()
+            });
             write_replication(&mut out, &partitions, &statuses)?;
         }
         Err(e) => writeln!(out, "replication: unavailable (DescribeQuorum: {e:#})")?,
@@ -207,10 +222,11 @@ pub fn replica_status(addr: &str) -> anyhow::Result<ReplicaStatus> {
         .with_context(|| format!("resolving {addr}"))?
         .next()
         .with_context(|| format!("{addr} resolves to nothing"))?;
-    let mut stream = TcpStream::connect_timeout(&target, TIMEOUT)
+    let mut stream = TcpStream::connect_timeout(&target, STATUS_TIMEOUT)
         .with_context(|| format!("connecting to {addr}"))?;
-    stream.set_read_timeout(Some(TIMEOUT))?;
-    stream.set_write_timeout(Some(TIMEOUT))?;
+    // Per read, so a slow trickle could take longer; the broker answers in one write.
+    stream.set_read_timeout(Some(STATUS_TIMEOUT))?;
+    stream.set_write_timeout(Some(STATUS_TIMEOUT))?;
     let json = serde_json::to_vec(&RpcRequest::ReplicaStatus)?;
     let mut frame = (json.len() as u32).to_be_bytes().to_vec();
     frame.extend_from_slice(&json);
