@@ -139,10 +139,15 @@ impl Broker {
         tokio::spawn(publisher.run(quorum.subscribe()));
 
         let runtime = quorum.runtime();
+        let status: crate::quorum::server::StatusSource = {
+            let replicas = replicas.clone();
+            Arc::new(move || replicas.status(node_id))
+        };
         runtime.spawn(crate::quorum::server::serve(
             controller_listener,
             quorum.raft.clone(),
             controller.clone(),
+            status,
         ));
         runtime.spawn(controller.clone().run_fencing());
         runtime.spawn(controller.clone().run_leader_balancing());

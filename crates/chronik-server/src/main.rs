@@ -42,7 +42,9 @@ enum Command {
 #[derive(Subcommand)]
 enum ClusterCommand {
     /// The controller, every broker (alive or fenced, with its address) and each partition's
-    /// leader, leader epoch, replicas and ISR, as one broker's metadata image has them.
+    /// leader, leader epoch, replicas and ISR, as one broker's metadata image has them; then
+    /// each partition's high watermark and replicas' log ends as its leader (and each replica)
+    /// reports them, and each broker's replication counters since it started.
     Status {
         /// Any broker of the cluster, host:port.
         #[arg(long, default_value = "127.0.0.1:9092")]

@@ -1,11 +1,15 @@
 //! DescribeQuorum (key 55): the metadata quorum's leader, epoch (Raft term), high watermark and
 //! each voter's log end, as the leader reports it; any broker forwards the question there.
 //! Needs DESCRIBE on the cluster, as in Kafka. The quorum's topic is `__cluster_metadata`,
-//! partition 0, as Kafka names its metadata log.
+//! partition 0, as Kafka names its metadata log. From v2 it also lists each voter's controller
+//! listener (KIP-853's `Nodes`, listener name `CONTROLLER`) as this broker's configuration names
+//! it: `chronik-server cluster status` finds every broker's controller listener there.
 
 use std::time::Duration;
 
-use kafka_protocol::messages::describe_quorum_response::{PartitionData, ReplicaState, TopicData};
+use kafka_protocol::messages::describe_quorum_response::{
+    Listener, Node, PartitionData, ReplicaState, TopicData,
+};
 use kafka_protocol::messages::{
     BrokerId, DescribeQuorumRequest, DescribeQuorumResponse, TopicName,
 };
@@ -70,7 +74,34 @@ pub async fn handle(
         .with_leader_epoch(info.term as i32)
         .with_high_watermark(info.high_watermark)
         .with_current_voters(voters);
-    DescribeQuorumResponse::default().with_topics(vec![TopicData::default()
+    let response = DescribeQuorumResponse::default().with_topics(vec![TopicData::default()
         .with_topic_name(TopicName(str_bytes("__cluster_metadata")))
-        .with_partitions(vec![partition])])
+        .with_partitions(vec![partition])]);
+    if version < 2 {
+        return response;
+    }
+    response.with_nodes(voter_nodes(&controller.quorum().voters))
+}
+
+/// The voters' controller listeners, from `id → host:port` (an address without a parseable
+/// port is left out rather than sent wrong).
+fn voter_nodes(voters: &std::collections::BTreeMap<u64, String>) -> Vec<Node> {
+    voters
+        .iter()
+        .filter_map(|(id, addr)| {
+            let (host, port) = addr.rsplit_once(':')?;
+            let port: u16 = port.parse().ok()?;
+            let listener = Listener::default()
+                .with_name(str_bytes("CONTROLLER"))
+                .with_host(str_bytes(
+                    host.trim_start_matches('[').trim_end_matches(']'),
+                ))
+                .with_port(port);
+            Some(
+                Node::default()
+                    .with_node_id(BrokerId(*id as i32))
+                    .with_listeners(vec![listener]),
+            )
+        })
+        .collect()
 }

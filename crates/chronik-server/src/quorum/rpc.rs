@@ -4,7 +4,8 @@
 //!
 //! Raft's own messages (AppendEntries, Vote, InstallSnapshot) and the broker → controller calls
 //! (`ControllerCall`: registration, heartbeats and forwarded metadata changes, KIP-590) share the
-//! listener, so a node needs one extra port, not two.
+//! listener, so a node needs one extra port, not two. So does `ReplicaStatus`, the admin
+//! command's question to each broker about its replicas (`chronik-server cluster status`).
 
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use tokio::net::TcpStream;
 
 use super::{NodeId, TypeConfig};
 use crate::controller::{ControllerCall, ControllerResult};
+use crate::replica::ReplicaStatus;
 
 /// Frames larger than this are refused (a snapshot is sent in chunks well below it).
 pub const MAX_FRAME: usize = 64 << 20;
@@ -30,6 +32,8 @@ pub enum RpcRequest {
     Vote(VoteRequest<NodeId>),
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
     Controller(ControllerCall),
+    /// This broker's hosted partitions and replication counters, answered locally.
+    ReplicaStatus,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -40,6 +44,7 @@ pub enum RpcResponse {
         Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
     ),
     Controller(ControllerResult),
+    ReplicaStatus(ReplicaStatus),
 }
 
 pub async fn write_frame<T: Serialize>(stream: &mut TcpStream, value: &T) -> std::io::Result<()> {

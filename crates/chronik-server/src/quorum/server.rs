@@ -1,5 +1,9 @@
 //! The controller listener: answers peers' Raft messages and brokers' controller calls, one
 //! request at a time per connection (a peer's client never pipelines). Runs on the Raft runtime.
+//!
+//! It also answers `ReplicaStatus` for the admin command, from a `StatusSource` the broker hands
+//! in (the replica manager's report), so the quorum knows nothing of the replica layer but the
+//! report's type.
 
 use std::sync::Arc;
 
@@ -9,12 +13,18 @@ use tracing::debug;
 use super::rpc::{read_frame, write_frame, RpcRequest, RpcResponse};
 use super::MetadataRaft;
 use crate::controller::{Controller, ControllerError, DEFAULT_TIMEOUT};
+use crate::replica::ReplicaStatus;
+
+/// Builds this broker's replica status report. Called off the Raft runtime's worker (it takes
+/// each hosted partition's locks in turn).
+pub type StatusSource = Arc<dyn Fn() -> ReplicaStatus + Send + Sync>;
 
 /// Accepts connections until the runtime stops.
 pub async fn serve(
     listener: std::net::TcpListener,
     raft: MetadataRaft,
     controller: Arc<Controller>,
+    status: StatusSource,
 ) {
     // Registered here, with the Raft runtime's reactor.
     let listener = match TcpListener::from_std(listener) {
@@ -36,8 +46,9 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let raft = raft.clone();
         let controller = controller.clone();
+        let status = status.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve_connection(stream, raft, controller).await {
+            if let Err(e) = serve_connection(stream, raft, controller, status).await {
                 debug!(%peer, error = %e, "controller connection closed");
             }
         });
@@ -48,6 +59,7 @@ async fn serve_connection(
     mut stream: TcpStream,
     raft: MetadataRaft,
     controller: Arc<Controller>,
+    status: StatusSource,
 ) -> std::io::Result<()> {
     while let Some(request) = read_frame::<RpcRequest>(&mut stream).await? {
         let response = match request {
@@ -69,6 +81,14 @@ async fn serve_connection(
                         ))
                     }),
             ),
+            RpcRequest::ReplicaStatus => {
+                let status = status.clone();
+                match tokio::task::spawn_blocking(move || status()).await {
+                    Ok(report) => RpcResponse::ReplicaStatus(report),
+                    // The report panicked: the caller sees the connection close.
+                    Err(e) => return Err(std::io::Error::other(e.to_string())),
+                }
+            }
         };
         write_frame(&mut stream, &response).await?;
     }

@@ -2,7 +2,8 @@
 //! (`Partition`, with its leader's view of the followers in `leader_state`), its
 //! idempotent-producer table (`producer_state`, snapshotted by `producer_snapshot`) and its
 //! directory on disk (`partition_dir`). Replication: followers pull from leaders
-//! (`fetcher`); leaders propose ISR changes to the controller (`isr`).
+//! (`fetcher`); leaders propose ISR changes to the controller (`isr`). What replication did
+//! since start, and each hosted partition's offsets, are reported from `stats`.
 
 pub mod fetcher;
 pub mod isr;
@@ -13,9 +14,13 @@ mod partition_dir;
 mod producer_snapshot;
 pub mod producer_state;
 pub mod replica_manager;
+pub mod stats;
 
 pub use fetcher::ReplicaFetchers;
 pub use partition::{Appended, IsrProposal, Partition, PartitionError, RoleChange};
 pub use replica_manager::{
     FetchFrom, FetchPartition, FetchedPartition, OfflinePartition, ReplicaManager,
+};
+pub use stats::{
+    PartitionStatus, ReplicaRole, ReplicaStatus, ReplicationCounters, ReplicationStats,
 };

@@ -49,6 +49,7 @@ use uuid::Uuid;
 use super::leader_state::LeaderState;
 use super::producer_snapshot;
 use super::producer_state::{BatchMeta, ProducerStateTable, SequenceCheck};
+use super::stats::{PartitionStatus, ReplicaRole, ReplicationStats};
 use crate::metadata::records::PartitionState;
 use crate::metadata::topic_config::PartitionSettings;
 
@@ -147,6 +148,8 @@ pub enum Durability {
 pub struct PartitionStorage {
     pub fs: FsRef,
     pub durability: Durability,
+    /// The broker's replication counters (a follower's cuts are counted here).
+    pub stats: Arc<ReplicationStats>,
 }
 
 /// What a crash left for a partition: the recovery point of the last checkpoint and the
@@ -462,6 +465,49 @@ impl Partition {
         }
     }
 
+    /// The metadata state this replica last applied (None: none yet).
+    pub fn applied_state(&self) -> Option<PartitionState> {
+        self.replication.lock().state.clone()
+    }
+
+    /// This replica as the status report shows it. Takes the partition's locks briefly, one
+    /// after the other: for the admin command, not the data path.
+    pub fn status(&self) -> PartitionStatus {
+        // The high watermark first: read after the log end, it could pass it.
+        let high_watermark = self.high_watermark();
+        let (log_start_offset, log_end_offset) = {
+            let inner = self.inner.lock();
+            (inner.log.log_start_offset(), inner.log.log_end_offset())
+        };
+        let replica_ends = self.replica_ends();
+        let replication = self.replication.lock();
+        let role = match replication.role {
+            Role::Leader(_) => ReplicaRole::Leader,
+            Role::Follower { .. } => ReplicaRole::Follower,
+            Role::Unassigned => ReplicaRole::Unassigned,
+        };
+        let state = replication.state.clone().unwrap_or(PartitionState {
+            replicas: Vec::new(),
+            leader: -1,
+            leader_epoch: -1,
+            partition_epoch: -1,
+            isr: Vec::new(),
+        });
+        PartitionStatus {
+            topic: self.topic.clone(),
+            partition: self.index,
+            role,
+            leader: state.leader,
+            leader_epoch: state.leader_epoch,
+            replicas: state.replicas,
+            isr: state.isr,
+            high_watermark,
+            log_start_offset,
+            log_end_offset,
+            replica_ends,
+        }
+    }
+
     /// Per replica, its log end as this leader knows it (-1: unknown); empty unless leader.
     pub fn replica_ends(&self) -> Vec<(i32, i64)> {
         let end = *self.log_end.borrow();
@@ -717,6 +763,7 @@ impl Partition {
                 cut
             });
         }
+        self.storage.stats.record_truncation();
         warn!(topic = %self.topic, partition = self.index, offset = end, "truncated the log to the leader's");
         Ok(())
     }
@@ -735,6 +782,7 @@ impl Partition {
         let end = inner.log.log_end_offset();
         self.log_end.send_replace(end);
         self.durable_end.send_replace(end);
+        self.storage.stats.record_log_restart();
         Ok(())
     }
 

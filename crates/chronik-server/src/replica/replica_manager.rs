@@ -38,6 +38,7 @@ use super::partition::{
     log_id, Appended, Durability, Partition, PartitionError, PartitionStorage, Recovery,
 };
 use super::partition_dir::{self, DirRemover};
+use super::stats::{ReplicaStatus, ReplicationStats};
 use crate::config::{FlushPolicy, LogDefaults};
 use crate::metadata::topic_config::{resolve, PartitionSettings};
 use crate::metadata::TopicImage;
@@ -106,6 +107,8 @@ pub struct ReplicaManager {
     /// What the journal held at start, taken by each partition as it opens, until
     /// `finish_recovery`.
     replay: Mutex<Replay>,
+    /// Replication counters since start (also handed to every partition through `storage`).
+    stats: Arc<ReplicationStats>,
 }
 
 impl ReplicaManager {
@@ -128,6 +131,7 @@ impl ReplicaManager {
             FlushPolicy::Os => Durability::PageCache,
         };
         let remover = DirRemover::start();
+        let stats = Arc::new(ReplicationStats::default());
         // Deletions a crash or a failure interrupted.
         match partition_dir::leftovers(&data_dir) {
             Ok(dirs) => dirs.into_iter().for_each(|dir| remover.remove(dir)),
@@ -143,8 +147,13 @@ impl ReplicaManager {
             layout: Mutex::new(()),
             remover,
             journal,
-            storage: PartitionStorage { fs, durability },
+            storage: PartitionStorage {
+                fs,
+                durability,
+                stats: stats.clone(),
+            },
             replay: Mutex::new(replay),
+            stats,
         })
     }
 
@@ -210,6 +219,23 @@ impl ReplicaManager {
         self.partitions.read().values().cloned().collect()
     }
 
+    /// The replication counters since start (for the status report and metrics).
+    pub fn stats(&self) -> &ReplicationStats {
+        &self.stats
+    }
+
+    /// Every hosted partition's offsets and replication state, and the counters: what
+    /// `ReplicaStatus` on the controller listener answers. `broker` is this broker's id.
+    pub fn status(&self, broker: i32) -> ReplicaStatus {
+        let mut partitions: Vec<_> = self.all_partitions().iter().map(|p| p.status()).collect();
+        partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        ReplicaStatus {
+            broker,
+            counters: self.stats.counters(),
+            partitions,
+        }
+    }
+
     /// The topic-config defaults in force (for describing effective topic configs).
     pub fn log_defaults(&self) -> LogDefaults {
         self.defaults.read().clone()
@@ -241,7 +267,10 @@ impl ReplicaManager {
             if let Some(existing) = self.partition(&topic.name, index) {
                 if existing.topic_id == topic.id {
                     existing.update_settings(settings.clone());
-                    existing.apply_state(node_id, state, now_ms());
+                    let old = existing.applied_state();
+                    let change = existing.apply_state(node_id, state, now_ms());
+                    self.stats
+                        .record_applied(node_id, old.as_ref(), state, change);
                     continue;
                 }
                 // An earlier topic of this name whose deletion has not reached us yet.
@@ -261,7 +290,8 @@ impl ReplicaManager {
             let dir = self.partition_dir(&topic.name, index);
             match self.open_partition(&dir, topic, index, settings.clone()) {
                 Ok(partition) => {
-                    partition.apply_state(node_id, state, now_ms());
+                    let change = partition.apply_state(node_id, state, now_ms());
+                    self.stats.record_applied(node_id, None, state, change);
                     self.partitions.write().insert(key, Arc::new(partition));
                 }
                 Err(e) => {

@@ -260,3 +260,38 @@ async fn journaled_batches_come_back_even_for_a_partition_opened_after_recovery(
         .sum();
     assert_eq!(records, 30, "every acknowledged record is back");
 }
+
+#[test]
+fn the_status_reports_offsets_and_counts_leader_changes() {
+    let data = tempfile::tempdir().unwrap();
+    let replicas = manager(data.path());
+    let mut t = topic("t", 2);
+    replicas.reconcile_topic(&t, ME).unwrap();
+    replicas.append("t", 1, &batch(3), 1).unwrap();
+    // The same image again changes nothing; a new leader epoch on partition 0 is an election.
+    replicas.reconcile_topic(&t, ME).unwrap();
+    t.partitions[0].leader_epoch += 1;
+    t.partitions[0].partition_epoch += 1;
+    replicas.reconcile_topic(&t, ME).unwrap();
+    let status = replicas.status(ME);
+    assert_eq!(status.broker, ME);
+    let c = &status.counters;
+    assert_eq!((c.leader_elections, c.became_leader), (1, 3));
+    assert_eq!((c.isr_shrinks, c.isr_expands, c.truncations), (0, 0, 0));
+    let p: Vec<_> = status
+        .partitions
+        .iter()
+        .map(|p| {
+            (
+                p.partition,
+                p.role,
+                p.leader_epoch,
+                p.high_watermark,
+                p.log_end_offset,
+            )
+        })
+        .collect();
+    use crate::replica::ReplicaRole::Leader;
+    assert_eq!(p, vec![(0, Leader, 1, 0, 0), (1, Leader, 0, 3, 3)]);
+    assert_eq!(status.partitions[1].replica_ends, vec![(ME, 3)]);
+}
