@@ -357,3 +357,88 @@ async fn a_rolling_restart_with_sigterm_under_acks_all_loses_nothing() {
     );
     finish(&cluster, producer, &history).await;
 }
+
+/// A seeded xorshift: the fault schedule of a failed run can be replayed with its seed.
+struct Dice(u64);
+
+impl Dice {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % below
+    }
+}
+
+/// Minutes of random faults (kill -9 and restart, SIGTERM and restart, SIGSTOP then SIGCONT, a
+/// network partition then healing) under the acks=all producer, healing after each; then the
+/// same checks as the other tests. Not in the test command: `scripts/fault-run.sh`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "minutes long: run with scripts/fault-run.sh"]
+async fn randomized_faults_lose_no_acknowledged_write() {
+    let minutes: u64 = std::env::var("CHRONIK_FAULT_MINUTES")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(3);
+    let seed: u64 = std::env::var("CHRONIK_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    eprintln!("fault run: {minutes} min, CHRONIK_FAULT_SEED={seed}");
+    let mut dice = Dice(seed);
+    let mut cluster = Cluster::start_with_proxies(3, NODE_ARGS);
+    let bootstrap = cluster.bootstrap();
+    create_topic(&bootstrap).await;
+    let history = Arc::new(History::new());
+    let producer = UniqueProducer::start(
+        &client_config(&bootstrap),
+        TOPIC,
+        &PARTITIONS,
+        300,
+        history.clone(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(minutes * 60);
+    let mut faults = 0;
+    while Instant::now() < deadline {
+        let id = dice.next(3) as i32 + 1;
+        let hold = Duration::from_millis(1000 + dice.next(5000));
+        let action = dice.next(4);
+        eprintln!("fault {faults}: action {action} on node {id} for {hold:?}");
+        match action {
+            0 => {
+                cluster.node(id).kill();
+                std::thread::sleep(hold);
+                cluster.node(id).restart();
+            }
+            1 => {
+                cluster.node(id).stop();
+                cluster.node(id).restart();
+            }
+            2 => {
+                cluster.nodes[(id - 1) as usize].pause();
+                std::thread::sleep(hold);
+                cluster.nodes[(id - 1) as usize].resume();
+            }
+            _ => {
+                cluster.proxies().isolate(id);
+                std::thread::sleep(hold);
+                cluster.proxies().rejoin(id);
+            }
+        }
+        faults += 1;
+        eventually(
+            "every replica back in sync",
+            Duration::from_secs(90),
+            || all_in_sync(&bootstrap),
+        );
+        std::thread::sleep(Duration::from_millis(500 + dice.next(2500)));
+    }
+    eprintln!("fault run: {faults} faults, {:?}", history.counts());
+    finish(&cluster, producer, &history).await;
+}
