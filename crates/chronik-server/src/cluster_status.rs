@@ -17,7 +17,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 /// One request and its response on `stream`.
-fn exchange<Req: Encodable, Resp: Decodable>(
+pub(crate) fn exchange<Req: Encodable, Resp: Decodable>(
     stream: &mut TcpStream,
     key: ApiKey,
     version: i16,
