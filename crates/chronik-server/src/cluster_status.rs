@@ -47,7 +47,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 const STATUS_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// One request and its response on `stream`.
-fn exchange<Req: Encodable, Resp: Decodable>(
+pub(crate) fn exchange<Req: Encodable, Resp: Decodable>(
     stream: &mut TcpStream,
     key: ApiKey,
     version: i16,

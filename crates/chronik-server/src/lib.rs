@@ -29,5 +29,6 @@ pub mod metadata;
 pub mod network;
 pub mod producer_ids;
 pub mod quorum;
+pub mod reassign;
 pub mod replica;
 pub mod security;

@@ -27,6 +27,9 @@ enum Command {
     /// Inspect a running cluster.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Move a partition's replicas to other brokers while it serves (KIP-455): start a move
+    /// (`--replicas`), cancel one (`--cancel`), or list those under way (`--list`).
+    Reassign(ReassignArgs),
     /// Print one line per record batch of a partition directory (base..last offset, leader
     /// epoch, stored CRC, producer id/epoch, base sequence, record count, size), read-only:
     /// nothing is recovered or written. Notes (torn tail, gaps) go to stderr.
@@ -52,6 +55,45 @@ enum ClusterCommand {
     },
 }
 
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("action").required(true).args(["replicas", "cancel", "list"])))]
+struct ReassignArgs {
+    /// Any broker of the cluster, host:port (or several, comma-separated: the first that
+    /// answers is asked).
+    #[arg(long, alias = "bootstrap-server", default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    #[arg(long, required_unless_present = "list")]
+    topic: Option<String>,
+    #[arg(long, required_unless_present = "list")]
+    partition: Option<i32>,
+    /// The target replicas, comma-separated broker ids, the preferred leader first.
+    #[arg(long, value_delimiter = ',')]
+    replicas: Option<Vec<i32>>,
+    /// Cancel the reassignment under way: back to the original replicas.
+    #[arg(long)]
+    cancel: bool,
+    /// List the reassignments under way.
+    #[arg(long)]
+    list: bool,
+}
+
+impl ReassignArgs {
+    fn action(self) -> chronik_server::reassign::Action {
+        use chronik_server::reassign::Action;
+        match (self.list, self.topic, self.partition, self.replicas) {
+            (true, ..) => Action::List,
+            (false, Some(topic), Some(partition), Some(replicas)) => Action::Start {
+                topic,
+                partition,
+                replicas,
+            },
+            (false, Some(topic), Some(partition), None) => Action::Cancel { topic, partition },
+            // clap requires --topic and --partition unless --list.
+            _ => Action::List,
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -69,6 +111,14 @@ fn main() -> anyhow::Result<()> {
             print!(
                 "{}",
                 chronik_server::cluster_status::report(&bootstrap_server)?
+            );
+            Ok(())
+        }
+        Command::Reassign(args) => {
+            let bootstrap = args.bootstrap.clone();
+            print!(
+                "{}",
+                chronik_server::reassign::run(&bootstrap, args.action())?
             );
             Ok(())
         }

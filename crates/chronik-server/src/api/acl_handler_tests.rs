@@ -306,3 +306,74 @@ async fn offset_for_leader_epoch_needs_describe_on_the_topic_or_cluster_action()
     allow_on_cluster(&broker, ClusterAction).await;
     assert_eq!(offset_for_leader_epoch(&broker, 1).await, 0);
 }
+
+async fn alter_reassignments(
+    broker: &Arc<Broker>,
+    replicas: Option<Vec<i32>>,
+) -> AlterPartitionReassignmentsResponse {
+    let partition = |index: i32| {
+        alter_partition_reassignments_request::ReassignablePartition::default()
+            .with_partition_index(index)
+            .with_replicas(
+                replicas
+                    .clone()
+                    .map(|r| r.into_iter().map(BrokerId).collect()),
+            )
+    };
+    let req = AlterPartitionReassignmentsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![
+            alter_partition_reassignments_request::ReassignableTopic::default()
+                .with_name(TopicName(s("t")))
+                .with_partitions(vec![partition(0), partition(7)]),
+        ]);
+    call(broker, latest(ApiKey::AlterPartitionReassignments), req).await
+}
+
+fn reassignment_codes(r: &AlterPartitionReassignmentsResponse) -> Vec<(i32, i16)> {
+    r.responses
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (p.partition_index, p.error_code))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn partition_reassignments_need_alter_and_describe_on_the_cluster() {
+    let (_dir, broker) = broker().await;
+    topic(&broker, "t").await;
+    let unknown = ResponseError::UnknownTopicOrPartition.code();
+    // The same replicas: nothing to move, nothing under way.
+    let r = alter_reassignments(&broker, Some(vec![1])).await;
+    assert_eq!(
+        (r.error_code, reassignment_codes(&r)),
+        (0, vec![(0, 0), (7, unknown)])
+    );
+    let r = alter_reassignments(&broker, Some(vec![1, 1])).await;
+    let invalid = ResponseError::InvalidReplicaAssignment.code();
+    assert_eq!(reassignment_codes(&r), vec![(0, invalid), (7, unknown)]);
+    let r = alter_reassignments(&broker, None).await;
+    let none = ResponseError::NoReassignmentInProgress.code();
+    assert_eq!(reassignment_codes(&r), vec![(0, none), (7, unknown)]);
+    let list = ListPartitionReassignmentsRequest::default().with_timeout_ms(5000);
+    let r = call(
+        &broker,
+        latest(ApiKey::ListPartitionReassignments),
+        list.clone(),
+    )
+    .await;
+    assert_eq!((r.error_code, r.topics.len()), (0, 0));
+
+    deny(&broker, ResourceType::Cluster, "kafka-cluster", Alter).await;
+    let r = alter_reassignments(&broker, Some(vec![1])).await;
+    assert_eq!(r.error_code, CLUSTER_DENIED);
+    assert!(reassignment_codes(&r)
+        .iter()
+        .all(|(_, c)| *c == CLUSTER_DENIED));
+    deny(&broker, ResourceType::Cluster, "kafka-cluster", Describe).await;
+    let r = call(&broker, latest(ApiKey::ListPartitionReassignments), list).await;
+    assert_eq!(r.error_code, CLUSTER_DENIED);
+}

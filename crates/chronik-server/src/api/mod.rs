@@ -9,6 +9,7 @@
 
 #[cfg(test)]
 mod acl_handler_tests;
+mod alter_partition_reassignments;
 mod api_versions;
 #[cfg(test)]
 mod authorized_ops_tests;
@@ -39,6 +40,7 @@ mod leave_group;
 mod list_config_resources;
 mod list_groups;
 mod list_offsets;
+mod list_partition_reassignments;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -108,6 +110,8 @@ pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
             | ApiKey::ListConfigResources
             | ApiKey::DescribeTopicPartitions
             | ApiKey::ElectLeaders
+            | ApiKey::AlterPartitionReassignments
+            | ApiKey::ListPartitionReassignments
     );
     // `valid_versions` includes response-only versions for a few keys (OffsetCommit and
     // OffsetFetch v10, InitProducerId v6) whose requests kafka-protocol cannot decode.
@@ -211,6 +215,16 @@ async fn dispatch(broker: Arc<Broker>, session: &Session, frame: Bytes) -> Outco
         RequestKind::ElectLeaders(req) => Some(ResponseKind::ElectLeaders(
             elect_leaders::handle(&broker, session, req, version).await,
         )),
+        RequestKind::AlterPartitionReassignments(req) => {
+            Some(ResponseKind::AlterPartitionReassignments(
+                alter_partition_reassignments::handle(&broker, session, req, version).await,
+            ))
+        }
+        RequestKind::ListPartitionReassignments(req) => {
+            Some(ResponseKind::ListPartitionReassignments(
+                list_partition_reassignments::handle(&broker, session, req).await,
+            ))
+        }
         RequestKind::DescribeConfigs(req) => Some(ResponseKind::DescribeConfigs(
             configs::describe(&broker, session, req, version),
         )),

@@ -58,11 +58,11 @@ pub fn change(
         return None;
     }
     Some(PartitionState {
-        replicas: state.replicas.clone(),
         leader,
         leader_epoch: state.leader_epoch + i32::from(leader != state.leader),
         partition_epoch: state.partition_epoch + 1,
         isr,
+        ..state.clone()
     })
 }
 
@@ -76,7 +76,7 @@ fn unclean_enabled(topic: &TopicImage, default: bool) -> bool {
 }
 
 /// A broker may lead when it is registered and not fenced.
-fn is_live(image: &MetadataImage, broker: i32) -> bool {
+pub fn is_live(image: &MetadataImage, broker: i32) -> bool {
     image.brokers.get(&broker).is_some_and(|b| !b.fenced)
 }
 
@@ -235,6 +235,8 @@ mod tests {
             leader_epoch: 3,
             partition_epoch: 7,
             isr: isr.to_vec(),
+            adding_replicas: vec![],
+            removing_replicas: vec![],
         }
     }
 

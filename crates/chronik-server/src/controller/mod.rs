@@ -19,6 +19,7 @@
 pub mod election;
 pub mod placement;
 pub mod plan;
+pub mod reassignment;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -38,6 +39,7 @@ use crate::quorum::{NodeId, Quorum};
 use crate::security::{AclBinding, AclBindingFilter};
 
 pub use plan::{validate_topic_name, ControllerCall, Decided, NewTopic, QuorumInfo};
+pub use reassignment::{OngoingReassignment, ReassignmentResult};
 
 /// Name of the internal topic that stores consumer group offsets and metadata.
 pub const CONSUMER_OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -487,6 +489,38 @@ impl Controller {
         };
         match self.call(call, timeout).await? {
             Decided::Elections(results) => Ok(results),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+impl Controller {
+    /// AlterPartitionReassignments: per partition asked for, in order, its answer.
+    pub async fn alter_partition_reassignments(
+        &self,
+        reassignments: Vec<(String, i32, Option<Vec<i32>>)>,
+        allow_replication_factor_change: bool,
+        timeout: Duration,
+    ) -> Result<Vec<ReassignmentResult>, ControllerError> {
+        let call = ControllerCall::AlterPartitionReassignments {
+            reassignments,
+            allow_replication_factor_change,
+        };
+        match self.call(call, timeout).await? {
+            Decided::Reassignments(results) => Ok(results),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// ListPartitionReassignments: the reassignments under way (of `partitions`, or all).
+    pub async fn list_partition_reassignments(
+        &self,
+        partitions: Option<Vec<(String, i32)>>,
+        timeout: Duration,
+    ) -> Result<Vec<OngoingReassignment>, ControllerError> {
+        let call = ControllerCall::ListPartitionReassignments { partitions };
+        match self.call(call, timeout).await? {
+            Decided::OngoingReassignments(list) => Ok(list),
             other => Err(unexpected(other)),
         }
     }

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::election::{broker_unfenced, elect_leader, remove_broker};
 use super::placement::place;
+use super::reassignment::{self, OngoingReassignment, ReassignmentResult};
 use super::{ControllerError, CONSUMER_OFFSETS_TOPIC};
 use crate::config::BrokerConfig;
 use crate::metadata::broker_config::{effective_num_partitions, validate_dynamic};
@@ -67,6 +68,17 @@ pub enum ControllerCall {
     /// leader: UNCLEAN) of the given partitions, or of all (`None`).
     ElectLeaders {
         preferred: bool,
+        partitions: Option<Vec<(String, i32)>>,
+    },
+    /// Start (target replicas) or cancel (`None`) the reassignment of each partition
+    /// (KIP-455); answered per partition. Without `allow_replication_factor_change` (KIP-860)
+    /// a target must keep the partition's replica count.
+    AlterPartitionReassignments {
+        reassignments: Vec<(String, i32, Option<Vec<i32>>)>,
+        allow_replication_factor_change: bool,
+    },
+    /// The reassignments under way, of the given partitions or of all; commits nothing.
+    ListPartitionReassignments {
         partitions: Option<Vec<(String, i32)>>,
     },
     CreateTopic(NewTopic),
@@ -154,6 +166,9 @@ pub enum Decided {
     /// Per partition asked for, the ElectLeaders error code (0: elected). With every partition
     /// asked for, those that needed no election are left out, as Kafka does.
     Elections(Vec<(String, i32, i16)>),
+    /// Per partition asked for, in order: the AlterPartitionReassignments answer.
+    Reassignments(Vec<ReassignmentResult>),
+    OngoingReassignments(Vec<OngoingReassignment>),
 }
 
 pub type Plan = (Vec<MetadataRecord>, Decided);
@@ -188,8 +203,25 @@ pub fn validate_topic_name(name: &str) -> Result<(), ControllerError> {
     }
 }
 
-/// Decides `call` against `image`. `now_epoch` is a broker epoch larger than any handed out.
+/// Decides `call` against `image`. Every partition change it makes completes a reassignment
+/// its new ISR allows, in the same record (`reassignment::complete_in_batch`).
 pub fn plan(
+    config: &BrokerConfig,
+    image: &MetadataImage,
+    call: ControllerCall,
+) -> Result<Plan, ControllerError> {
+    let (mut records, mut decided) = decide(config, image, call)?;
+    if reassignment::complete_in_batch(image, &mut records) {
+        if let (Decided::Partition(answer), [MetadataRecord::Partition { state, .. }]) =
+            (&mut decided, records.as_slice())
+        {
+            answer.clone_from(state);
+        }
+    }
+    Ok((records, decided))
+}
+
+fn decide(
     config: &BrokerConfig,
     image: &MetadataImage,
     call: ControllerCall,
@@ -268,6 +300,18 @@ pub fn plan(
             preferred,
             partitions,
         } => Ok(elect_leaders(image, preferred, partitions)),
+        ControllerCall::AlterPartitionReassignments {
+            reassignments,
+            allow_replication_factor_change,
+        } => Ok(reassignment::alter(
+            image,
+            reassignments,
+            allow_replication_factor_change,
+        )),
+        ControllerCall::ListPartitionReassignments { partitions } => Ok((
+            vec![],
+            Decided::OngoingReassignments(reassignment::list(image, partitions)),
+        )),
         ControllerCall::CreateTopic(new) => create_topic(config, image, new),
         ControllerCall::DeleteTopic { name } => {
             let topic = image.topic(&name).ok_or_else(|| unknown_topic(&name))?;

@@ -45,11 +45,12 @@ impl TopicImage {
         self.partitions.len() as i32
     }
 
-    /// Replicas of partition 0 (all partitions have as many).
+    /// Replicas of partition 0 (all partitions have as many), counting the target ones of a
+    /// reassignment.
     pub fn replication_factor(&self) -> i16 {
         self.partitions
             .first()
-            .map_or(0, |p| p.replicas.len() as i16)
+            .map_or(0, |p| p.target_replicas().len() as i16)
     }
 }
 

@@ -76,6 +76,15 @@ pub struct PartitionState {
     /// Bumped on every change of this partition's state (KIP-497).
     pub partition_epoch: i32,
     pub isr: Vec<i32>,
+    /// During a reassignment (KIP-455): target replicas not in the original assignment. They
+    /// are in `replicas` (the union of target and original) and join the ISR by catching up.
+    /// Absent in records and snapshots written before reassignments existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<i32>,
+    /// During a reassignment: original replicas not in the target; they leave `replicas` (and
+    /// the ISR) when every target replica is in the ISR.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing_replicas: Vec<i32>,
 }
 
 impl PartitionState {
@@ -87,7 +96,32 @@ impl PartitionState {
             replicas,
             leader_epoch: 0,
             partition_epoch: 0,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         }
+    }
+
+    /// Whether a reassignment is under way.
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
+
+    /// The replicas the partition is moving to (all of them when not reassigning), in order.
+    pub fn target_replicas(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing_replicas.contains(r))
+            .collect()
+    }
+
+    /// The replicas before the reassignment (all of them when not reassigning), in order.
+    pub fn original_replicas(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.adding_replicas.contains(r))
+            .collect()
     }
 }
 

@@ -492,6 +492,8 @@ impl Partition {
             leader_epoch: -1,
             partition_epoch: -1,
             isr: Vec::new(),
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         });
         PartitionStatus {
             topic: self.topic.clone(),

@@ -2,7 +2,8 @@
 //! append (then wait until durable, as the flush policy requires) and fetch (with long-poll).
 //!
 //! It is driven by the metadata image (through `metadata::publisher`): `reconcile_topic` opens
-//! the partitions of a topic the image assigns to this broker and `remove_topic` deletes a topic's partitions and their files (`partition_dir`: each directory
+//! the partitions of a topic the image assigns to this broker (and stops hosting, with
+//! `stop_replica`, those it no longer assigns here) and `remove_topic` deletes a topic's partitions and their files (`partition_dir`: each directory
 //! records its topic id, so a re-created topic never reopens a deleted one's data). Handlers
 //! never touch files.
 //!
@@ -31,7 +32,7 @@ use chronik_storage::journal::{Journal, JournalOptions, LogId, Replay};
 use futures::future::select_all;
 use kafka_protocol::ResponseError;
 use parking_lot::{Mutex, RwLock};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use super::partition::{
@@ -261,6 +262,24 @@ impl ReplicaManager {
         for (index, state) in topic.partitions.iter().enumerate() {
             let index = index as i32;
             if !state.replicas.contains(&node_id) {
+                let hosted = self
+                    .partition(&topic.name, index)
+                    .filter(|p| p.topic_id == topic.id);
+                let offline = self
+                    .offline_partition(&topic.name, index)
+                    .is_some_and(|o| o.topic_id == topic.id);
+                // Or left on disk by a crash before it was removed (released only if it is
+                // this topic's).
+                let on_disk = || self.partition_dir(&topic.name, index).exists();
+                if hosted.is_some() || offline || on_disk() {
+                    if let Some(partition) = &hosted {
+                        // No longer leading or following: producers waiting on it are told.
+                        partition.apply_state(node_id, state, now_ms());
+                    }
+                    info!(topic = %topic.name, partition = index,
+                        "no longer a replica: removing the partition");
+                    self.stop_replica_locked(topic, index);
+                }
                 continue;
             }
             let key = (topic.name.clone(), index);
@@ -349,28 +368,55 @@ impl ReplicaManager {
     pub fn remove_topic(&self, topic: &TopicImage) {
         let _layout = self.layout.lock();
         for index in 0..topic.partition_count() {
-            let key = (topic.name.clone(), index);
-            // Requests still holding the partition finish on files already unlinked: harmless.
-            {
-                let mut partitions = self.partitions.write();
-                if partitions.get(&key).is_some_and(|p| p.topic_id == topic.id) {
-                    partitions.remove(&key);
-                }
+            self.release_partition(topic, index);
+        }
+    }
+
+    /// Stops hosting one partition of `topic` this broker is no longer a replica of (a
+    /// reassignment moved it away) and removes its data, as `remove_topic` does. Its recovery
+    /// point in the journal comes down to 0, so if the partition comes back here later, the
+    /// next start never trusts a point the old directory had reached.
+    pub fn stop_replica(&self, topic: &TopicImage, index: i32) {
+        let _layout = self.layout.lock();
+        self.stop_replica_locked(topic, index);
+    }
+
+    /// `stop_replica` under the layout lock.
+    fn stop_replica_locked(&self, topic: &TopicImage, index: i32) {
+        if let Err(e) = self
+            .journal
+            .lower_recovery_point(log_id(topic.id, index), 0)
+        {
+            warn!(topic = %topic.name, partition = index, error = %e,
+                "lowering the recovery point of a removed replica failed");
+        }
+        self.release_partition(topic, index);
+    }
+
+    /// Drops partition `index` of `topic` (this incarnation only) from the partition map and
+    /// the offline set and moves its directory aside for deletion. Under the layout lock.
+    fn release_partition(&self, topic: &TopicImage, index: i32) {
+        let key = (topic.name.clone(), index);
+        // Requests still holding the partition finish on files already unlinked: harmless.
+        {
+            let mut partitions = self.partitions.write();
+            if partitions.get(&key).is_some_and(|p| p.topic_id == topic.id) {
+                partitions.remove(&key);
             }
-            {
-                let mut offline = self.offline.write();
-                if offline.get(&key).is_some_and(|o| o.topic_id == topic.id) {
-                    offline.remove(&key);
-                }
+        }
+        {
+            let mut offline = self.offline.write();
+            if offline.get(&key).is_some_and(|o| o.topic_id == topic.id) {
+                offline.remove(&key);
             }
-            let dir = self.partition_dir(&topic.name, index);
-            match partition_dir::release(&dir, topic.id) {
-                Ok(Some(moved)) => self.remover.remove(moved),
-                Ok(None) => {}
-                // Its partition.metadata still keeps a new topic of this name from reopening it.
-                Err(e) => {
-                    warn!(dir = %dir.display(), error = %e, "moving deleted partition aside failed")
-                }
+        }
+        let dir = self.partition_dir(&topic.name, index);
+        match partition_dir::release(&dir, topic.id) {
+            Ok(Some(moved)) => self.remover.remove(moved),
+            Ok(None) => {}
+            // Its partition.metadata still keeps a new topic of this name from reopening it.
+            Err(e) => {
+                warn!(dir = %dir.display(), error = %e, "moving deleted partition aside failed")
             }
         }
     }

@@ -133,6 +133,40 @@ fn remove_topic_frees_the_name_at_once_and_removes_the_data() {
 }
 
 #[test]
+fn a_partition_reassigned_away_is_no_longer_hosted_and_its_data_goes() {
+    let data = tempfile::tempdir().unwrap();
+    let mut t = topic("t", 2);
+    let replicas = manager(data.path());
+    replicas.reconcile_topic(&t, ME).unwrap();
+    replicas.append("t", 0, &batch(3), 1).unwrap();
+    let hosted = replicas.partition("t", 0).unwrap();
+    assert!(hosted.is_leader());
+    // Partition 0 moved to broker 2: reconciling stops hosting it; partition 1 stays.
+    t.partitions[0] = crate::metadata::records::PartitionState {
+        leader_epoch: 1,
+        partition_epoch: 1,
+        ..crate::metadata::records::PartitionState::new(vec![2])
+    };
+    replicas.reconcile_topic(&t, ME).unwrap();
+    assert!(replicas.partition("t", 0).is_none());
+    assert!(
+        !hosted.is_leader(),
+        "waiting producers learn it stopped leading"
+    );
+    assert!(replicas.partition("t", 1).is_some());
+    assert!(!data.path().join("t-0").exists());
+    assert!(data.path().join("t-1").exists());
+    wait_until_gone(&[data.path().join(format!("t-0.{}-delete", t.id.simple()))]);
+    // Moved back here, it starts empty; stop_replica removes it again.
+    t.partitions[0] = crate::metadata::records::PartitionState::new(vec![ME]);
+    replicas.reconcile_topic(&t, ME).unwrap();
+    assert_eq!(replicas.partition("t", 0).unwrap().log_end_offset(), 0);
+    replicas.stop_replica(&t, 0);
+    assert!(replicas.partition("t", 0).is_none());
+    assert!(!data.path().join("t-0").exists());
+}
+
+#[test]
 fn leftover_deletions_are_removed_at_startup() {
     let data = tempfile::tempdir().unwrap();
     let leftover = data

@@ -176,6 +176,8 @@ mod tests {
             leader_epoch,
             partition_epoch: 0,
             isr: isr.to_vec(),
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         }
     }
 
