@@ -442,3 +442,123 @@ async fn randomized_faults_lose_no_acknowledged_write() {
     eprintln!("fault run: {faults} faults, {:?}", history.counts());
     finish(&cluster, producer, &history).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_killed_under_load_restarts_catches_up_and_nothing_acknowledged_is_lost() {
+    let mut cluster = Cluster::start(3, NODE_ARGS);
+    let bootstrap = cluster.bootstrap();
+    create_topic(&bootstrap).await;
+    let history = Arc::new(History::new());
+    let producer = UniqueProducer::start(
+        &client_config(&bootstrap),
+        TOPIC,
+        &PARTITIONS,
+        400,
+        history.clone(),
+    );
+    eventually(
+        "a first 400 acknowledgements",
+        Duration::from_secs(30),
+        || history.counts().acked >= 400,
+    );
+    let (leader, _) = state(&bootstrap, 0).unwrap();
+    cluster.node(leader).kill();
+    let others = bootstrap_without(&cluster, leader);
+    let killed = Instant::now();
+    eventually("a new leader", Duration::from_secs(30), || {
+        state(&others, 0).is_some_and(|(l, _)| l >= 0 && l != leader)
+    });
+    let acked = history.counts().acked;
+    eventually("production to resume", Duration::from_secs(30), || {
+        history.counts().acked >= acked + 400
+    });
+    eprintln!(
+        "FIGURE kill -9 of the leader → 400 more acks: {:?}",
+        killed.elapsed()
+    );
+    cluster.node(leader).restart();
+    eventually(
+        "the old leader back in every ISR",
+        Duration::from_secs(60),
+        || all_in_sync(&bootstrap),
+    );
+    finish(&cluster, producer, &history).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn committed_group_offsets_survive_the_loss_of_the_coordinator() {
+    use chronik_integration::raw::exchange;
+    use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest, FindCoordinatorResponse};
+    use kafka_protocol::protocol::StrBytes;
+    use rdkafka::consumer::CommitMode;
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let mut cluster = Cluster::start(3, NODE_ARGS);
+    let bootstrap = cluster.bootstrap();
+    create_topic(&bootstrap).await;
+    let group = "survivors";
+    let consumer = |bootstrap: &str| -> BaseConsumer {
+        config(
+            bootstrap,
+            &[("group.id", group), ("enable.auto.commit", "false")],
+        )
+        .create()
+        .unwrap()
+    };
+    let mut offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset(TOPIC, 0, Offset::Offset(42))
+        .unwrap();
+    offsets
+        .add_partition_offset(TOPIC, 1, Offset::Offset(7))
+        .unwrap();
+    let first = consumer(&bootstrap);
+    let committed = || {
+        let mut wanted = TopicPartitionList::new();
+        wanted.add_partition(TOPIC, 0);
+        wanted.add_partition(TOPIC, 1);
+        wanted
+    };
+    eventually("the offsets committed", Duration::from_secs(30), || {
+        first.commit(&offsets, CommitMode::Sync).is_ok()
+    });
+    drop(first);
+
+    let request = FindCoordinatorRequest::default()
+        .with_key_type(0)
+        .with_coordinator_keys(vec![StrBytes::from_static_str(group)]);
+    let found: FindCoordinatorResponse = exchange(
+        &cluster.nodes[0].bootstrap(),
+        ApiKey::FindCoordinator,
+        4,
+        &request,
+    )
+    .unwrap();
+    let coordinator = found.coordinators[0].node_id.0;
+    assert!(coordinator > 0, "{found:?}");
+    cluster.node(coordinator).kill();
+
+    let others = bootstrap_without(&cluster, coordinator);
+    let second = consumer(&others);
+    let mut read = None;
+    eventually(
+        "the committed offsets from a new coordinator",
+        Duration::from_secs(60),
+        || {
+            read = second
+                .committed_offsets(committed(), Duration::from_secs(5))
+                .ok()
+                .map(|tpl| {
+                    tpl.elements()
+                        .iter()
+                        .map(|e| (e.partition(), e.offset()))
+                        .collect::<Vec<_>>()
+                })
+                .filter(|v| v.iter().all(|(_, o)| *o != Offset::Invalid));
+            read.is_some()
+        },
+    );
+    let mut read = read.unwrap();
+    read.sort_by_key(|(p, _)| *p);
+    assert_eq!(read, vec![(0, Offset::Offset(42)), (1, Offset::Offset(7))]);
+}

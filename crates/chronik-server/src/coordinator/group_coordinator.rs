@@ -646,10 +646,12 @@ impl GroupCoordinator {
         };
         let mut offsets = 0usize;
         let mut offset = partition.log_start_offset();
-        let end = partition.high_watermark();
+        // To the log end, as Kafka loads: a new leader's high watermark may still lag what its
+        // log holds (it learned the old leader's with a fetch's delay).
+        let end = partition.log_end_offset();
         while offset < end {
             let read = partition
-                .read(offset, 1 << 20, true)
+                .read_to_log_end(offset, 1 << 20)
                 .map_err(|e| anyhow::anyhow!("reading {CONSUMER_OFFSETS_TOPIC}-{index}: {e}"))?;
             if read.bytes.is_empty() {
                 break;

@@ -805,9 +805,10 @@ impl Partition {
         self.read_below(self.high_watermark(), offset, max_bytes, min_one_batch)
     }
 
-    /// For a follower's fetch: whole batches from `offset` up to the log end, not just the
-    /// high watermark (the follower's fetches are what move it).
-    pub fn read_for_replica(
+    /// Whole batches from `offset` up to the log end, not just the high watermark: for a
+    /// follower's fetch (its fetches are what move the watermark), and for a new group
+    /// coordinator loading its log (as leader, its log is the partition's).
+    pub fn read_to_log_end(
         &self,
         offset: i64,
         max_bytes: usize,

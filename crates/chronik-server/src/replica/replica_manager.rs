@@ -594,7 +594,7 @@ impl ReplicaManager {
                 // batch larger than the limits never blocks the consumer.
                 let read = match from {
                     FetchFrom::Consumer => p.read(request.offset, limit, !have_data),
-                    FetchFrom::Follower(_) => p.read_for_replica(request.offset, limit),
+                    FetchFrom::Follower(_) => p.read_to_log_end(request.offset, limit),
                 };
                 match read {
                     Ok(read) => {
