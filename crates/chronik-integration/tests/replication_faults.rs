@@ -59,10 +59,21 @@ fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     }
 }
 
-fn all_in_sync(bootstrap: &str) -> bool {
-    PARTITIONS
-        .iter()
-        .all(|&p| state(bootstrap, p).is_some_and(|(l, isr)| l >= 0 && isr.len() == 3))
+/// Every partition has a leader and all three replicas in its ISR, as *every* node says: a
+/// node just back from a partition or a freeze may still show its old view (a zombie leader
+/// answers with what it knew), so one node's word is not enough.
+fn all_in_sync(cluster: &Cluster) -> bool {
+    PARTITIONS.iter().all(|&p| {
+        let views: Vec<_> = cluster
+            .nodes
+            .iter()
+            .map(|n| state(&n.bootstrap(), p))
+            .collect();
+        views
+            .iter()
+            .all(|v| v.as_ref().is_some_and(|(l, isr)| *l >= 0 && isr.len() == 3))
+            && views.windows(2).all(|w| w[0] == w[1])
+    })
 }
 
 fn bootstrap_without(cluster: &Cluster, id: i32) -> String {
@@ -109,6 +120,24 @@ async fn finish(cluster: &Cluster, producer: UniqueProducer, history: &Arc<Histo
     );
     assert!(complete, "read every partition up to its high watermark");
     let report = history.check();
+    if !report.is_clean() {
+        for p in PARTITIONS {
+            let acks = history.acks(p);
+            let max = acks.iter().map(|(_, o)| *o).max();
+            let marks: Vec<_> = cluster
+                .nodes
+                .iter()
+                .map(|n| {
+                    let c: BaseConsumer = config(&n.bootstrap(), &[]).create().unwrap();
+                    (
+                        c.fetch_watermarks(TOPIC, p, Duration::from_secs(3)).ok(),
+                        state(&n.bootstrap(), p),
+                    )
+                })
+                .collect();
+            eprintln!("DIAG partition {p}: {} acks, max offset {max:?}, per node (watermarks, state): {marks:?}", acks.len());
+        }
+    }
     report.assert_clean();
     assert_eq!(report.counts.reads, counts.acked);
 
@@ -279,7 +308,7 @@ async fn a_leader_cut_off_by_a_network_partition_is_replaced_and_nothing_acknowl
     eventually(
         "every replica back in sync",
         Duration::from_secs(60),
-        || all_in_sync(&bootstrap),
+        || all_in_sync(&cluster),
     );
     finish(&cluster, producer, &history).await;
 }
@@ -316,7 +345,7 @@ async fn a_leader_frozen_past_its_session_is_replaced_and_its_zombie_writes_noth
     eventually(
         "every replica back in sync",
         Duration::from_secs(60),
-        || all_in_sync(&bootstrap),
+        || all_in_sync(&cluster),
     );
     finish(&cluster, producer, &history).await;
 }
@@ -346,7 +375,7 @@ async fn a_rolling_restart_with_sigterm_under_acks_all_loses_nothing() {
         eventually(
             "every replica back in sync",
             Duration::from_secs(60),
-            || all_in_sync(&bootstrap),
+            || all_in_sync(&cluster),
         );
     }
     let acked = history.counts().acked;
@@ -435,7 +464,7 @@ async fn randomized_faults_lose_no_acknowledged_write() {
         eventually(
             "every replica back in sync",
             Duration::from_secs(90),
-            || all_in_sync(&bootstrap),
+            || all_in_sync(&cluster),
         );
         std::thread::sleep(Duration::from_millis(500 + dice.next(2500)));
     }
@@ -480,7 +509,7 @@ async fn a_leader_killed_under_load_restarts_catches_up_and_nothing_acknowledged
     eventually(
         "the old leader back in every ISR",
         Duration::from_secs(60),
-        || all_in_sync(&bootstrap),
+        || all_in_sync(&cluster),
     );
     finish(&cluster, producer, &history).await;
 }

@@ -34,7 +34,11 @@
 //! log's records are in the journal in log order) copies the record into the pending buffer.
 //! The flusher thread takes everything pending, writes it with one positional write, fsyncs,
 //! and tells each log's [`DurableListener`] once how far it is durable (which moves the
-//! partition's durable end). Appends that arrive
+//! partition's durable end). An append may ask for no fsync (a follower's copy of its
+//! leader's batches: as in Kafka, the leader's fsync and the ISR make the promise): a round
+//! of only such appends is written but not fsynced, and the next fsync of the file (a later
+//! round's, or the one before the file is left) covers it, so what survives a crash is still
+//! a prefix of the journal. Appends that arrive
 //! meanwhile form the next round. When the current file passes `rotate_bytes`, a new file is
 //! started and the checkpointer thread fsyncs every segment file written since the previous
 //! checkpoint, raises the recovery points to the log ends of that moment, and deletes the
@@ -173,6 +177,8 @@ struct Pending {
     buf: Vec<u8>,
     waiters: Waiters,
     closing: bool,
+    /// Some pending append needs the round fsynced.
+    fsync: bool,
 }
 
 struct Shared {
@@ -351,8 +357,9 @@ impl Journal {
     }
 
     /// Journals batches just written to `log` (ending before `end_offset`), whose segment
-    /// files are `files`; `listener` hears when they are durable (or will not be). Call it
-    /// under the log's lock, after the log write, so that the journal keeps each log's order.
+    /// files are `files`; `listener` hears when they are durable (or will not be): fsynced,
+    /// or with `fsync` false only written. Call it under the log's lock, after the log
+    /// write, so that the journal keeps each log's order.
     pub fn append(
         &self,
         log: LogId,
@@ -360,6 +367,7 @@ impl Journal {
         batches: &[u8],
         files: &SyncHandle,
         listener: &Arc<dyn DurableListener>,
+        fsync: bool,
     ) {
         let mut pending = self.shared.pending.lock();
         if self.shared.failed.load(Ordering::Acquire) {
@@ -371,6 +379,7 @@ impl Journal {
             return listener.failed(&stopped());
         }
         let was_empty = pending.waiters.is_empty();
+        pending.fsync |= fsync;
         encode_record(&mut pending.buf, log, batches);
         let waiter = pending.waiters.entry(log).or_insert_with(|| Waiter {
             listener: listener.clone(),
@@ -546,6 +555,10 @@ struct Flusher {
     /// The frame being written: a header, then records.
     round: Vec<u8>,
     round_waiters: Waiters,
+    /// The round holds an append that needs it fsynced.
+    round_fsync: bool,
+    /// The current file holds a round written without fsync.
+    unsynced: bool,
     /// Segment files written since the last checkpoint, deduplicated by address.
     dirty: HashMap<usize, FileRef>,
     /// Each log's end as of the last durable round (the next checkpoint's recovery points).
@@ -571,6 +584,8 @@ impl Flusher {
             spare_asked: false,
             round: Vec::new(),
             round_waiters: HashMap::new(),
+            round_fsync: false,
+            unsynced: false,
             dirty: HashMap::new(),
             ends: HashMap::new(),
         }
@@ -597,6 +612,7 @@ impl Flusher {
                     pending.buf.clear();
                 }
                 merge_waiters(&mut self.round_waiters, &mut pending.waiters);
+                self.round_fsync |= std::mem::take(&mut pending.fsync);
                 pending.closing
             };
             if !self.round_waiters.is_empty() && !self.write_round() {
@@ -629,11 +645,17 @@ impl Flusher {
             }
             return false;
         }
-        if let Err(e) = self.file.sync_data() {
-            error!(error = %e, "journal fsync failed: the log directory is offline until restart");
-            fail(&self.shared, std::mem::take(&mut self.round_waiters));
-            return false;
+        if self.round_fsync {
+            if let Err(e) = self.file.sync_data() {
+                error!(error = %e, "journal fsync failed: the log directory is offline until restart");
+                fail(&self.shared, std::mem::take(&mut self.round_waiters));
+                return false;
+            }
+            self.unsynced = false;
+        } else {
+            self.unsynced = true;
         }
+        self.round_fsync = false;
         if self.shared.stalled.swap(false, Ordering::AcqRel) {
             info!("journal writes resumed");
         }
@@ -678,6 +700,16 @@ impl Flusher {
     /// Starts a new journal file (the spare, if ready) and hands the finished ones to the
     /// checkpointer.
     fn rotate(&mut self) {
+        // A file is left only once all of it is durable: what survives a crash must be a
+        // prefix of the journal, and the next file's rounds may be fsynced before this one's.
+        if self.unsynced {
+            if let Err(e) = self.file.sync_data() {
+                error!(error = %e, "journal fsync failed: the log directory is offline until restart");
+                fail(&self.shared, HashMap::new());
+                return;
+            }
+            self.unsynced = false;
+        }
         let start = self.file_start + self.file_len;
         let (fs, dir) = (&self.shared.fs, &self.shared.dir);
         let path = dir.join(wal_name(start));
@@ -919,7 +951,7 @@ mod tests {
     fn append_and_wait(journal: &Journal, log: LogId, end: i64, data: &[u8]) -> io::Result<()> {
         let (tx, rx) = mpsc::channel();
         let listener: Arc<dyn DurableListener> = Arc::new(Notify(Mutex::new(tx)));
-        journal.append(log, end, data, &SyncHandle::default(), &listener);
+        journal.append(log, end, data, &SyncHandle::default(), &listener, true);
         assert_eq!(rx.recv().unwrap()?, end);
         Ok(())
     }

@@ -3,7 +3,8 @@
 //! fsynced on the append path, and after a power loss the logs are reopened from their
 //! recovery points and the journal replayed. Every acknowledged batch must be back, byte
 //! for byte, at its offset; a failed fsync takes the journal offline and nothing after it
-//! is acknowledged.
+//! is acknowledged. Some appends ask for no fsync (a follower's): they promise nothing by
+//! themselves, but whatever survives must still open without a gap.
 
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
@@ -77,6 +78,7 @@ enum Step {
     Append {
         log: i32,
         records: usize,
+        fsync: bool,
     },
     /// Wait until every append was answered (durable or failed).
     Settle,
@@ -88,7 +90,8 @@ enum Step {
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        8 => (0..LOGS, 1usize..4).prop_map(|(log, records)| Step::Append { log, records }),
+        8 => (0..LOGS, 1usize..4, prop::bool::weighted(0.75))
+            .prop_map(|(log, records, fsync)| Step::Append { log, records, fsync }),
         2 => Just(Step::Settle),
         1 => (1u64..6).prop_map(|nth| Step::SyncFault { nth }),
         1 => Just(Step::PowerLoss),
@@ -113,11 +116,15 @@ impl DurableListener for Listener {
     }
 }
 
-/// Per log: its appended batches (base, end, bytes), how far the journal said it is
-/// durable, and whether the last append was answered.
+/// One appended batch: base, end, bytes, and whether its append asked for an fsync.
+type Appended = (i64, i64, Vec<u8>, bool);
+
+/// Per log: its appended batches, how far the journal said
+/// it is durable for an append that asked for an fsync, and whether the last append was
+/// answered.
 #[derive(Default)]
 struct Model {
-    appended: Vec<Vec<(i64, i64, Vec<u8>)>>,
+    appended: Vec<Vec<Appended>>,
     durable: Vec<i64>,
     answered: Vec<i64>,
 }
@@ -137,7 +144,14 @@ impl Model {
         let last_end = self.appended[i].last().map_or(0, |b| b.1);
         match heard {
             Ok(end) => {
-                self.durable[i] = self.durable[i].max(end);
+                // Promised: up to the last fsynced append the completion covers.
+                let promised = self.appended[i]
+                    .iter()
+                    .filter(|b| b.3 && b.1 <= end)
+                    .map(|b| b.1)
+                    .max()
+                    .unwrap_or(0);
+                self.durable[i] = self.durable[i].max(promised);
                 self.answered[i] = self.answered[i].max(end);
             }
             // Every append so far is answered: none of the waiting ones becomes durable.
@@ -157,7 +171,7 @@ impl Model {
                 "log {} lost its end",
                 i
             );
-            for (base, end, bytes) in &self.appended[i] {
+            for (base, end, bytes, _) in &self.appended[i] {
                 if *end > self.durable[i] {
                     continue;
                 }
@@ -205,16 +219,26 @@ fn run(steps: Vec<Step>, seed: u64) -> Result<(), TestCaseError> {
     let mut ts = 0i64;
     for step in steps {
         match step {
-            Step::Append { log, records } => {
+            Step::Append {
+                log,
+                records,
+                fsync,
+            } => {
                 ts += 1;
                 let mut bytes = batch(records, ts);
                 let Ok(info) = node.logs[log as usize].append(&mut bytes, 0, ts) else {
                     continue;
                 };
                 let end = info.last_offset + 1;
-                model.appended[log as usize].push((info.first_offset, end, bytes.clone()));
-                node.journal
-                    .append(id(log), end, &bytes, &info.sync, &listeners[log as usize]);
+                model.appended[log as usize].push((info.first_offset, end, bytes.clone(), fsync));
+                node.journal.append(
+                    id(log),
+                    end,
+                    &bytes,
+                    &info.sync,
+                    &listeners[log as usize],
+                    fsync,
+                );
             }
             Step::Settle => {
                 while !model.all_answered() {
@@ -244,7 +268,7 @@ fn run(steps: Vec<Step>, seed: u64) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
     #[test]
     fn acknowledged_appends_survive_power_loss_through_the_journal(
@@ -270,8 +294,14 @@ fn a_failed_journal_fsync_acknowledges_nothing_after_it() {
     let append = |node: &mut Node, ts: i64| {
         let mut bytes = batch(1, ts);
         let info = node.logs[0].append(&mut bytes, 0, ts).unwrap();
-        node.journal
-            .append(id(0), info.last_offset + 1, &bytes, &info.sync, &listener);
+        node.journal.append(
+            id(0),
+            info.last_offset + 1,
+            &bytes,
+            &info.sync,
+            &listener,
+            true,
+        );
     };
     // The first append also records its leader epoch (a file of its own, fsynced).
     append(&mut node, 0);

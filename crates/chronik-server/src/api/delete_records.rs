@@ -37,7 +37,11 @@ pub fn handle(
                     let deleted = broker
                         .replicas
                         .online_partition(topic.name.as_str(), p.partition_index)
-                        .and_then(|partition| partition.delete_records_before(p.offset));
+                        .and_then(|partition| {
+                            // The leader moves the log start; followers follow it by fetching.
+                            partition.check_leader(-1)?;
+                            partition.delete_records_before(p.offset)
+                        });
                     match deleted {
                         Ok(low_watermark) => result.with_low_watermark(low_watermark),
                         Err(e) => result.with_error_code(e.code()),

@@ -56,6 +56,16 @@ pub fn handle(
                         }
                         Err(e) => return response.with_error_code(e.code()),
                     };
+                    // Only the leader answers: a follower's high watermark lags the leader's
+                    // (and the request's epoch, from v4, is checked as Kafka does).
+                    let request_epoch = if version >= 4 {
+                        p.current_leader_epoch
+                    } else {
+                        -1
+                    };
+                    if let Err(e) = partition.check_leader(request_epoch) {
+                        return response.with_error_code(e.code());
+                    }
                     // The field exists from v4; older versions must leave it at its default.
                     let epoch = if version >= 4 {
                         partition.leader_epoch()

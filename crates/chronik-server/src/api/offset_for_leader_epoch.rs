@@ -47,12 +47,9 @@ pub fn handle(
                         Ok(partition) => partition,
                         Err(e) => return result.with_error_code(e.code()),
                     };
-                    let current = partition.leader_epoch();
-                    if p.current_leader_epoch >= 0 && p.current_leader_epoch < current {
-                        return result.with_error_code(ResponseError::FencedLeaderEpoch.code());
-                    }
-                    if p.current_leader_epoch > current {
-                        return result.with_error_code(ResponseError::UnknownLeaderEpoch.code());
+                    // Leader only, at the request's epoch (KIP-320); -1 skips the epoch check.
+                    if let Err(e) = partition.check_leader(p.current_leader_epoch.max(-1)) {
+                        return result.with_error_code(e.code());
                     }
                     let (epoch, end_offset) = partition.end_offset_for_epoch(p.leader_epoch);
                     result.with_leader_epoch(epoch).with_end_offset(end_offset)

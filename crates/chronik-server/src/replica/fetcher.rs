@@ -370,6 +370,7 @@ async fn apply(
         }
     }
     partition.follow_high_watermark(data.high_watermark);
+    partition.follow_log_start(data.log_start_offset);
     Ok(())
 }
 

@@ -427,6 +427,18 @@ impl Partition {
         advance(&self.high_watermark, leader_high_watermark.min(end));
     }
 
+    /// A follower learns the leader's log start (DeleteRecords, retention): its own moves up
+    /// to it, never past what it holds.
+    pub fn follow_log_start(&self, leader_log_start: i64) {
+        let mut inner = self.inner.lock();
+        let target = leader_log_start.min(inner.log.log_end_offset());
+        if target > inner.log.log_start_offset() {
+            if let Err(e) = inner.log.delete_records_before(target) {
+                warn!(topic = %self.topic, partition = self.index, error = %e, "moving the log start to the leader's failed");
+            }
+        }
+    }
+
     /// The ISR change this leader should propose now, with the epochs the controller checks
     /// (Kafka's AlterPartition): lagging followers out, caught-up ones in. Recorded as pending
     /// until the image shows the outcome or `isr_proposal_failed`.
@@ -673,7 +685,7 @@ impl Partition {
         }
         let log_start_offset = inner.log.log_start_offset();
         let end_offset = info.last_offset + 1;
-        self.make_durable(inner, end_offset, &buf, &info.sync);
+        self.make_durable(inner, end_offset, &buf, &info.sync, true);
         Ok(Appended {
             base_offset: info.first_offset,
             end_offset,
@@ -691,13 +703,14 @@ impl Partition {
         end_offset: i64,
         bytes: &[u8],
         sync: &chronik_storage::SyncHandle,
+        fsync: bool,
     ) {
         // Before the journal sees the append, so its completion is never capped below it.
         self.log_end.send_replace(end_offset);
         match &self.storage.durability {
             Durability::Journal(journal) => {
                 let listener: Arc<dyn DurableListener> = self.clone();
-                journal.append(self.log_id, end_offset, bytes, sync, &listener);
+                journal.append(self.log_id, end_offset, bytes, sync, &listener, fsync);
                 drop(inner);
             }
             Durability::PageCache => {
@@ -726,7 +739,9 @@ impl Partition {
             record_batch(&mut inner.producers, &header);
         }
         let end_offset = info.last_offset + 1;
-        self.make_durable(inner, end_offset, records, &info.sync);
+        // Journaled (so recovery and checkpoints treat it like any append) but not fsynced
+        // on its own: as in Kafka, acks=all rests on the leader's fsync and the ISR's copies.
+        self.make_durable(inner, end_offset, records, &info.sync, false);
         Ok(end_offset)
     }
 
