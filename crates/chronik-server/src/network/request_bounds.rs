@@ -287,6 +287,21 @@ static INCREMENTAL_RESOURCE: Struct =
 static INCREMENTAL_ALTER_CONFIGS: Struct =
     st(&[all(Array(&Struct(&INCREMENTAL_RESOURCE))), all(I8)]);
 
+// AlterPartitionReassignments (45): timeout, the replication-factor-change flag (from v1),
+// topics of (name, partitions of (index, replicas; null cancels)).
+static REASSIGNABLE_PARTITION: Struct = st(&[all(I32), all(Array(&I32))]);
+static REASSIGNABLE_TOPIC: Struct = st(&[all(Str), all(Array(&Struct(&REASSIGNABLE_PARTITION)))]);
+static ALTER_PARTITION_REASSIGNMENTS: Struct = st(&[
+    all(I32),
+    since(1, I8),
+    all(Array(&Struct(&REASSIGNABLE_TOPIC))),
+]);
+
+// ListPartitionReassignments (46): timeout, topics of (name, partition indexes); null = all.
+static LIST_REASSIGNMENTS_TOPIC: Struct = st(&[all(Str), all(Array(&I32))]);
+static LIST_PARTITION_REASSIGNMENTS: Struct =
+    st(&[all(I32), all(Array(&Struct(&LIST_REASSIGNMENTS_TOPIC)))]);
+
 // OffsetDelete (47)
 static OFFSET_DELETE_PARTITION: Struct = st(&[all(I32)]);
 static OFFSET_DELETE_TOPIC: Struct = st(&[all(Str), all(Array(&Struct(&OFFSET_DELETE_PARTITION)))]);
@@ -333,6 +348,8 @@ fn schema(key: ApiKey) -> Option<&'static Struct> {
         ApiKey::DeleteGroups => &DELETE_GROUPS,
         ApiKey::ElectLeaders => &ELECT_LEADERS,
         ApiKey::IncrementalAlterConfigs => &INCREMENTAL_ALTER_CONFIGS,
+        ApiKey::AlterPartitionReassignments => &ALTER_PARTITION_REASSIGNMENTS,
+        ApiKey::ListPartitionReassignments => &LIST_PARTITION_REASSIGNMENTS,
         ApiKey::OffsetDelete => &OFFSET_DELETE,
         ApiKey::CreateAcls => &CREATE_ACLS,
         ApiKey::DeleteAcls => &DELETE_ACLS,
@@ -781,6 +798,28 @@ mod tests {
                 .with_topic(name("t"))
                 .with_partitions(vec![0, 1])]))
                 .with_timeout_ms(5)
+        });
+        each(ApiKey::AlterPartitionReassignments, |_| {
+            use kafka_protocol::messages::alter_partition_reassignments_request::{
+                ReassignablePartition, ReassignableTopic,
+            };
+            AlterPartitionReassignmentsRequest::default()
+                .with_timeout_ms(5)
+                .with_topics(vec![ReassignableTopic::default()
+                    .with_name(name("t"))
+                    .with_partitions(vec![
+                        ReassignablePartition::default()
+                            .with_replicas(Some(vec![BrokerId(1), BrokerId(2)])),
+                        ReassignablePartition::default().with_replicas(None),
+                    ])])
+        });
+        each(ApiKey::ListPartitionReassignments, |_| {
+            use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
+            ListPartitionReassignmentsRequest::default().with_topics(Some(vec![
+                ListPartitionReassignmentsTopics::default()
+                    .with_name(name("t"))
+                    .with_partition_indexes(vec![0, 1]),
+            ]))
         });
         each(ApiKey::DescribeGroups, |_| {
             DescribeGroupsRequest::default().with_groups(vec![GroupId(s("g"))])
