@@ -276,9 +276,14 @@ async fn one_follower_down_acks_all_goes_on_two_down_it_is_refused() {
     assert_eq!(records, 21, "the refused value was never appended");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_leader_cut_off_by_a_network_partition_is_replaced_and_nothing_acknowledged_is_lost() {
-    let cluster = Cluster::start_with_proxies(3, NODE_ARGS);
+/// The leader-fault tests: under the acks=all producer, `fault` takes partition 0's leader
+/// out; a new leader must take over and production resume; `heal` brings the old leader back,
+/// which must rejoin every ISR; then `finish` checks the history and the replicas.
+async fn leader_fault(
+    mut cluster: Cluster,
+    fault: impl FnOnce(&mut Cluster, i32),
+    heal: impl FnOnce(&mut Cluster, i32),
+) {
     let bootstrap = cluster.bootstrap();
     create_topic(&bootstrap).await;
     let history = Arc::new(History::new());
@@ -295,7 +300,8 @@ async fn a_leader_cut_off_by_a_network_partition_is_replaced_and_nothing_acknowl
         || history.counts().acked >= 400,
     );
     let (leader, _) = state(&bootstrap, 0).unwrap();
-    cluster.proxies().isolate(leader);
+    let faulted = Instant::now();
+    fault(&mut cluster, leader);
     let others = bootstrap_without(&cluster, leader);
     eventually("a new leader", Duration::from_secs(30), || {
         state(&others, 0).is_some_and(|(l, _)| l >= 0 && l != leader)
@@ -304,7 +310,11 @@ async fn a_leader_cut_off_by_a_network_partition_is_replaced_and_nothing_acknowl
     eventually("production to resume", Duration::from_secs(30), || {
         history.counts().acked >= acked + 400
     });
-    cluster.proxies().rejoin(leader);
+    eprintln!(
+        "FIGURE leader fault → 400 more acknowledgements: {:?}",
+        faulted.elapsed()
+    );
+    heal(&mut cluster, leader);
     eventually(
         "every replica back in sync",
         Duration::from_secs(60),
@@ -314,40 +324,33 @@ async fn a_leader_cut_off_by_a_network_partition_is_replaced_and_nothing_acknowl
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_leader_cut_off_by_a_network_partition_is_replaced_and_nothing_acknowledged_is_lost() {
+    leader_fault(
+        Cluster::start_with_proxies(3, NODE_ARGS),
+        |cluster, leader| cluster.proxies().isolate(leader),
+        |cluster, leader| cluster.proxies().rejoin(leader),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_leader_frozen_past_its_session_is_replaced_and_its_zombie_writes_nothing() {
-    let cluster = Cluster::start(3, NODE_ARGS);
-    let bootstrap = cluster.bootstrap();
-    create_topic(&bootstrap).await;
-    let history = Arc::new(History::new());
-    let producer = UniqueProducer::start(
-        &client_config(&bootstrap),
-        TOPIC,
-        &PARTITIONS,
-        400,
-        history.clone(),
-    );
-    eventually(
-        "a first 400 acknowledgements",
-        Duration::from_secs(30),
-        || history.counts().acked >= 400,
-    );
-    let (leader, _) = state(&bootstrap, 0).unwrap();
-    cluster.nodes[(leader - 1) as usize].pause();
-    let others = bootstrap_without(&cluster, leader);
-    eventually("a new leader", Duration::from_secs(30), || {
-        state(&others, 0).is_some_and(|(l, _)| l >= 0 && l != leader)
-    });
-    let acked = history.counts().acked;
-    eventually("production to resume", Duration::from_secs(30), || {
-        history.counts().acked >= acked + 400
-    });
-    cluster.nodes[(leader - 1) as usize].resume();
-    eventually(
-        "every replica back in sync",
-        Duration::from_secs(60),
-        || all_in_sync(&cluster),
-    );
-    finish(&cluster, producer, &history).await;
+    leader_fault(
+        Cluster::start(3, NODE_ARGS),
+        |cluster, leader| cluster.node(leader).pause(),
+        |cluster, leader| cluster.node(leader).resume(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_killed_under_load_restarts_catches_up_and_nothing_acknowledged_is_lost() {
+    leader_fault(
+        Cluster::start(3, NODE_ARGS),
+        |cluster, leader| cluster.node(leader).kill(),
+        |cluster, leader| cluster.node(leader).restart(),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -469,48 +472,6 @@ async fn randomized_faults_lose_no_acknowledged_write() {
         std::thread::sleep(Duration::from_millis(500 + dice.next(2500)));
     }
     eprintln!("fault run: {faults} faults, {:?}", history.counts());
-    finish(&cluster, producer, &history).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_leader_killed_under_load_restarts_catches_up_and_nothing_acknowledged_is_lost() {
-    let mut cluster = Cluster::start(3, NODE_ARGS);
-    let bootstrap = cluster.bootstrap();
-    create_topic(&bootstrap).await;
-    let history = Arc::new(History::new());
-    let producer = UniqueProducer::start(
-        &client_config(&bootstrap),
-        TOPIC,
-        &PARTITIONS,
-        400,
-        history.clone(),
-    );
-    eventually(
-        "a first 400 acknowledgements",
-        Duration::from_secs(30),
-        || history.counts().acked >= 400,
-    );
-    let (leader, _) = state(&bootstrap, 0).unwrap();
-    cluster.node(leader).kill();
-    let others = bootstrap_without(&cluster, leader);
-    let killed = Instant::now();
-    eventually("a new leader", Duration::from_secs(30), || {
-        state(&others, 0).is_some_and(|(l, _)| l >= 0 && l != leader)
-    });
-    let acked = history.counts().acked;
-    eventually("production to resume", Duration::from_secs(30), || {
-        history.counts().acked >= acked + 400
-    });
-    eprintln!(
-        "FIGURE kill -9 of the leader → 400 more acks: {:?}",
-        killed.elapsed()
-    );
-    cluster.node(leader).restart();
-    eventually(
-        "the old leader back in every ISR",
-        Duration::from_secs(60),
-        || all_in_sync(&cluster),
-    );
     finish(&cluster, producer, &history).await;
 }
 
