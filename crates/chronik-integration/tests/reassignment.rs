@@ -9,10 +9,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chronik_integration::{server_bin, Cluster};
-use core_util::{admin, consume, opts, producer};
+use core_util::{admin, consume, opts, produce_all};
 use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::FutureRecord;
 use rdkafka::Offset;
 
 const TOPIC: &str = "moving";
@@ -51,26 +50,6 @@ fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     }
 }
 
-async fn produce_all(bootstrap: &str, values: &[String]) {
-    let producer = producer(
-        bootstrap,
-        &[("acks", "all"), ("enable.idempotence", "true")],
-    );
-    let sends: Vec<_> = values
-        .iter()
-        .map(|v| {
-            producer
-                .send_result(FutureRecord::<(), _>::to(TOPIC).partition(0).payload(v))
-                .unwrap_or_else(|(e, _)| panic!("{v} not enqueued: {e}"))
-        })
-        .collect();
-    for (send, value) in sends.into_iter().zip(values) {
-        send.await
-            .expect("delivery future")
-            .unwrap_or_else(|(e, _)| panic!("{value} not acknowledged: {e}"));
-    }
-}
-
 fn values(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i}")).collect()
 }
@@ -97,7 +76,7 @@ async fn a_partition_moves_to_other_brokers_while_serving_and_leaves_its_old_one
         r.unwrap_or_else(|(t, e)| panic!("creating {t}: {e:?}"));
     }
     let before = values("before", 2000);
-    produce_all(&bootstrap, &before).await;
+    produce_all(&bootstrap, TOPIC, &before).await;
     assert_eq!(partition_0(&bootstrap).0, 1, "broker 1 leads at first");
     let old_dir = cluster.nodes[0].storage_dir().join(format!("{TOPIC}-0"));
     assert!(old_dir.exists());
@@ -109,7 +88,7 @@ async fn a_partition_moves_to_other_brokers_while_serving_and_leaves_its_old_one
     assert!(started.contains("started"), "{started}");
     // Writes go on during the move, across the leadership change.
     let during = values("during", 1000);
-    produce_all(&bootstrap, &during).await;
+    produce_all(&bootstrap, TOPIC, &during).await;
     eventually(
         "the reassignment to complete",
         Duration::from_secs(60),
@@ -124,7 +103,7 @@ async fn a_partition_moves_to_other_brokers_while_serving_and_leaves_its_old_one
         },
     );
     let after = values("after", 1000);
-    produce_all(&bootstrap, &after).await;
+    produce_all(&bootstrap, TOPIC, &after).await;
     let all: Vec<String> = before
         .iter()
         .chain(&during)

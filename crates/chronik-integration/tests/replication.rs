@@ -10,15 +10,13 @@ use std::time::{Duration, Instant};
 
 use chronik_integration::raw::exchange;
 use chronik_integration::Cluster;
-use core_util::{admin, consume, opts, producer};
+use core_util::{consume, create_replicated_topic, produce_all};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{
     ApiKey, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::FutureRecord;
 use rdkafka::Offset;
 
 const TOPIC_CONFIGS: &[(&str, &str)] = &[("min.insync.replicas", "2")];
@@ -33,20 +31,6 @@ fn start_cluster() -> Cluster {
             "3000",
         ],
     )
-}
-
-async fn create_replicated_topic(bootstrap: &str, name: &str, partitions: i32) {
-    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(3));
-    for (k, v) in TOPIC_CONFIGS {
-        topic = topic.set(k, v);
-    }
-    let results = admin(bootstrap)
-        .create_topics([&topic], &opts())
-        .await
-        .expect("create_topics request");
-    for r in results {
-        r.unwrap_or_else(|(t, e)| panic!("creating {t}: {e:?}"));
-    }
 }
 
 /// The leader and ISR of each partition of `topic`, as a broker's metadata says.
@@ -90,32 +74,11 @@ fn log_bytes(dir: &Path) -> Vec<u8> {
         .collect()
 }
 
-async fn produce_all(bootstrap: &str, topic: &str, values: &[String]) {
-    let producer = producer(
-        bootstrap,
-        &[("acks", "all"), ("enable.idempotence", "true")],
-    );
-    // Enqueued at once (librdkafka batches them), awaited after.
-    let sends: Vec<_> = values
-        .iter()
-        .map(|v| {
-            producer
-                .send_result(FutureRecord::<(), _>::to(topic).partition(0).payload(v))
-                .unwrap_or_else(|(e, _)| panic!("{v} not enqueued: {e}"))
-        })
-        .collect();
-    for (send, value) in sends.into_iter().zip(values) {
-        send.await
-            .expect("delivery future")
-            .unwrap_or_else(|(e, _)| panic!("{value} not acknowledged: {e}"));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn acks_all_is_replicated_to_every_replica_byte_for_byte() {
     let cluster = start_cluster();
     let bootstrap = cluster.bootstrap();
-    create_replicated_topic(&bootstrap, "replicated", 1).await;
+    create_replicated_topic(&bootstrap, "replicated", 1, 3, TOPIC_CONFIGS).await;
     let values: Vec<String> = (0..3000).map(|i| format!("value-{i}")).collect();
     produce_all(&bootstrap, "replicated", &values).await;
 
@@ -162,7 +125,7 @@ async fn acks_all_is_replicated_to_every_replica_byte_for_byte() {
 async fn a_killed_leader_is_replaced_by_an_in_sync_follower_without_losing_acknowledged_writes() {
     let mut cluster = start_cluster();
     let bootstrap = cluster.bootstrap();
-    create_replicated_topic(&bootstrap, "failover", 1).await;
+    create_replicated_topic(&bootstrap, "failover", 1, 3, TOPIC_CONFIGS).await;
     let first: Vec<String> = (0..1000).map(|i| format!("before-{i}")).collect();
     produce_all(&bootstrap, "failover", &first).await;
 
@@ -222,7 +185,7 @@ async fn a_killed_leader_is_replaced_by_an_in_sync_follower_without_losing_ackno
 async fn a_follower_answers_a_fetch_with_where_the_leader_is() {
     let cluster = start_cluster();
     let bootstrap = cluster.bootstrap();
-    create_replicated_topic(&bootstrap, "routed", 1).await;
+    create_replicated_topic(&bootstrap, "routed", 1, 3, TOPIC_CONFIGS).await;
     let (leader, _) = partition_states(&bootstrap, "routed")[&0].clone();
     let follower = cluster
         .nodes

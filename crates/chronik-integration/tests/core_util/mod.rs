@@ -9,7 +9,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message, Timestamp};
-use rdkafka::producer::FutureProducer;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
 pub fn config(bootstrap: &str, extra: &[(&str, &str)]) -> ClientConfig {
@@ -51,7 +51,18 @@ pub fn opts() -> AdminOptions {
 
 /// Creates a topic and fails the test if the broker refuses.
 pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
-    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    create_replicated_topic(bootstrap, name, partitions, 1, configs).await
+}
+
+/// Creates a topic with `replication` replicas per partition; fails the test if refused.
+pub async fn create_replicated_topic(
+    bootstrap: &str,
+    name: &str,
+    partitions: i32,
+    replication: i32,
+    configs: &[(&str, &str)],
+) {
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication));
     for (k, v) in configs {
         topic = topic.set(k, v);
     }
@@ -132,4 +143,27 @@ pub fn consume_all(bootstrap: &str, topic: &str, partitions: i32, expect: usize)
         expect,
         Duration::from_secs(30),
     )
+}
+
+/// Produces `values` to partition 0 of `topic` with an idempotent acks=all producer (all
+/// enqueued at once, so librdkafka batches them) and fails the test unless every one is
+/// acknowledged.
+pub async fn produce_all(bootstrap: &str, topic: &str, values: &[String]) {
+    let producer = producer(
+        bootstrap,
+        &[("acks", "all"), ("enable.idempotence", "true")],
+    );
+    let sends: Vec<_> = values
+        .iter()
+        .map(|v| {
+            producer
+                .send_result(FutureRecord::<(), _>::to(topic).partition(0).payload(v))
+                .unwrap_or_else(|(e, _)| panic!("{v} not enqueued: {e}"))
+        })
+        .collect();
+    for (send, value) in sends.into_iter().zip(values) {
+        send.await
+            .expect("delivery future")
+            .unwrap_or_else(|(e, _)| panic!("{value} not acknowledged: {e}"));
+    }
 }
