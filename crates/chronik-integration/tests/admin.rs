@@ -11,8 +11,12 @@ mod core_util;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use chronik_integration::raw::exchange;
 use chronik_integration::Broker;
 use core_util::{admin, consume, consume_all, consumer, create_topic, opts, producer};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{
     AlterConfig, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
 };
@@ -217,7 +221,16 @@ async fn delete_topics_removes_the_data_from_disk() {
         "partition dirs left on disk"
     );
     assert_eq!(partition_count(&b, "doomed"), None);
-    // A topic of the same name starts empty at offset 0.
+    // A client that still has it in its metadata cache does not bring it back by asking for
+    // it with auto-creation allowed, right after the deletion.
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![MetadataRequestTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_static_str("doomed"))))]))
+        .with_allow_auto_topic_creation(true);
+    let answer: MetadataResponse = exchange(&b, ApiKey::Metadata, 12, &request).unwrap();
+    assert_eq!(answer.topics[0].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+    assert_eq!(partition_count(&b, "doomed"), None);
+    // CreateTopics may: a topic of the same name starts empty at offset 0.
     create_topic(&b, "doomed", 1, &[]).await;
     let low_high = consumer(&b).fetch_watermarks("doomed", 0, T).unwrap();
     assert_eq!(low_high, (0, 0));

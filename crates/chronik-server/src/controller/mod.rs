@@ -95,7 +95,15 @@ pub struct Controller {
     heartbeats: Mutex<HashMap<i32, Instant>>,
     /// One connection per peer for forwarded calls.
     peers: Mutex<HashMap<NodeId, Arc<tokio::sync::Mutex<PeerConnection>>>>,
+    /// Topics deleted through this broker lately, and when: not auto-created again for
+    /// `RECREATE_GUARD`, since clients that still have one in their metadata cache ask for it
+    /// with auto-creation allowed and would bring a just-deleted topic back (ZooKeeper-era Kafka
+    /// refused that while a deletion was in progress). CreateTopics is not affected.
+    recently_deleted: Mutex<HashMap<String, Instant>>,
 }
+
+/// How long a topic deleted through this broker is not auto-created again.
+const RECREATE_GUARD: Duration = Duration::from_secs(5);
 
 impl Controller {
     pub fn new(config: Arc<BrokerConfig>, quorum: Arc<Quorum>, published: MetadataView) -> Self {
@@ -106,6 +114,7 @@ impl Controller {
             decide_lock: tokio::sync::Mutex::new(()),
             heartbeats: Mutex::new(HashMap::new()),
             peers: Mutex::new(HashMap::new()),
+            recently_deleted: Mutex::new(HashMap::new()),
         }
     }
 
@@ -336,7 +345,12 @@ impl Controller {
         if let Some(topic) = self.published.topic(name) {
             return Ok(topic);
         }
-        if !self.config.auto_create_topics {
+        let just_deleted = self
+            .recently_deleted
+            .lock()
+            .get(name)
+            .is_some_and(|at| at.elapsed() < RECREATE_GUARD);
+        if !self.config.auto_create_topics || just_deleted {
             return Err(ControllerError::new(
                 ResponseError::UnknownTopicOrPartition,
                 format!("unknown topic {name:?}"),
@@ -390,7 +404,12 @@ impl Controller {
             name: name.to_string(),
         };
         match self.call(call, DEFAULT_TIMEOUT).await? {
-            Decided::Topic(topic) => Ok(topic),
+            Decided::Topic(topic) => {
+                let mut deleted = self.recently_deleted.lock();
+                deleted.retain(|_, at| at.elapsed() < RECREATE_GUARD);
+                deleted.insert(name.to_string(), Instant::now());
+                Ok(topic)
+            }
             other => Err(unexpected(other)),
         }
     }
