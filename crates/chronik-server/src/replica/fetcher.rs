@@ -281,13 +281,14 @@ fn build_request(
             continue;
         }
         let p = &f.partition;
+        let (log_end, last_epoch, log_start) = p.fetch_position();
         topics.entry(topic).or_default().push(
             FetchPartition::default()
                 .with_partition(*index)
                 .with_current_leader_epoch(f.leader_epoch)
-                .with_fetch_offset(p.log_end_offset())
-                .with_last_fetched_epoch(p.latest_log_epoch())
-                .with_log_start_offset(p.log_start_offset())
+                .with_fetch_offset(log_end)
+                .with_last_fetched_epoch(last_epoch)
+                .with_log_start_offset(log_start)
                 .with_partition_max_bytes(limits.partition_max_bytes),
         );
         sent.insert(

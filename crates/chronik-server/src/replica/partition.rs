@@ -368,15 +368,6 @@ impl Partition {
         }
     }
 
-    /// The partition's leader as this replica last heard, and its epoch (-1 when unknown).
-    pub fn current_leader(&self) -> (i32, i32) {
-        let replication = self.replication.lock();
-        replication
-            .state
-            .as_ref()
-            .map_or((-1, -1), |s| (s.leader, s.leader_epoch))
-    }
-
     /// A request meant for the leader, carrying `request_epoch` (-1: none): refused unless
     /// this replica leads under that epoch (Kafka's KIP-320 fencing).
     pub fn check_leader(&self, request_epoch: i32) -> Result<(), PartitionError> {
@@ -745,9 +736,16 @@ impl Partition {
         Ok(end_offset)
     }
 
-    /// The latest leader epoch in this replica's log (-1: none), for a follower's fetch.
-    pub fn latest_log_epoch(&self) -> i32 {
-        self.inner.lock().log.latest_epoch().unwrap_or(-1)
+    /// Where a follower's next fetch starts, under one lock: its log end, the latest leader
+    /// epoch in its log (-1: none) and its log start.
+    pub fn fetch_position(&self) -> (i64, i32, i64) {
+        let inner = self.inner.lock();
+        let log = &inner.log;
+        (
+            log.log_end_offset(),
+            log.latest_epoch().unwrap_or(-1),
+            log.log_start_offset(),
+        )
     }
 
     /// Whether every append so far was reported durable (a cut must not race the journal's
