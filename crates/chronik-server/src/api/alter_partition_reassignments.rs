@@ -13,12 +13,14 @@ use kafka_protocol::messages::{
 use kafka_protocol::ResponseError;
 
 use super::str_bytes;
-use crate::broker::Broker;
+use crate::controller::Controller;
 use crate::controller::ReassignmentResult;
+use crate::security::Authorizer;
 use crate::security::{AclOperation, Session};
 
 pub async fn handle(
-    broker: &Broker,
+    controller: &Controller,
+    authorizer: &Authorizer,
     session: &Session,
     request: AlterPartitionReassignmentsRequest,
     version: i16,
@@ -45,15 +47,14 @@ pub async fn handle(
             .with_error_message(Some(str_bytes(message)))
             .with_responses(by_topic(results))
     };
-    if !broker.authorizer.cluster(session, AclOperation::Alter) {
+    if !authorizer.cluster(session, AclOperation::Alter) {
         return refused(
             ResponseError::ClusterAuthorizationFailed,
             "not authorized to alter the cluster",
         );
     }
     let timeout = super::create_topics::request_timeout(request.timeout_ms);
-    match broker
-        .controller
+    match controller
         .alter_partition_reassignments(asked.clone(), allow_rf_change, timeout)
         .await
     {

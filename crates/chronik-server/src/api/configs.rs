@@ -19,17 +19,21 @@ use kafka_protocol::ResponseError;
 
 use super::create_topics::{SOURCE_DEFAULT, SOURCE_TOPIC};
 use super::str_bytes;
-use crate::broker::Broker;
+use crate::config::BrokerConfig;
+use crate::controller::Controller;
 use crate::controller::{ControllerCall, ControllerError};
 use crate::metadata::broker_config;
 use crate::metadata::topic_config::{all_names, effective_value};
+use crate::metadata::MetadataView;
+use crate::replica::ReplicaManager;
+use crate::security::Authorizer;
 use crate::security::{AclOperation, Session};
 
 /// Whether the session may `operation` (DESCRIBE_CONFIGS / ALTER_CONFIGS) the resource; the
 /// refusal is TOPIC_ or CLUSTER_AUTHORIZATION_FAILED. Unknown resource types pass through to
 /// the handler's own INVALID_REQUEST.
 fn authorize(
-    broker: &Broker,
+    authorizer: &Authorizer,
     session: &Session,
     operation: AclOperation,
     resource_type: i8,
@@ -37,11 +41,11 @@ fn authorize(
 ) -> Result<(), ControllerError> {
     let (allowed, error) = match resource_type {
         RESOURCE_TOPIC => (
-            broker.authorizer.topic(session, operation, name),
+            authorizer.topic(session, operation, name),
             ResponseError::TopicAuthorizationFailed,
         ),
         RESOURCE_BROKER => (
-            broker.authorizer.cluster(session, operation),
+            authorizer.cluster(session, operation),
             ResponseError::ClusterAuthorizationFailed,
         ),
         _ => return Ok(()),
@@ -111,7 +115,10 @@ fn wanted(keys: &Option<Vec<StrBytes>>, name: &str) -> bool {
 }
 
 pub fn describe(
-    broker: &Broker,
+    metadata: &MetadataView,
+    replicas: &ReplicaManager,
+    config: &BrokerConfig,
+    authorizer: &Authorizer,
     session: &Session,
     request: DescribeConfigsRequest,
     version: i16,
@@ -124,7 +131,7 @@ pub fn describe(
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
             if let Err(e) = authorize(
-                broker,
+                authorizer,
                 session,
                 AclOperation::DescribeConfigs,
                 resource.resource_type,
@@ -135,16 +142,13 @@ pub fn describe(
                     .with_error_message(Some(str_bytes(&e.message)));
             }
             match resource.resource_type {
-                RESOURCE_TOPIC => match broker.metadata.topic(resource.resource_name.as_str()) {
+                RESOURCE_TOPIC => match metadata.topic(resource.resource_name.as_str()) {
                     Some(topic) => result.with_configs(
                         all_names()
                             .filter(|name| wanted(&resource.configuration_keys, name))
                             .map(|name| {
-                                let (value, is_default) = effective_value(
-                                    &broker.replicas.log_defaults(),
-                                    &topic.configs,
-                                    name,
-                                );
+                                let (value, is_default) =
+                                    effective_value(&replicas.log_defaults(), &topic.configs, name);
                                 let source = if is_default {
                                     SOURCE_DEFAULT
                                 } else {
@@ -159,7 +163,7 @@ pub fn describe(
                         .with_error_message(Some(str_bytes("unknown topic"))),
                 },
                 RESOURCE_BROKER => {
-                    let image = broker.metadata.image();
+                    let image = metadata.image();
                     let name = resource.resource_name.as_str();
                     let listed: Vec<(String, String, i8, bool)> = if name.is_empty() {
                         // The cluster-wide default resource lists only what is set on it.
@@ -169,12 +173,7 @@ pub fn describe(
                             .collect()
                     } else {
                         match name.parse::<i32>() {
-                            Ok(id) => broker_config::describe(
-                                &broker.config,
-                                &image,
-                                id,
-                                &broker.advertised,
-                            ),
+                            Ok(id) => broker_config::describe(config, &image, id),
                             Err(_) => {
                                 return result
                                     .with_error_code(ResponseError::InvalidRequest.code())
@@ -204,26 +203,26 @@ pub fn describe(
 }
 
 /// The value a broker config has without a dynamic override (for APPEND/SUBTRACT).
-fn broker_static_value(broker: &Broker, name: &str) -> Option<String> {
-    let image = broker.metadata.image();
+fn broker_static_value(
+    metadata: &MetadataView,
+    config: &BrokerConfig,
+    name: &str,
+) -> Option<String> {
+    let image = metadata.image();
     let without_dynamic = crate::metadata::MetadataImage {
         broker_configs: Default::default(),
         ..(*image).clone()
     };
-    broker_config::describe(
-        &broker.config,
-        &without_dynamic,
-        broker.config.node_id,
-        &broker.advertised,
-    )
-    .into_iter()
-    .find(|(n, ..)| n == name)
-    .map(|(_, value, ..)| value)
+    broker_config::describe(config, &without_dynamic, config.node_id)
+        .into_iter()
+        .find(|(n, ..)| n == name)
+        .map(|(_, value, ..)| value)
 }
 
 /// Applies a whole new set of overrides to one resource.
 async fn apply(
-    broker: &Broker,
+    controller: &Controller,
+    authorizer: &Authorizer,
     session: &Session,
     resource_type: i8,
     name: &str,
@@ -231,7 +230,7 @@ async fn apply(
     validate_only: bool,
 ) -> Result<(), ControllerError> {
     authorize(
-        broker,
+        authorizer,
         session,
         AclOperation::AlterConfigs,
         resource_type,
@@ -239,8 +238,7 @@ async fn apply(
     )?;
     match resource_type {
         RESOURCE_TOPIC => {
-            broker
-                .controller
+            controller
                 .set_topic_configs(name, configs?, validate_only)
                 .await
         }
@@ -250,8 +248,7 @@ async fn apply(
                 configs: configs?,
                 validate_only,
             };
-            broker
-                .controller
+            controller
                 .call(call, crate::controller::DEFAULT_TIMEOUT)
                 .await
                 .map(|_| ())
@@ -265,7 +262,8 @@ async fn apply(
 
 /// AlterConfigs replaces every override of the resource.
 pub async fn alter(
-    broker: &Broker,
+    controller: &Controller,
+    authorizer: &Authorizer,
     session: &Session,
     request: AlterConfigsRequest,
 ) -> AlterConfigsResponse {
@@ -282,7 +280,8 @@ pub async fn alter(
                 })
                 .collect();
             let outcome = apply(
-                broker,
+                controller,
+                authorizer,
                 session,
                 resource.resource_type,
                 resource.resource_name.as_str(),
@@ -307,7 +306,11 @@ pub async fn alter(
 
 /// IncrementalAlterConfigs applies SET / DELETE / APPEND / SUBTRACT to the current overrides.
 pub async fn incremental_alter(
-    broker: &Broker,
+    metadata: &MetadataView,
+    replicas: &ReplicaManager,
+    controller: &Controller,
+    config: &BrokerConfig,
+    authorizer: &Authorizer,
     session: &Session,
     request: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
@@ -316,11 +319,11 @@ pub async fn incremental_alter(
         let response = {
             let name = resource.resource_name.as_str();
             let base = match resource.resource_type {
-                RESOURCE_TOPIC => broker.metadata.topic(name).map(|t| t.configs.clone()),
-                RESOURCE_BROKER => Some(broker_config::current(&broker.metadata.image(), name)),
+                RESOURCE_TOPIC => metadata.topic(name).map(|t| t.configs.clone()),
+                RESOURCE_BROKER => Some(broker_config::current(&metadata.image(), name)),
                 _ => None,
             };
-            let defaults = broker.replicas.log_defaults();
+            let defaults = replicas.log_defaults();
             let configs = match base {
                 Some(mut configs) => {
                     resource
@@ -334,7 +337,7 @@ pub async fn incremental_alter(
                                 effective_value(&defaults, &configs, &key).0
                             } else {
                                 configs.get(&key).cloned().unwrap_or_else(|| {
-                                    broker_static_value(broker, &key).unwrap_or_default()
+                                    broker_static_value(metadata, config, &key).unwrap_or_default()
                                 })
                             };
                             let mut list: Vec<String> = current
@@ -384,7 +387,8 @@ pub async fn incremental_alter(
                 _ => Ok(BTreeMap::new()),
             };
             let outcome = apply(
-                broker,
+                controller,
+                authorizer,
                 session,
                 resource.resource_type,
                 name,

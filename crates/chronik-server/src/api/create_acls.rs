@@ -10,18 +10,20 @@ use kafka_protocol::messages::{CreateAclsRequest, CreateAclsResponse};
 use kafka_protocol::ResponseError;
 
 use super::str_bytes;
-use crate::broker::Broker;
+use crate::controller::Controller;
 use crate::controller::ControllerError;
 use crate::security::acl::InvalidAcl;
+use crate::security::Authorizer;
 use crate::security::{AclBinding, AclOperation, Session};
 
 pub async fn handle(
-    broker: &Broker,
+    controller: &Controller,
+    authorizer: &Authorizer,
     session: &Session,
     request: CreateAclsRequest,
 ) -> CreateAclsResponse {
     let results = change_acls(
-        broker,
+        authorizer,
         session,
         &request.creations,
         |c| {
@@ -37,11 +39,7 @@ pub async fn handle(
         },
         |valid: Vec<AclBinding>| async move {
             let n = valid.len();
-            broker
-                .controller
-                .create_acls(valid)
-                .await
-                .map(|()| vec![(); n])
+            controller.create_acls(valid).await.map(|()| vec![(); n])
         },
         |()| AclCreationResult::default(),
         |code, message| {
@@ -62,7 +60,7 @@ pub async fn handle(
 ///   one outcome per valid item (a missing one counts as `S::default()`); if it fails, every
 ///   valid item fails with the controller's error, else each becomes `succeeded(outcome)`.
 pub(super) async fn change_acls<I, P: Clone, S: Default, R, F>(
-    broker: &Broker,
+    authorizer: &Authorizer,
     session: &Session,
     items: &[I],
     parse: impl Fn(&I) -> Result<P, InvalidAcl>,
@@ -73,7 +71,7 @@ pub(super) async fn change_acls<I, P: Clone, S: Default, R, F>(
 where
     F: std::future::Future<Output = Result<Vec<S>, ControllerError>>,
 {
-    if !broker.authorizer.cluster(session, AclOperation::Alter) {
+    if !authorizer.cluster(session, AclOperation::Alter) {
         return items
             .iter()
             .map(|_| {

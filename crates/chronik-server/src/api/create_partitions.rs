@@ -6,11 +6,13 @@ use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse
 use super::str_bytes;
 use kafka_protocol::ResponseError;
 
-use crate::broker::Broker;
+use crate::controller::Controller;
+use crate::security::Authorizer;
 use crate::security::{AclOperation, Session};
 
 pub async fn handle(
-    broker: &Broker,
+    controller: &Controller,
+    authorizer: &Authorizer,
     session: &Session,
     request: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
@@ -18,10 +20,7 @@ pub async fn handle(
     let mut results = Vec::with_capacity(request.topics.len());
     for t in request.topics {
         let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-        if !broker
-            .authorizer
-            .topic(session, AclOperation::Alter, t.name.as_str())
-        {
+        if !authorizer.topic(session, AclOperation::Alter, t.name.as_str()) {
             results.push(
                 result
                     .with_error_code(ResponseError::TopicAuthorizationFailed.code())
@@ -34,8 +33,7 @@ pub async fn handle(
                 .map(|p| p.broker_ids.into_iter().map(|b| b.0).collect())
                 .collect()
         });
-        let outcome = broker
-            .controller
+        let outcome = controller
             .create_partitions(
                 t.name.as_str(),
                 t.count,

@@ -11,9 +11,11 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::ResponseError;
 
 use super::str_bytes;
-use crate::broker::Broker;
+use crate::controller::Controller;
 use crate::controller::NewTopic;
 use crate::metadata::topic_config::{all_names, effective_value};
+use crate::replica::ReplicaManager;
+use crate::security::Authorizer;
 use crate::security::{AclOperation, Session};
 
 /// config_source values of DescribeConfigs/CreateTopics.
@@ -21,19 +23,23 @@ pub const SOURCE_TOPIC: i8 = 1;
 pub const SOURCE_DEFAULT: i8 = 5;
 
 pub async fn handle(
-    broker: &Broker,
+    replicas: &ReplicaManager,
+    controller: &Controller,
+    authorizer: &Authorizer,
     session: &Session,
     request: CreateTopicsRequest,
     version: i16,
 ) -> CreateTopicsResponse {
-    let cluster_create = broker.authorizer.cluster(session, AclOperation::Create);
+    let cluster_create = authorizer.cluster(session, AclOperation::Create);
     let timeout = request_timeout(request.timeout_ms);
     let mut seen = std::collections::HashSet::new();
     let mut topics = Vec::with_capacity(request.topics.len());
     for t in request.topics {
         let first = seen.insert(t.name.clone());
         let result = create_one(
-            broker,
+            replicas,
+            controller,
+            authorizer,
             session,
             t,
             first,
@@ -59,7 +65,9 @@ pub fn request_timeout(timeout_ms: i32) -> std::time::Duration {
 
 #[allow(clippy::too_many_arguments)]
 async fn create_one(
-    broker: &Broker,
+    replicas: &ReplicaManager,
+    controller: &Controller,
+    authorizer: &Authorizer,
     session: &Session,
     t: CreatableTopic,
     first: bool,
@@ -79,11 +87,7 @@ async fn create_one(
             .with_error_code(ResponseError::InvalidRequest.code())
             .with_error_message(Some(str_bytes("topic listed twice in one request")));
     }
-    if !cluster_create
-        && !broker
-            .authorizer
-            .topic(session, AclOperation::Create, &t.name)
-    {
+    if !cluster_create && !authorizer.topic(session, AclOperation::Create, &t.name) {
         return result
             .with_error_code(ResponseError::TopicAuthorizationFailed.code())
             .with_error_message(Some(str_bytes("not authorized to create this topic")));
@@ -135,7 +139,7 @@ async fn create_one(
         configs,
         validate_only,
     };
-    match broker.controller.create_topic(new, timeout).await {
+    match controller.create_topic(new, timeout).await {
         Ok(topic) => {
             let mut result = result
                 .with_topic_id(topic.id)
@@ -145,7 +149,7 @@ async fn create_one(
                 let configs = all_names()
                     .map(|name| {
                         let (value, is_default) =
-                            effective_value(&broker.replicas.log_defaults(), &topic.configs, name);
+                            effective_value(&replicas.log_defaults(), &topic.configs, name);
                         CreatableTopicConfigs::default()
                             .with_name(str_bytes(name))
                             .with_value(Some(str_bytes(&value)))

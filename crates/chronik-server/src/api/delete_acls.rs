@@ -10,16 +10,18 @@ use kafka_protocol::messages::{DeleteAclsRequest, DeleteAclsResponse};
 
 use super::create_acls::change_acls;
 use super::str_bytes;
-use crate::broker::Broker;
+use crate::controller::Controller;
+use crate::security::Authorizer;
 use crate::security::{AclBinding, AclBindingFilter, Session};
 
 pub async fn handle(
-    broker: &Broker,
+    controller: &Controller,
+    authorizer: &Authorizer,
     session: &Session,
     request: DeleteAclsRequest,
 ) -> DeleteAclsResponse {
     let results = change_acls(
-        broker,
+        authorizer,
         session,
         &request.filters,
         |f| {
@@ -33,7 +35,7 @@ pub async fn handle(
                 f.permission_type,
             )
         },
-        |valid: Vec<AclBindingFilter>| broker.controller.delete_acls(valid),
+        |valid: Vec<AclBindingFilter>| controller.delete_acls(valid),
         |matched: Vec<AclBinding>| {
             let acls = matched
                 .into_iter()

@@ -6,11 +6,13 @@ use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 
 use kafka_protocol::ResponseError;
 
-use crate::broker::Broker;
+use crate::coordinator::GroupCoordinator;
+use crate::security::Authorizer;
 use crate::security::{AclOperation, Session};
 
 pub fn handle(
-    broker: &Broker,
+    groups: &GroupCoordinator,
+    authorizer: &Authorizer,
     session: &Session,
     request: DeleteGroupsRequest,
 ) -> DeleteGroupsResponse {
@@ -18,11 +20,8 @@ pub fn handle(
         .groups_names
         .into_iter()
         .map(|group_id| {
-            let code = if broker
-                .authorizer
-                .group(session, AclOperation::Delete, group_id.as_str())
-            {
-                broker.groups.delete_group(group_id.as_str())
+            let code = if authorizer.group(session, AclOperation::Delete, group_id.as_str()) {
+                groups.delete_group(group_id.as_str())
             } else {
                 ResponseError::GroupAuthorizationFailed.code()
             };

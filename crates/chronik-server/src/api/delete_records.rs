@@ -7,11 +7,13 @@ use kafka_protocol::messages::delete_records_response::{
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use kafka_protocol::ResponseError;
 
-use crate::broker::Broker;
+use crate::replica::ReplicaManager;
+use crate::security::Authorizer;
 use crate::security::{AclOperation, Session};
 
 pub fn handle(
-    broker: &Broker,
+    replicas: &ReplicaManager,
+    authorizer: &Authorizer,
     session: &Session,
     request: DeleteRecordsRequest,
 ) -> DeleteRecordsResponse {
@@ -19,10 +21,7 @@ pub fn handle(
         .topics
         .into_iter()
         .map(|topic| {
-            let authorized =
-                broker
-                    .authorizer
-                    .topic(session, AclOperation::Delete, topic.name.as_str());
+            let authorized = authorizer.topic(session, AclOperation::Delete, topic.name.as_str());
             let partitions = topic
                 .partitions
                 .iter()
@@ -34,8 +33,7 @@ pub fn handle(
                         return result
                             .with_error_code(ResponseError::TopicAuthorizationFailed.code());
                     }
-                    let deleted = broker
-                        .replicas
+                    let deleted = replicas
                         .online_partition(topic.name.as_str(), p.partition_index)
                         .and_then(|partition| {
                             // The leader moves the log start; followers follow it by fetching.

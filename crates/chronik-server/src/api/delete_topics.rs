@@ -6,11 +6,15 @@ use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use super::str_bytes;
-use crate::broker::Broker;
+use crate::controller::Controller;
+use crate::metadata::MetadataView;
+use crate::security::Authorizer;
 use crate::security::{AclOperation, Session};
 
 pub async fn handle(
-    broker: &Broker,
+    metadata: &MetadataView,
+    controller: &Controller,
+    authorizer: &Authorizer,
     session: &Session,
     request: DeleteTopicsRequest,
 ) -> DeleteTopicsResponse {
@@ -32,22 +36,21 @@ pub async fn handle(
     for (name, id) in targets {
         let name = match name {
             Some(name) => Ok(name.to_string()),
-            None => broker
-                .metadata
+            None => metadata
                 .topic_by_id(id)
                 .map(|t| t.name.clone())
                 .ok_or(ResponseError::UnknownTopicId.code()),
         };
         let result = DeletableTopicResult::default().with_topic_id(id);
         let name = name.and_then(|n| {
-            if broker.authorizer.topic(session, AclOperation::Delete, &n) {
+            if authorizer.topic(session, AclOperation::Delete, &n) {
                 Ok(n)
             } else {
                 Err(ResponseError::TopicAuthorizationFailed.code())
             }
         });
         responses.push(match name {
-            Ok(n) => match broker.controller.delete_topic(&n).await {
+            Ok(n) => match controller.delete_topic(&n).await {
                 Ok(topic) => result
                     .with_name(Some(TopicName(str_bytes(&n))))
                     .with_topic_id(topic.id),

@@ -8,11 +8,11 @@ use kafka_protocol::messages::{DescribeAclsRequest, DescribeAclsResponse};
 use kafka_protocol::ResponseError;
 
 use super::str_bytes;
-use crate::broker::Broker;
+use crate::security::Authorizer;
 use crate::security::{AclBindingFilter, AclOperation, Session};
 
 pub fn handle(
-    broker: &Broker,
+    authorizer: &Authorizer,
     session: &Session,
     request: DescribeAclsRequest,
 ) -> DescribeAclsResponse {
@@ -21,7 +21,7 @@ pub fn handle(
             .with_error_code(error.code())
             .with_error_message(Some(str_bytes(message)))
     };
-    if !broker.authorizer.cluster(session, AclOperation::Describe) {
+    if !authorizer.cluster(session, AclOperation::Describe) {
         return failed(
             ResponseError::ClusterAuthorizationFailed,
             "not authorized to describe ACLs",
@@ -40,7 +40,7 @@ pub fn handle(
         Err(invalid) => return failed(ResponseError::InvalidRequest, &invalid.0),
     };
     let mut resources: BTreeMap<_, Vec<AclDescription>> = BTreeMap::new();
-    for b in broker.authorizer.acls().describe(&filter) {
+    for b in authorizer.acls().describe(&filter) {
         resources
             .entry((b.resource_type, b.resource_name.clone(), b.pattern_type))
             .or_default()

@@ -9,11 +9,13 @@ use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use kafka_protocol::ResponseError;
 
 use super::str_bytes;
-use crate::broker::Broker;
+use crate::coordinator::GroupCoordinator;
+use crate::security::Authorizer;
 use crate::security::{AclOperation, ResourceType, Session};
 
 pub fn handle(
-    broker: &Broker,
+    groups: &GroupCoordinator,
+    authorizer: &Authorizer,
     session: &Session,
     request: DescribeGroupsRequest,
     version: i16,
@@ -23,24 +25,17 @@ pub fn handle(
         .groups
         .into_iter()
         .map(|group_id| {
-            if !broker
-                .authorizer
-                .group(session, AclOperation::Describe, group_id.as_str())
-            {
+            if !authorizer.group(session, AclOperation::Describe, group_id.as_str()) {
                 return DescribedGroup::default()
                     .with_group_id(group_id)
                     .with_error_code(ResponseError::GroupAuthorizationFailed.code());
             }
             let ops = if include_ops {
-                broker.authorizer.authorized_operations(
-                    session,
-                    ResourceType::Group,
-                    group_id.as_str(),
-                )
+                authorizer.authorized_operations(session, ResourceType::Group, group_id.as_str())
             } else {
                 i32::MIN
             };
-            let d = broker.groups.describe_group(group_id.as_str());
+            let d = groups.describe_group(group_id.as_str());
             let members = d
                 .members
                 .into_iter()

@@ -8,7 +8,8 @@ use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, TopicN
 use kafka_protocol::ResponseError;
 
 use super::str_bytes;
-use crate::broker::Broker;
+use crate::controller::Controller;
+use crate::security::Authorizer;
 use crate::security::{AclOperation, Session};
 
 /// Kafka's ElectionType values (v0 has no field and means PREFERRED).
@@ -16,7 +17,8 @@ const PREFERRED: i8 = 0;
 const UNCLEAN: i8 = 1;
 
 pub async fn handle(
-    broker: &Broker,
+    controller: &Controller,
+    authorizer: &Authorizer,
     session: &Session,
     request: ElectLeadersRequest,
     version: i16,
@@ -44,7 +46,7 @@ pub async fn handle(
             .with_error_code(error.code())
             .with_replica_election_results(by_topic(results, Some(message)))
     };
-    if !broker.authorizer.cluster(session, AclOperation::Alter) {
+    if !authorizer.cluster(session, AclOperation::Alter) {
         return refused(
             ResponseError::ClusterAuthorizationFailed,
             "not authorized to alter the cluster",
@@ -57,8 +59,7 @@ pub async fn handle(
         );
     }
     let timeout = super::create_topics::request_timeout(request.timeout_ms);
-    match broker
-        .controller
+    match controller
         .elect_leaders(election_type == PREFERRED, asked.clone(), timeout)
         .await
     {

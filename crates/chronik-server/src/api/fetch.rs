@@ -20,15 +20,19 @@ use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName}
 use kafka_protocol::ResponseError;
 
 use super::str_bytes;
-use crate::broker::Broker;
+use crate::metadata::MetadataView;
+use crate::replica::ReplicaManager;
 use crate::replica::{FetchFrom, FetchPartition};
+use crate::security::Authorizer;
 use crate::security::{AclOperation, Session};
 
 /// Upper bound on a long-poll, whatever the client asks.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 
 pub async fn handle(
-    broker: &Broker,
+    metadata: &MetadataView,
+    replicas: &ReplicaManager,
+    authorizer: &Authorizer,
     session: &Session,
     request: FetchRequest,
     version: i16,
@@ -44,10 +48,7 @@ pub async fn handle(
         request.replica_id.0
     };
     let from = if replica_id >= 0 {
-        if !broker
-            .authorizer
-            .cluster(session, AclOperation::ClusterAction)
-        {
+        if !authorizer.cluster(session, AclOperation::ClusterAction) {
             return FetchResponse::default()
                 .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
                 .with_session_id(0);
@@ -60,10 +61,7 @@ pub async fn handle(
     let mut layout = Vec::new();
     for topic in &request.topics {
         let name = if version >= 13 {
-            broker
-                .metadata
-                .topic_by_id(topic.topic_id)
-                .map(|t| t.name.clone())
+            metadata.topic_by_id(topic.topic_id).map(|t| t.name.clone())
         } else {
             Some(topic.topic.to_string())
         };
@@ -72,7 +70,7 @@ pub async fn handle(
             None => Some(ResponseError::UnknownTopicId.code()),
             Some(name)
                 if from == FetchFrom::Consumer
-                    && !broker.authorizer.topic(session, AclOperation::Read, name) =>
+                    && !authorizer.topic(session, AclOperation::Read, name) =>
             {
                 Some(ResponseError::TopicAuthorizationFailed.code())
             }
@@ -97,8 +95,7 @@ pub async fn handle(
         ));
     }
     let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
-    let fetched = broker
-        .replicas
+    let fetched = replicas
         .fetch(
             from,
             &wanted,
@@ -126,7 +123,7 @@ pub async fn handle(
                     }
                     let f = fetched.next().unwrap_or_default();
                     let code = if f.error_code == ResponseError::UnknownTopicOrPartition.code() {
-                        super::not_hosted(broker, topic_name.as_deref().unwrap_or(""), index)
+                        super::not_hosted(metadata, topic_name.as_deref().unwrap_or(""), index)
                     } else {
                         f.error_code
                     };
@@ -136,7 +133,7 @@ pub async fn handle(
                     // KIP-951: where the leader is, so the client re-routes at once.
                     let hint = super::wants_leader_hint(code)
                         .then(|| {
-                            super::leader_hint(broker, topic_name.as_deref().unwrap_or(""), index)
+                            super::leader_hint(metadata, topic_name.as_deref().unwrap_or(""), index)
                         })
                         .flatten();
                     let current_leader = hint.as_ref().map_or_else(Default::default, |h| {

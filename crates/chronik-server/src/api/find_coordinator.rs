@@ -10,8 +10,11 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::ResponseError;
 
 use super::str_bytes;
-use crate::broker::Broker;
+use crate::controller::Controller;
 use crate::controller::CONSUMER_OFFSETS_TOPIC;
+use crate::coordinator::GroupCoordinator;
+use crate::metadata::MetadataView;
+use crate::security::Authorizer;
 use crate::security::{AclOperation, ResourceType, Session};
 
 const GROUP: i8 = 0;
@@ -19,19 +22,20 @@ const TRANSACTION: i8 = 1;
 
 /// The coordinator of `key`: (node id, host, port), or (error code, message).
 async fn lookup(
-    broker: &Broker,
+    metadata: &MetadataView,
+    groups: &GroupCoordinator,
+    controller: &Controller,
     key_type: i8,
     key: &str,
 ) -> Result<(i32, String, i32), (i16, &'static str)> {
     match key_type {
         GROUP => {
-            broker
-                .groups
-                .ensure_offsets_topic(&broker.controller)
+            groups
+                .ensure_offsets_topic(controller)
                 .await
                 .map_err(|code| (code, "the offsets topic is not available"))?;
-            let image = broker.metadata.image();
-            let partition = broker.groups.partition_for(key);
+            let image = metadata.image();
+            let partition = groups.partition_for(key);
             image
                 .partition(CONSUMER_OFFSETS_TOPIC, partition)
                 .and_then(|p| image.brokers.get(&p.leader))
@@ -52,7 +56,7 @@ async fn lookup(
 
 /// Kafka checks DESCRIBE on the key before looking the coordinator up.
 fn authorize(
-    broker: &Broker,
+    authorizer: &Authorizer,
     session: &Session,
     key_type: i8,
     key: &str,
@@ -65,10 +69,7 @@ fn authorize(
         ),
         _ => return Ok(()),
     };
-    if broker
-        .authorizer
-        .authorize(session, AclOperation::Describe, resource_type, key)
-    {
+    if authorizer.authorize(session, AclOperation::Describe, resource_type, key) {
         Ok(())
     } else {
         Err((error.code(), "not authorized to describe this key"))
@@ -76,7 +77,10 @@ fn authorize(
 }
 
 pub async fn handle(
-    broker: &Broker,
+    metadata: &MetadataView,
+    groups: &GroupCoordinator,
+    controller: &Controller,
+    authorizer: &Authorizer,
     session: &Session,
     request: FindCoordinatorRequest,
     version: i16,
@@ -86,8 +90,10 @@ pub async fn handle(
     if version >= 4 {
         let mut coordinators = Vec::with_capacity(request.coordinator_keys.len());
         for key in request.coordinator_keys {
-            let result = match authorize(broker, session, request.key_type, key.as_str()) {
-                Ok(()) => lookup(broker, request.key_type, key.as_str()).await,
+            let result = match authorize(authorizer, session, request.key_type, key.as_str()) {
+                Ok(()) => {
+                    lookup(metadata, groups, controller, request.key_type, key.as_str()).await
+                }
                 Err(e) => Err(e),
             };
             let c = Coordinator::default().with_key(key);
@@ -107,8 +113,17 @@ pub async fn handle(
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
     let response = FindCoordinatorResponse::default();
-    let result = match authorize(broker, session, request.key_type, request.key.as_str()) {
-        Ok(()) => lookup(broker, request.key_type, request.key.as_str()).await,
+    let result = match authorize(authorizer, session, request.key_type, request.key.as_str()) {
+        Ok(()) => {
+            lookup(
+                metadata,
+                groups,
+                controller,
+                request.key_type,
+                request.key.as_str(),
+            )
+            .await
+        }
         Err(e) => Err(e),
     };
     match result {

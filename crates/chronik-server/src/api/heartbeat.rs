@@ -4,21 +4,24 @@ use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
 use kafka_protocol::ResponseError;
 
-use crate::broker::Broker;
+use crate::coordinator::GroupCoordinator;
+use crate::security::Authorizer;
 use crate::security::{AclOperation, Session};
 
-pub fn handle(broker: &Broker, session: &Session, request: HeartbeatRequest) -> HeartbeatResponse {
-    if !broker
-        .authorizer
-        .group(session, AclOperation::Read, request.group_id.as_str())
-    {
+pub fn handle(
+    groups: &GroupCoordinator,
+    authorizer: &Authorizer,
+    session: &Session,
+    request: HeartbeatRequest,
+) -> HeartbeatResponse {
+    if !authorizer.group(session, AclOperation::Read, request.group_id.as_str()) {
         return HeartbeatResponse::default()
             .with_error_code(ResponseError::GroupAuthorizationFailed.code());
     }
-    if let Some(code) = broker.groups.not_coordinator(request.group_id.as_str()) {
+    if let Some(code) = groups.not_coordinator(request.group_id.as_str()) {
         return HeartbeatResponse::default().with_error_code(code);
     }
-    let code = broker.groups.heartbeat(
+    let code = groups.heartbeat(
         request.group_id.as_str(),
         request.member_id.as_str(),
         request.group_instance_id.as_deref(),

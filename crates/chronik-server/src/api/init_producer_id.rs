@@ -8,11 +8,15 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 use kafka_protocol::ResponseError;
 use tracing::warn;
 
-use crate::broker::Broker;
+use crate::controller::Controller;
+use crate::producer_ids::ProducerIdManager;
+use crate::security::Authorizer;
 use crate::security::{AclOperation, ResourceType, Session};
 
 pub async fn handle(
-    broker: &Broker,
+    producer_ids: &ProducerIdManager,
+    controller: &Controller,
+    authorizer: &Authorizer,
     session: &Session,
     request: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
@@ -24,14 +28,8 @@ pub async fn handle(
     if request.transactional_id.is_some() {
         return response.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
     }
-    if !broker
-        .authorizer
-        .cluster(session, AclOperation::IdempotentWrite)
-        && !broker.authorizer.authorize_by_resource_type(
-            session,
-            AclOperation::Write,
-            ResourceType::Topic,
-        )
+    if !authorizer.cluster(session, AclOperation::IdempotentWrite)
+        && !authorizer.authorize_by_resource_type(session, AclOperation::Write, ResourceType::Topic)
     {
         return response.with_error_code(ResponseError::ClusterAuthorizationFailed.code());
     }
@@ -44,11 +42,7 @@ pub async fn handle(
             .with_producer_epoch(request.producer_epoch + 1);
     }
     let timeout = crate::controller::DEFAULT_TIMEOUT;
-    match broker
-        .producer_ids
-        .next_id(&broker.controller, timeout)
-        .await
-    {
+    match producer_ids.next_id(controller, timeout).await {
         Ok(id) => response
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0),

@@ -7,12 +7,16 @@ use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use kafka_protocol::ResponseError;
 
 use super::str_bytes;
-use crate::broker::Broker;
+use crate::controller::Controller;
 use crate::coordinator::group::{JoinOutcome, JoinRequest};
+use crate::coordinator::GroupCoordinator;
+use crate::security::Authorizer;
 use crate::security::{AclOperation, Session};
 
 pub async fn handle(
-    broker: &Broker,
+    groups: &GroupCoordinator,
+    controller: &Controller,
+    authorizer: &Authorizer,
     session: &Session,
     request: JoinGroupRequest,
     version: i16,
@@ -27,22 +31,16 @@ pub async fn handle(
     };
     let outcome = if group_id.is_empty() {
         error(ResponseError::InvalidGroupId)
-    } else if !broker
-        .authorizer
-        .group(session, AclOperation::Read, &group_id)
-    {
+    } else if !authorizer.group(session, AclOperation::Read, &group_id) {
         error(ResponseError::GroupAuthorizationFailed)
-    } else if !broker
-        .groups
-        .session_timeout_valid(request.session_timeout_ms)
-    {
+    } else if !groups.session_timeout_valid(request.session_timeout_ms) {
         error(ResponseError::InvalidSessionTimeout)
-    } else if let Err(code) = broker.groups.ensure_offsets_topic(&broker.controller).await {
+    } else if let Err(code) = groups.ensure_offsets_topic(controller).await {
         JoinOutcome {
             error_code: code,
             ..error(ResponseError::CoordinatorNotAvailable)
         }
-    } else if let Some(code) = broker.groups.not_coordinator(&group_id) {
+    } else if let Some(code) = groups.not_coordinator(&group_id) {
         JoinOutcome {
             error_code: code,
             ..error(ResponseError::NotCoordinator)
@@ -68,7 +66,7 @@ pub async fn handle(
                 .collect(),
             require_known_member_id: version >= 4,
         };
-        broker.groups.join_group(&group_id, req).await
+        groups.join_group(&group_id, req).await
     };
     response(outcome, version)
 }

@@ -6,30 +6,27 @@ use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
 use kafka_protocol::ResponseError;
 
-use crate::broker::Broker;
+use crate::coordinator::GroupCoordinator;
+use crate::security::Authorizer;
 use crate::security::{AclOperation, Session};
 
 pub fn handle(
-    broker: &Broker,
+    groups: &GroupCoordinator,
+    authorizer: &Authorizer,
     session: &Session,
     request: LeaveGroupRequest,
     version: i16,
 ) -> LeaveGroupResponse {
     let group_id = request.group_id.as_str();
-    if !broker
-        .authorizer
-        .group(session, AclOperation::Read, group_id)
-    {
+    if !authorizer.group(session, AclOperation::Read, group_id) {
         return LeaveGroupResponse::default()
             .with_error_code(ResponseError::GroupAuthorizationFailed.code());
     }
-    if let Some(code) = broker.groups.not_coordinator(group_id) {
+    if let Some(code) = groups.not_coordinator(group_id) {
         return LeaveGroupResponse::default().with_error_code(code);
     }
     if version < 3 {
-        let codes = broker
-            .groups
-            .leave_group(group_id, &[(request.member_id.to_string(), None)]);
+        let codes = groups.leave_group(group_id, &[(request.member_id.to_string(), None)]);
         return LeaveGroupResponse::default().with_error_code(codes[0]);
     }
     let members: Vec<(String, Option<String>)> = request
@@ -42,7 +39,7 @@ pub fn handle(
             )
         })
         .collect();
-    let codes = broker.groups.leave_group(group_id, &members);
+    let codes = groups.leave_group(group_id, &members);
     let results = request
         .members
         .into_iter()

@@ -6,25 +6,22 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 
 use super::str_bytes;
-use crate::broker::Broker;
+use crate::coordinator::GroupCoordinator;
+use crate::security::Authorizer;
 use crate::security::{AclOperation, Session};
 
 pub fn handle(
-    broker: &Broker,
+    groups: &GroupCoordinator,
+    authorizer: &Authorizer,
     session: &Session,
     request: ListGroupsRequest,
     version: i16,
 ) -> ListGroupsResponse {
-    let all = broker.authorizer.cluster(session, AclOperation::Describe);
-    let groups = broker
-        .groups
+    let all = authorizer.cluster(session, AclOperation::Describe);
+    let groups = groups
         .list_groups()
         .into_iter()
-        .filter(|g| {
-            all || broker
-                .authorizer
-                .group(session, AclOperation::Describe, &g.group_id)
-        })
+        .filter(|g| all || authorizer.group(session, AclOperation::Describe, &g.group_id))
         .filter(|g| {
             request.states_filter.is_empty()
                 || request

@@ -7,8 +7,10 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
 
-use crate::broker::Broker;
+use crate::metadata::MetadataView;
 use crate::replica::PartitionError;
+use crate::replica::ReplicaManager;
+use crate::security::Authorizer;
 use crate::security::{AclOperation, Session};
 
 const LATEST: i64 = -1;
@@ -16,7 +18,9 @@ const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 
 pub fn handle(
-    broker: &Broker,
+    metadata: &MetadataView,
+    replicas: &ReplicaManager,
+    authorizer: &Authorizer,
     session: &Session,
     request: ListOffsetsRequest,
     version: i16,
@@ -25,10 +29,7 @@ pub fn handle(
         .topics
         .into_iter()
         .map(|topic| {
-            let authorized =
-                broker
-                    .authorizer
-                    .topic(session, AclOperation::Describe, topic.name.as_str());
+            let authorized = authorizer.topic(session, AclOperation::Describe, topic.name.as_str());
             let partitions = topic
                 .partitions
                 .iter()
@@ -42,20 +43,18 @@ pub fn handle(
                         return response
                             .with_error_code(ResponseError::TopicAuthorizationFailed.code());
                     }
-                    let partition = match broker
-                        .replicas
-                        .online_partition(topic.name.as_str(), p.partition_index)
-                    {
-                        Ok(partition) => partition,
-                        Err(PartitionError::UnknownTopicOrPartition) => {
-                            return response.with_error_code(super::not_hosted(
-                                broker,
-                                topic.name.as_str(),
-                                p.partition_index,
-                            ))
-                        }
-                        Err(e) => return response.with_error_code(e.code()),
-                    };
+                    let partition =
+                        match replicas.online_partition(topic.name.as_str(), p.partition_index) {
+                            Ok(partition) => partition,
+                            Err(PartitionError::UnknownTopicOrPartition) => {
+                                return response.with_error_code(super::not_hosted(
+                                    metadata,
+                                    topic.name.as_str(),
+                                    p.partition_index,
+                                ))
+                            }
+                            Err(e) => return response.with_error_code(e.code()),
+                        };
                     // Only the leader answers: a follower's high watermark lags the leader's
                     // (and the request's epoch, from v4, is checked as Kafka does).
                     let request_epoch = if version >= 4 {

@@ -12,11 +12,13 @@ use kafka_protocol::messages::{
 use kafka_protocol::ResponseError;
 
 use super::str_bytes;
-use crate::broker::Broker;
+use crate::controller::Controller;
+use crate::security::Authorizer;
 use crate::security::{AclOperation, Session};
 
 pub async fn handle(
-    broker: &Broker,
+    controller: &Controller,
+    authorizer: &Authorizer,
     session: &Session,
     request: ListPartitionReassignmentsRequest,
 ) -> ListPartitionReassignmentsResponse {
@@ -25,7 +27,7 @@ pub async fn handle(
             .with_error_code(error.code())
             .with_error_message(Some(str_bytes(message)))
     };
-    if !broker.authorizer.cluster(session, AclOperation::Describe) {
+    if !authorizer.cluster(session, AclOperation::Describe) {
         return refused(
             ResponseError::ClusterAuthorizationFailed,
             "not authorized to describe the cluster",
@@ -43,8 +45,7 @@ pub async fn handle(
             .collect()
     });
     let timeout = super::create_topics::request_timeout(request.timeout_ms);
-    let ongoing = match broker
-        .controller
+    let ongoing = match controller
         .list_partition_reassignments(asked, timeout)
         .await
     {

@@ -11,22 +11,29 @@ use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use super::str_bytes;
-use crate::broker::Broker;
+use crate::config::BrokerConfig;
 use crate::controller::validate_topic_name;
+use crate::controller::Controller;
+use crate::metadata::MetadataView;
 use crate::metadata::{MetadataImage, TopicImage};
+use crate::replica::ReplicaManager;
+use crate::security::Authorizer;
 use crate::security::{AclOperation, ResourceType, Session};
 
+// Each service is passed on its own so the handler can be tested with just these; bundling
+// them back into one struct is what this signature avoids.
+#[allow(clippy::too_many_arguments)]
 pub async fn handle(
-    broker: &Broker,
+    metadata: &MetadataView,
+    replicas: &ReplicaManager,
+    controller: &Controller,
+    config: &BrokerConfig,
+    authorizer: &Authorizer,
     session: &Session,
     request: MetadataRequest,
     version: i16,
 ) -> MetadataResponse {
-    let describe = |name: &str| {
-        broker
-            .authorizer
-            .topic(session, AclOperation::Describe, name)
-    };
+    let describe = |name: &str| authorizer.topic(session, AclOperation::Describe, name);
     let include_topic_ops = request.include_topic_authorized_operations;
     let include_cluster_ops = request.include_cluster_authorized_operations;
     let all_topics = match &request.topics {
@@ -37,12 +44,11 @@ pub async fn handle(
     let mut topics = Vec::new();
     match request.topics {
         _ if all_topics => topics.extend(
-            broker
-                .metadata
+            metadata
                 .topics()
                 .iter()
                 .filter(|t| describe(&t.name))
-                .map(|t| topic_response(broker, t)),
+                .map(|t| topic_response(metadata, replicas, config.node_id, t)),
         ),
         None => {}
         Some(requested) => {
@@ -51,25 +57,29 @@ pub async fn handle(
                     Some(name) if !describe(name.as_str()) => unauthorized(Some(name.clone())),
                     Some(name) => {
                         let auto_create = (request.allow_auto_topic_creation || version < 4)
-                            && broker.metadata.topic(name.as_str()).is_none();
+                            && metadata.topic(name.as_str()).is_none();
                         if auto_create
-                            && !broker.authorizer.cluster(session, AclOperation::Create)
-                            && !broker.authorizer.topic(
-                                session,
-                                AclOperation::Create,
-                                name.as_str(),
-                            )
+                            && !authorizer.cluster(session, AclOperation::Create)
+                            && !authorizer.topic(session, AclOperation::Create, name.as_str())
                         {
                             unauthorized(Some(name.clone()))
                         } else {
-                            lookup_by_name(broker, name, auto_create).await
+                            lookup_by_name(
+                                metadata,
+                                replicas,
+                                controller,
+                                config.node_id,
+                                name,
+                                auto_create,
+                            )
+                            .await
                         }
                     }
-                    None => match broker.metadata.topic_by_id(t.topic_id) {
+                    None => match metadata.topic_by_id(t.topic_id) {
                         Some(topic) if !describe(&topic.name) => {
                             unauthorized(None).with_topic_id(t.topic_id)
                         }
-                        Some(topic) => topic_response(broker, &topic),
+                        Some(topic) => topic_response(metadata, replicas, config.node_id, &topic),
                         None => MetadataResponseTopic::default()
                             .with_error_code(ResponseError::UnknownTopicId.code())
                             .with_topic_id(t.topic_id),
@@ -81,7 +91,7 @@ pub async fn handle(
     let topics = if include_topic_ops {
         topics
             .into_iter()
-            .map(|t| with_topic_ops(broker, session, t))
+            .map(|t| with_topic_ops(authorizer, session, t))
             .collect()
     } else {
         topics
@@ -89,29 +99,25 @@ pub async fn handle(
     // Requests carry the cluster flag only in v8-v10 (decoded as false elsewhere), and only
     // those versions' responses have the field.
     let cluster_ops = if include_cluster_ops {
-        broker.authorizer.cluster_authorized_operations(session)
+        authorizer.cluster_authorized_operations(session)
     } else {
         i32::MIN
     };
-    let image = broker.metadata.image();
+    let image = metadata.image();
     MetadataResponse::default()
         .with_brokers(live_brokers(&image))
         .with_cluster_id(Some(str_bytes(&image.cluster_id)))
         // KIP-590: any broker forwards admin requests to the controller, so clients are
         // pointed at this one (reachable, unlike a dead Raft leader); DescribeCluster names
         // the real controller.
-        .with_controller_id(BrokerId(broker.config.node_id))
+        .with_controller_id(BrokerId(config.node_id))
         .with_topics(topics)
         .with_cluster_authorized_operations(cluster_ops)
 }
 
 /// The Raft leader's id, or -1 while there is none.
-pub fn controller_id(broker: &Broker) -> i32 {
-    broker
-        .controller
-        .quorum()
-        .leader()
-        .map_or(-1, |id| id as i32)
+pub fn controller_id(controller: &Controller) -> i32 {
+    controller.quorum().leader().map_or(-1, |id| id as i32)
 }
 
 /// Every unfenced broker, as clients should see the cluster.
@@ -130,7 +136,7 @@ pub fn live_brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
 /// Fills in what the session may do with a topic it was allowed to describe (found or not);
 /// an unauthorized topic keeps the "not provided" value, as in Kafka.
 fn with_topic_ops(
-    broker: &Broker,
+    authorizer: &Authorizer,
     session: &Session,
     topic: MetadataResponseTopic,
 ) -> MetadataResponseTopic {
@@ -140,9 +146,7 @@ fn with_topic_ops(
     let Some(name) = topic.name.as_ref() else {
         return topic;
     };
-    let ops = broker
-        .authorizer
-        .authorized_operations(session, ResourceType::Topic, name.as_str());
+    let ops = authorizer.authorized_operations(session, ResourceType::Topic, name.as_str());
     topic.with_topic_authorized_operations(ops)
 }
 
@@ -154,15 +158,17 @@ fn unauthorized(name: Option<TopicName>) -> MetadataResponseTopic {
 }
 
 async fn lookup_by_name(
-    broker: &Broker,
+    metadata: &MetadataView,
+    replicas: &ReplicaManager,
+    controller: &Controller,
+    node_id: i32,
     name: &TopicName,
     allow_auto_create: bool,
 ) -> MetadataResponseTopic {
     let found = if allow_auto_create {
-        broker.controller.get_or_auto_create(name.as_str()).await
+        controller.get_or_auto_create(name.as_str()).await
     } else {
-        broker
-            .metadata
+        metadata
             .topic(name.as_str())
             .ok_or_else(|| crate::controller::ControllerError {
                 code: ResponseError::UnknownTopicOrPartition.code(),
@@ -170,7 +176,7 @@ async fn lookup_by_name(
             })
     };
     match found {
-        Ok(topic) => topic_response(broker, &topic),
+        Ok(topic) => topic_response(metadata, replicas, node_id, &topic),
         Err(e) => {
             let code = if validate_topic_name(name.as_str()).is_err() {
                 ResponseError::InvalidTopicException.code()
@@ -185,23 +191,26 @@ async fn lookup_by_name(
     }
 }
 
-fn topic_response(broker: &Broker, topic: &TopicImage) -> MetadataResponseTopic {
-    let image = broker.metadata.image();
-    let me = broker.config.node_id;
+/// `replicas` is this broker's (`me`): it tells which of its own replicas are offline.
+fn topic_response(
+    metadata: &MetadataView,
+    replicas: &ReplicaManager,
+    me: i32,
+    topic: &TopicImage,
+) -> MetadataResponseTopic {
+    let image = metadata.image();
+    let hosted = replicas;
     // Replicas on fenced brokers are offline (KIP-112), and so is this broker's replica of a
     // partition whose directory could not be opened (requests to it answer
     // KAFKA_STORAGE_ERROR). The field exists from v5; older versions drop it.
-    let offline = |index: i32, replicas: &[i32]| -> Vec<BrokerId> {
-        replicas
+    let offline = |index: i32, assigned: &[i32]| -> Vec<BrokerId> {
+        assigned
             .iter()
             .filter(|b| {
                 image.brokers.get(b).is_none_or(|r| r.fenced)
                     || (**b == me
-                        && broker.replicas.partition(&topic.name, index).is_none()
-                        && broker
-                            .replicas
-                            .offline_partition(&topic.name, index)
-                            .is_some())
+                        && hosted.partition(&topic.name, index).is_none()
+                        && hosted.offline_partition(&topic.name, index).is_some())
             })
             .map(|b| BrokerId(*b))
             .collect()

@@ -3,9 +3,13 @@
 //! A handler decodes nothing itself (kafka-protocol does), checks what the request asks against
 //! the broker's state, calls the layer below (controller, replica manager, coordinators) and
 //! builds the response. It never touches files. Before it acts on a resource it asks
-//! `broker.authorizer` whether the request's `Session` may (a refusal is that resource's
+//! the `Authorizer` whether the request's `Session` may (a refusal is that resource's
 //! *_AUTHORIZATION_FAILED code). Per-partition failures become per-partition
 //! error codes; only a frame that cannot be understood closes the connection, as Kafka does.
+//!
+//! `dispatch` is the only code here that sees the whole `Broker`; each handler takes just the
+//! services it uses (`MetadataView`, `ReplicaManager`, `GroupCoordinator`, `Controller`,
+//! `Authorizer`, config), so it can be tested with those alone.
 
 #[cfg(test)]
 mod acl_handler_tests;
@@ -60,6 +64,7 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use tracing::{debug, error, trace};
 
 use crate::broker::Broker;
+use crate::metadata::MetadataView;
 use crate::security::Session;
 
 /// What the connection does with a request.
@@ -189,111 +194,248 @@ async fn dispatch(broker: Arc<Broker>, session: &Session, frame: Bytes) -> Outco
             Some(ResponseKind::ApiVersions(api_versions::handle(&req)))
         }
         RequestKind::Metadata(req) => Some(ResponseKind::Metadata(
-            metadata::handle(&broker, session, req, version).await,
+            metadata::handle(
+                &broker.metadata,
+                &broker.replicas,
+                &broker.controller,
+                &broker.config,
+                &broker.authorizer,
+                session,
+                req,
+                version,
+            )
+            .await,
         )),
-        RequestKind::Produce(req) => produce::handle(&broker, session, req, version)
-            .await
-            .map(ResponseKind::Produce),
+        RequestKind::Produce(req) => produce::handle(
+            &broker.metadata,
+            &broker.replicas,
+            &broker.authorizer,
+            session,
+            req,
+            version,
+        )
+        .await
+        .map(ResponseKind::Produce),
         RequestKind::Fetch(req) => Some(ResponseKind::Fetch(
-            fetch::handle(&broker, session, req, version).await,
+            fetch::handle(
+                &broker.metadata,
+                &broker.replicas,
+                &broker.authorizer,
+                session,
+                req,
+                version,
+            )
+            .await,
         )),
         RequestKind::ListOffsets(req) => Some(ResponseKind::ListOffsets(list_offsets::handle(
-            &broker, session, req, version,
+            &broker.metadata,
+            &broker.replicas,
+            &broker.authorizer,
+            session,
+            req,
+            version,
         ))),
         RequestKind::OffsetForLeaderEpoch(req) => Some(ResponseKind::OffsetForLeaderEpoch(
-            offset_for_leader_epoch::handle(&broker, session, req),
+            offset_for_leader_epoch::handle(&broker.replicas, &broker.authorizer, session, req),
         )),
         RequestKind::CreateTopics(req) => Some(ResponseKind::CreateTopics(
-            create_topics::handle(&broker, session, req, version).await,
+            create_topics::handle(
+                &broker.replicas,
+                &broker.controller,
+                &broker.authorizer,
+                session,
+                req,
+                version,
+            )
+            .await,
         )),
         RequestKind::DeleteTopics(req) => Some(ResponseKind::DeleteTopics(
-            delete_topics::handle(&broker, session, req).await,
+            delete_topics::handle(
+                &broker.metadata,
+                &broker.controller,
+                &broker.authorizer,
+                session,
+                req,
+            )
+            .await,
         )),
         RequestKind::CreatePartitions(req) => Some(ResponseKind::CreatePartitions(
-            create_partitions::handle(&broker, session, req).await,
+            create_partitions::handle(&broker.controller, &broker.authorizer, session, req).await,
         )),
         RequestKind::ElectLeaders(req) => Some(ResponseKind::ElectLeaders(
-            elect_leaders::handle(&broker, session, req, version).await,
+            elect_leaders::handle(
+                &broker.controller,
+                &broker.authorizer,
+                session,
+                req,
+                version,
+            )
+            .await,
         )),
         RequestKind::AlterPartitionReassignments(req) => {
             Some(ResponseKind::AlterPartitionReassignments(
-                alter_partition_reassignments::handle(&broker, session, req, version).await,
+                alter_partition_reassignments::handle(
+                    &broker.controller,
+                    &broker.authorizer,
+                    session,
+                    req,
+                    version,
+                )
+                .await,
             ))
         }
         RequestKind::ListPartitionReassignments(req) => {
             Some(ResponseKind::ListPartitionReassignments(
-                list_partition_reassignments::handle(&broker, session, req).await,
+                list_partition_reassignments::handle(
+                    &broker.controller,
+                    &broker.authorizer,
+                    session,
+                    req,
+                )
+                .await,
             ))
         }
-        RequestKind::DescribeConfigs(req) => Some(ResponseKind::DescribeConfigs(
-            configs::describe(&broker, session, req, version),
-        )),
+        RequestKind::DescribeConfigs(req) => {
+            Some(ResponseKind::DescribeConfigs(configs::describe(
+                &broker.metadata,
+                &broker.replicas,
+                &broker.config,
+                &broker.authorizer,
+                session,
+                req,
+                version,
+            )))
+        }
         RequestKind::AlterConfigs(req) => Some(ResponseKind::AlterConfigs(
-            configs::alter(&broker, session, req).await,
+            configs::alter(&broker.controller, &broker.authorizer, session, req).await,
         )),
         RequestKind::IncrementalAlterConfigs(req) => Some(ResponseKind::IncrementalAlterConfigs(
-            configs::incremental_alter(&broker, session, req).await,
+            configs::incremental_alter(
+                &broker.metadata,
+                &broker.replicas,
+                &broker.controller,
+                &broker.config,
+                &broker.authorizer,
+                session,
+                req,
+            )
+            .await,
         )),
         RequestKind::DescribeCluster(req) => {
             Some(ResponseKind::DescribeCluster(describe_cluster::handle(
                 &broker.metadata,
                 &broker.authorizer,
-                metadata::controller_id(&broker),
+                metadata::controller_id(&broker.controller),
                 session,
                 req,
                 version,
             )))
         }
         RequestKind::DeleteRecords(req) => Some(ResponseKind::DeleteRecords(
-            delete_records::handle(&broker, session, req),
+            delete_records::handle(&broker.replicas, &broker.authorizer, session, req),
         )),
         RequestKind::InitProducerId(req) => Some(ResponseKind::InitProducerId(
-            init_producer_id::handle(&broker, session, req).await,
+            init_producer_id::handle(
+                &broker.producer_ids,
+                &broker.controller,
+                &broker.authorizer,
+                session,
+                req,
+            )
+            .await,
         )),
         RequestKind::FindCoordinator(req) => Some(ResponseKind::FindCoordinator(
-            find_coordinator::handle(&broker, session, req, version).await,
+            find_coordinator::handle(
+                &broker.metadata,
+                &broker.groups,
+                &broker.controller,
+                &broker.authorizer,
+                session,
+                req,
+                version,
+            )
+            .await,
         )),
         RequestKind::JoinGroup(req) => {
             let client_id = header.client_id.as_deref().unwrap_or_default();
             Some(ResponseKind::JoinGroup(
-                join_group::handle(&broker, session, req, version, client_id).await,
+                join_group::handle(
+                    &broker.groups,
+                    &broker.controller,
+                    &broker.authorizer,
+                    session,
+                    req,
+                    version,
+                    client_id,
+                )
+                .await,
             ))
         }
         RequestKind::SyncGroup(req) => Some(ResponseKind::SyncGroup(
-            sync_group::handle(&broker, session, req, version).await,
+            sync_group::handle(&broker.groups, &broker.authorizer, session, req, version).await,
         )),
         RequestKind::Heartbeat(req) => Some(ResponseKind::Heartbeat(heartbeat::handle(
-            &broker, session, req,
+            &broker.groups,
+            &broker.authorizer,
+            session,
+            req,
         ))),
         RequestKind::LeaveGroup(req) => Some(ResponseKind::LeaveGroup(leave_group::handle(
-            &broker, session, req, version,
+            &broker.groups,
+            &broker.authorizer,
+            session,
+            req,
+            version,
         ))),
         RequestKind::OffsetCommit(req) => Some(ResponseKind::OffsetCommit(
-            offset_commit::handle(&broker, session, req).await,
+            offset_commit::handle(
+                &broker.groups,
+                &broker.controller,
+                &broker.authorizer,
+                session,
+                req,
+            )
+            .await,
         )),
         RequestKind::OffsetFetch(req) => Some(ResponseKind::OffsetFetch(offset_fetch::handle(
-            &broker, session, req, version,
+            &broker.groups,
+            &broker.authorizer,
+            session,
+            req,
+            version,
         ))),
         RequestKind::DescribeGroups(req) => Some(ResponseKind::DescribeGroups(
-            describe_groups::handle(&broker, session, req, version),
+            describe_groups::handle(&broker.groups, &broker.authorizer, session, req, version),
         )),
         RequestKind::ListGroups(req) => Some(ResponseKind::ListGroups(list_groups::handle(
-            &broker, session, req, version,
+            &broker.groups,
+            &broker.authorizer,
+            session,
+            req,
+            version,
         ))),
         RequestKind::DeleteGroups(req) => Some(ResponseKind::DeleteGroups(delete_groups::handle(
-            &broker, session, req,
+            &broker.groups,
+            &broker.authorizer,
+            session,
+            req,
         ))),
         RequestKind::OffsetDelete(req) => Some(ResponseKind::OffsetDelete(offset_delete::handle(
-            &broker, session, req,
+            &broker.groups,
+            &broker.authorizer,
+            session,
+            req,
         ))),
         RequestKind::CreateAcls(req) => Some(ResponseKind::CreateAcls(
-            create_acls::handle(&broker, session, req).await,
+            create_acls::handle(&broker.controller, &broker.authorizer, session, req).await,
         )),
         RequestKind::DescribeAcls(req) => Some(ResponseKind::DescribeAcls(describe_acls::handle(
-            &broker, session, req,
+            &broker.authorizer,
+            session,
+            req,
         ))),
         RequestKind::DeleteAcls(req) => Some(ResponseKind::DeleteAcls(
-            delete_acls::handle(&broker, session, req).await,
+            delete_acls::handle(&broker.controller, &broker.authorizer, session, req).await,
         )),
         RequestKind::DescribeQuorum(req) => Some(ResponseKind::DescribeQuorum(
             describe_quorum::handle(
@@ -354,13 +496,8 @@ fn respond(correlation_id: i32, api_key: ApiKey, version: i16, response: Respons
 /// The error for a partition this broker does not host: NOT_LEADER_OR_FOLLOWER when the
 /// metadata image places it on other brokers (the client refreshes metadata and goes there),
 /// UNKNOWN_TOPIC_OR_PARTITION when it does not exist at all.
-pub(crate) fn not_hosted(broker: &Broker, topic: &str, partition: i32) -> i16 {
-    if broker
-        .metadata
-        .image()
-        .partition(topic, partition)
-        .is_some()
-    {
+pub(crate) fn not_hosted(metadata: &MetadataView, topic: &str, partition: i32) -> i16 {
+    if metadata.image().partition(topic, partition).is_some() {
         kafka_protocol::ResponseError::NotLeaderOrFollower.code()
     } else {
         kafka_protocol::ResponseError::UnknownTopicOrPartition.code()
@@ -376,8 +513,12 @@ pub(crate) struct LeaderHint {
     pub endpoint: Option<(i32, String, i32)>,
 }
 
-pub(crate) fn leader_hint(broker: &Broker, topic: &str, partition: i32) -> Option<LeaderHint> {
-    let image = broker.metadata.image();
+pub(crate) fn leader_hint(
+    metadata: &MetadataView,
+    topic: &str,
+    partition: i32,
+) -> Option<LeaderHint> {
+    let image = metadata.image();
     let state = image.partition(topic, partition)?;
     let endpoint = image
         .brokers

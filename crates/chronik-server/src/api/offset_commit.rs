@@ -7,12 +7,16 @@ use kafka_protocol::messages::offset_commit_response::{
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 use kafka_protocol::ResponseError;
 
-use crate::broker::Broker;
+use crate::controller::Controller;
 use crate::coordinator::group_coordinator::OffsetToCommit;
+use crate::coordinator::GroupCoordinator;
+use crate::security::Authorizer;
 use crate::security::{AclOperation, Session};
 
 pub async fn handle(
-    broker: &Broker,
+    groups: &GroupCoordinator,
+    controller: &Controller,
+    authorizer: &Authorizer,
     session: &Session,
     request: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
@@ -31,26 +35,22 @@ pub async fn handle(
         .collect();
     let result = if request.group_id.is_empty() {
         Err(ResponseError::InvalidGroupId.code())
-    } else if !broker
-        .authorizer
-        .group(session, AclOperation::Read, request.group_id.as_str())
-    {
+    } else if !authorizer.group(session, AclOperation::Read, request.group_id.as_str()) {
         Err(ResponseError::GroupAuthorizationFailed.code())
-    } else if request.topics.iter().any(|t| {
-        !broker
-            .authorizer
-            .topic(session, AclOperation::Read, t.name.as_str())
-    }) {
+    } else if request
+        .topics
+        .iter()
+        .any(|t| !authorizer.topic(session, AclOperation::Read, t.name.as_str()))
+    {
         // Kafka refuses only the unauthorized topics' partitions; refusing the whole commit
         // keeps it atomic and never stores an offset for a topic the member may not read.
         Err(ResponseError::TopicAuthorizationFailed.code())
-    } else if let Err(code) = broker.groups.ensure_offsets_topic(&broker.controller).await {
+    } else if let Err(code) = groups.ensure_offsets_topic(controller).await {
         Err(code)
-    } else if let Some(code) = broker.groups.not_coordinator(request.group_id.as_str()) {
+    } else if let Some(code) = groups.not_coordinator(request.group_id.as_str()) {
         Err(code)
     } else {
-        broker
-            .groups
+        groups
             .commit_offsets(
                 request.group_id.as_str(),
                 request.member_id.as_str(),

@@ -8,30 +8,25 @@ use kafka_protocol::messages::offset_delete_response::{
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 use kafka_protocol::ResponseError;
 
-use crate::broker::Broker;
+use crate::coordinator::GroupCoordinator;
+use crate::security::Authorizer;
 use crate::security::{AclOperation, Session};
 
 pub fn handle(
-    broker: &Broker,
+    groups: &GroupCoordinator,
+    authorizer: &Authorizer,
     session: &Session,
     request: OffsetDeleteRequest,
 ) -> OffsetDeleteResponse {
     let group_id = request.group_id.as_str();
-    if !broker
-        .authorizer
-        .group(session, AclOperation::Delete, group_id)
-    {
+    if !authorizer.group(session, AclOperation::Delete, group_id) {
         return OffsetDeleteResponse::default()
             .with_error_code(ResponseError::GroupAuthorizationFailed.code());
     }
     let authorized: Vec<bool> = request
         .topics
         .iter()
-        .map(|t| {
-            broker
-                .authorizer
-                .topic(session, AclOperation::Read, t.name.as_str())
-        })
+        .map(|t| authorizer.topic(session, AclOperation::Read, t.name.as_str()))
         .collect();
     let partitions: Vec<(String, i32)> = request
         .topics
@@ -44,7 +39,7 @@ pub fn handle(
                 .map(|p| (t.name.to_string(), p.partition_index))
         })
         .collect();
-    let codes = match broker.groups.delete_offsets(group_id, &partitions) {
+    let codes = match groups.delete_offsets(group_id, &partitions) {
         Ok(codes) => codes,
         Err(code) => return OffsetDeleteResponse::default().with_error_code(code),
     };

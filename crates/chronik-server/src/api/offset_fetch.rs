@@ -10,15 +10,17 @@ use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicNam
 use kafka_protocol::ResponseError;
 
 use super::str_bytes;
-use crate::broker::Broker;
 use crate::coordinator::offsets_log::OffsetValue;
+use crate::coordinator::GroupCoordinator;
+use crate::security::Authorizer;
 use crate::security::{AclOperation, Session};
 
 type Fetched = Vec<(String, i32, Option<OffsetValue>)>;
 type ByTopic = Vec<(String, Vec<(i32, Option<OffsetValue>)>)>;
 
 fn fetch(
-    broker: &Broker,
+    groups: &GroupCoordinator,
+    authorizer: &Authorizer,
     session: &Session,
     group: &str,
     topics: Option<Vec<(String, Vec<i32>)>>,
@@ -26,13 +28,10 @@ fn fetch(
     if group.is_empty() {
         return Err(ResponseError::InvalidGroupId.code());
     }
-    if !broker
-        .authorizer
-        .group(session, AclOperation::Describe, group)
-    {
+    if !authorizer.group(session, AclOperation::Describe, group) {
         return Err(ResponseError::GroupAuthorizationFailed.code());
     }
-    if let Some(code) = broker.groups.not_coordinator(group) {
+    if let Some(code) = groups.not_coordinator(group) {
         return Err(code);
     }
     let all_topics = topics.is_none();
@@ -42,14 +41,10 @@ fn fetch(
             .flat_map(|(t, ps)| ps.into_iter().map(move |p| (t.clone(), p)))
             .collect()
     });
-    let mut fetched = broker.groups.fetch_offsets(group, partitions);
+    let mut fetched = groups.fetch_offsets(group, partitions);
     if all_topics {
         // Offsets of topics the session may not describe are left out, as Kafka does.
-        fetched.retain(|(topic, _, _)| {
-            broker
-                .authorizer
-                .topic(session, AclOperation::Describe, topic)
-        });
+        fetched.retain(|(topic, _, _)| authorizer.topic(session, AclOperation::Describe, topic));
     }
     Ok(fetched)
 }
@@ -67,7 +62,8 @@ fn by_topic(fetched: Fetched) -> ByTopic {
 }
 
 pub fn handle(
-    broker: &Broker,
+    groups: &GroupCoordinator,
+    authorizer: &Authorizer,
     session: &Session,
     request: OffsetFetchRequest,
     version: i16,
@@ -82,7 +78,7 @@ pub fn handle(
                         .map(|t| (t.name.to_string(), t.partition_indexes))
                         .collect()
                 });
-                match fetch(broker, session, g.group_id.as_str(), topics) {
+                match fetch(groups, authorizer, session, g.group_id.as_str(), topics) {
                     Ok(fetched) => OffsetFetchResponseGroup::default()
                         .with_group_id(g.group_id)
                         .with_topics(
@@ -112,7 +108,13 @@ pub fn handle(
             .map(|t| (t.name.to_string(), t.partition_indexes))
             .collect()
     });
-    match fetch(broker, session, request.group_id.as_str(), topics) {
+    match fetch(
+        groups,
+        authorizer,
+        session,
+        request.group_id.as_str(),
+        topics,
+    ) {
         Ok(fetched) => OffsetFetchResponse::default().with_topics(
             by_topic(fetched)
                 .into_iter()

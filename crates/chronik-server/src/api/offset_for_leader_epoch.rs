@@ -9,25 +9,23 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 use kafka_protocol::ResponseError;
 
-use crate::broker::Broker;
+use crate::replica::ReplicaManager;
+use crate::security::Authorizer;
 use crate::security::{AclOperation, Session};
 
 pub fn handle(
-    broker: &Broker,
+    replicas: &ReplicaManager,
+    authorizer: &Authorizer,
     session: &Session,
     request: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
-    let cluster_action = broker
-        .authorizer
-        .cluster(session, AclOperation::ClusterAction);
+    let cluster_action = authorizer.cluster(session, AclOperation::ClusterAction);
     let topics = request
         .topics
         .into_iter()
         .map(|topic| {
             let authorized = cluster_action
-                || broker
-                    .authorizer
-                    .topic(session, AclOperation::Describe, topic.topic.as_str());
+                || authorizer.topic(session, AclOperation::Describe, topic.topic.as_str());
             let partitions = topic
                 .partitions
                 .iter()
@@ -40,13 +38,11 @@ pub fn handle(
                         return result
                             .with_error_code(ResponseError::TopicAuthorizationFailed.code());
                     }
-                    let partition = match broker
-                        .replicas
-                        .online_partition(topic.topic.as_str(), p.partition)
-                    {
-                        Ok(partition) => partition,
-                        Err(e) => return result.with_error_code(e.code()),
-                    };
+                    let partition =
+                        match replicas.online_partition(topic.topic.as_str(), p.partition) {
+                            Ok(partition) => partition,
+                            Err(e) => return result.with_error_code(e.code()),
+                        };
                     // Leader only, at the request's epoch (KIP-320); -1 skips the epoch check.
                     if let Err(e) = partition.check_leader(p.current_leader_epoch.max(-1)) {
                         return result.with_error_code(e.code());

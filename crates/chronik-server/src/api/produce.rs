@@ -14,15 +14,19 @@ use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, TopicN
 use kafka_protocol::ResponseError;
 
 use super::str_bytes;
-use crate::broker::Broker;
+use crate::metadata::MetadataView;
 use crate::replica::PartitionError;
+use crate::replica::ReplicaManager;
+use crate::security::Authorizer;
 use crate::security::{AclOperation, Session};
 
 /// Upper bound on how long a produce waits for its acks, whatever the client asks.
 const MAX_TIMEOUT_MS: i32 = 300_000;
 
 pub async fn handle(
-    broker: &Broker,
+    metadata: &MetadataView,
+    replicas: &ReplicaManager,
+    authorizer: &Authorizer,
     session: &Session,
     request: ProduceRequest,
     version: i16,
@@ -38,10 +42,7 @@ pub async fn handle(
     for topic in request.topic_data {
         // v13+ names topics by id.
         let name = if version >= 13 {
-            broker
-                .metadata
-                .topic_by_id(topic.topic_id)
-                .map(|t| t.name.clone())
+            metadata.topic_by_id(topic.topic_id).map(|t| t.name.clone())
         } else {
             Some(topic.name.to_string())
         };
@@ -49,7 +50,7 @@ pub async fn handle(
             _ if invalid_acks => Err(ResponseError::InvalidRequiredAcks.code()),
             // Transactions are not built yet; refuse rather than write outside a transaction.
             _ if transactional => Err(ResponseError::TransactionalIdAuthorizationFailed.code()),
-            Some(name) if !broker.authorizer.topic(session, AclOperation::Write, name) => {
+            Some(name) if !authorizer.topic(session, AclOperation::Write, name) => {
                 Err(ResponseError::TopicAuthorizationFailed.code())
             }
             Some(name) => Ok(name.as_str()),
@@ -68,13 +69,12 @@ pub async fn handle(
                     .with_log_start_offset(-1);
                 let result = known.map(|topic| {
                     let records = p.records.clone().unwrap_or_default();
-                    broker
-                        .replicas
+                    replicas
                         .append(topic, p.index, &records, acks)
                         .map_err(|e| match e {
                             // Not hosted because it is offline: say so (KAFKA_STORAGE_ERROR).
                             PartitionError::UnknownTopicOrPartition => {
-                                broker.replicas.missing(topic, p.index)
+                                replicas.missing(topic, p.index)
                             }
                             other => other,
                         })
@@ -82,7 +82,7 @@ pub async fn handle(
                 match result {
                     Err(code) => response.with_error_code(code),
                     Ok(Err(PartitionError::UnknownTopicOrPartition)) => response
-                        .with_error_code(super::not_hosted(broker, known.unwrap_or(""), p.index)),
+                        .with_error_code(super::not_hosted(metadata, known.unwrap_or(""), p.index)),
                     Ok(Err(refusal)) => refused(response, &refusal, version),
                     Ok(Ok((partition, appended))) => {
                         pending.push((topic_index, partition_index));
@@ -105,7 +105,7 @@ pub async fn handle(
     if acks == 0 {
         return None;
     }
-    let codes = broker.replicas.wait_for_acks(&waits, acks, timeout).await;
+    let codes = replicas.wait_for_acks(&waits, acks, timeout).await;
     for ((topic_index, partition_index), code) in pending.into_iter().zip(codes) {
         if code != 0 {
             // Written but not known to be durable: the producer must not take it as acknowledged.
@@ -114,7 +114,7 @@ pub async fn handle(
             partition.base_offset = -1;
         }
     }
-    let node_endpoints = add_leader_hints(broker, &mut responses);
+    let node_endpoints = add_leader_hints(metadata, &mut responses);
     Some(
         ProduceResponse::default()
             .with_responses(responses)
@@ -124,7 +124,10 @@ pub async fn handle(
 
 /// KIP-951: partitions answered NOT_LEADER_OR_FOLLOWER (or FENCED_LEADER_EPOCH) name their
 /// current leader, and the response lists those leaders' endpoints (v10+ carries them).
-fn add_leader_hints(broker: &Broker, responses: &mut [TopicProduceResponse]) -> Vec<NodeEndpoint> {
+fn add_leader_hints(
+    metadata: &MetadataView,
+    responses: &mut [TopicProduceResponse],
+) -> Vec<NodeEndpoint> {
     let mut endpoints: Vec<NodeEndpoint> = Vec::new();
     for topic in responses.iter_mut() {
         let name = topic.name.0.to_string();
@@ -132,7 +135,7 @@ fn add_leader_hints(broker: &Broker, responses: &mut [TopicProduceResponse]) -> 
             if !super::wants_leader_hint(partition.error_code) {
                 continue;
             }
-            let Some(hint) = super::leader_hint(broker, &name, partition.index) else {
+            let Some(hint) = super::leader_hint(metadata, &name, partition.index) else {
                 continue;
             };
             partition.current_leader = LeaderIdAndEpoch::default()

@@ -4,27 +4,26 @@
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 
 use super::str_bytes;
-use crate::broker::Broker;
 use crate::coordinator::group::SyncOutcome;
+use crate::coordinator::GroupCoordinator;
+use crate::security::Authorizer;
 use crate::security::{AclOperation, Session};
 
 pub async fn handle(
-    broker: &Broker,
+    groups: &GroupCoordinator,
+    authorizer: &Authorizer,
     session: &Session,
     request: SyncGroupRequest,
     version: i16,
 ) -> SyncGroupResponse {
-    if !broker
-        .authorizer
-        .group(session, AclOperation::Read, request.group_id.as_str())
-    {
+    if !authorizer.group(session, AclOperation::Read, request.group_id.as_str()) {
         let refused = SyncOutcome {
             error_code: kafka_protocol::ResponseError::GroupAuthorizationFailed.code(),
             ..Default::default()
         };
         return response(refused, version);
     }
-    if let Some(code) = broker.groups.not_coordinator(request.group_id.as_str()) {
+    if let Some(code) = groups.not_coordinator(request.group_id.as_str()) {
         let refused = SyncOutcome {
             error_code: code,
             ..Default::default()
@@ -36,8 +35,7 @@ pub async fn handle(
         .iter()
         .map(|a| (a.member_id.to_string(), a.assignment.clone()))
         .collect();
-    let outcome = broker
-        .groups
+    let outcome = groups
         .sync_group(
             request.group_id.as_str(),
             request.member_id.as_str(),

@@ -139,13 +139,18 @@ pub fn effective_num_partitions(config: &BrokerConfig, image: &MetadataImage, no
 }
 
 /// Every broker config DescribeConfigs lists for broker `node_id`: (name, value, source,
-/// read-only).
+/// read-only). Its advertised listener is the address it registered with.
 pub fn describe(
     config: &BrokerConfig,
     image: &MetadataImage,
     node_id: i32,
-    advertised: &(String, i32),
 ) -> Vec<(String, String, i8, bool)> {
+    let advertised = image
+        .brokers
+        .get(&node_id)
+        .map(|b| (b.host.clone(), b.port))
+        .or_else(|| config.advertised_host_port().ok())
+        .unwrap_or_default();
     let defaults = BrokerConfig::default();
     let static_log = &config.log;
     let statics: Vec<(&str, String, String)> = vec![
@@ -327,7 +332,7 @@ mod tests {
             7000
         );
         assert_eq!(effective_num_partitions(&config, &image, 1), 4);
-        let described = describe(&config, &image, 2, &("h".into(), 1));
+        let described = describe(&config, &image, 2);
         let find = |n: &str| described.iter().find(|d| d.0 == n).unwrap().clone();
         assert_eq!(find("log.retention.ms").1, "7000");
         assert_eq!(find("log.retention.ms").2, SOURCE_DYNAMIC_BROKER);
