@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use chronik_integration::raw::{exchange, exchange_on};
 use chronik_integration::Cluster;
-use core_util::{admin, config, create_topic, opts, producer};
+use core_util::{admin, config, create_topic, opts, producer, status_brokers};
 use kafka_protocol::messages::{
     ApiKey, DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
     DescribeConfigsResponse, DescribeQuorumRequest, DescribeQuorumResponse, FindCoordinatorRequest,
@@ -359,6 +359,13 @@ async fn a_silent_broker_is_fenced_and_unfenced_when_it_returns() {
     let mut cluster = Cluster::start(3, &["--broker-session-timeout-ms", "3000"]);
     let node1 = cluster.nodes[0].bootstrap();
     assert_eq!(view(&node1).unwrap().1, BTreeSet::from([1, 2, 3]));
+    let before = status_brokers(&node1).expect("cluster status");
+    assert!(
+        before
+            .values()
+            .all(|b| b.state == "alive" && b.epoch.is_some()),
+        "{before:?}"
+    );
     cluster.node(3).kill();
     let fenced = eventually("node 3 fenced", Duration::from_secs(15), || {
         view(&node1).is_some_and(|(_, b, _)| b == BTreeSet::from([1, 2]))
@@ -368,6 +375,8 @@ async fn a_silent_broker_is_fenced_and_unfenced_when_it_returns() {
     eventually("node 3 unfenced", Duration::from_secs(15), || {
         view(&node1).is_some_and(|(_, b, _)| b == BTreeSet::from([1, 2, 3]))
     });
+    let restarted = status_brokers(&node1).expect("cluster status");
+    assert_eq!(restarted[&3].state, "alive");
     // A clean stop (SIGTERM) fences the broker at once, not after the session timeout.
     let stopping = Instant::now();
     cluster.node(2).stop();
@@ -378,6 +387,23 @@ async fn a_silent_broker_is_fenced_and_unfenced_when_it_returns() {
         "FIGURE SIGTERM to fenced: {:?} (stop took {:?})",
         stopping.elapsed(),
         gone
+    );
+    // The admin command shows it shutting down until its session ends, then fenced; node 3
+    // kept the new epoch of its restart.
+    let state_of = |id: i32| status_brokers(&node1).and_then(|b| b.get(&id).cloned());
+    let shutting = state_of(2).expect("node 2 listed");
+    assert_eq!(shutting.state, "shutting down", "{shutting:?}");
+    eventually(
+        "node 2 fenced after its session",
+        Duration::from_secs(15),
+        || state_of(2).is_some_and(|b| b.state == "fenced"),
+    );
+    let node3 = state_of(3).expect("node 3 listed");
+    assert_eq!(node3.state, "alive");
+    assert!(
+        node3.epoch > before[&3].epoch,
+        "{node3:?} after {:?}",
+        before[&3]
     );
 }
 

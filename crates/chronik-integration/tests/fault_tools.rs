@@ -27,29 +27,14 @@ fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
 
 /// `chronik-server cluster status` as `bootstrap` sees it: the alive brokers' ids and ports.
 fn alive_brokers(bootstrap: &str) -> Option<BTreeSet<(i32, u16)>> {
-    let out = Command::new(server_bin())
-        .args(["cluster", "status", "--bootstrap-server", bootstrap])
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let brokers = text
-        .split("brokers:")
-        .nth(1)?
-        .split("partitions:")
-        .next()?
-        .lines()
-        .filter(|l| l.trim_end().ends_with("alive"))
-        .filter_map(|l| {
-            let mut words = l.split_whitespace();
-            let id = words.next()?.parse().ok()?;
-            let port = words.next()?.rsplit_once(':')?.1.parse().ok()?;
-            Some((id, port))
-        })
-        .collect();
-    Some(brokers)
+    let brokers = core_util::status_brokers(bootstrap)?;
+    Some(
+        brokers
+            .into_iter()
+            .filter(|(_, b)| b.state == "alive")
+            .map(|(id, b)| (id, b.port))
+            .collect(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,8 @@
 //! `chronik-server cluster status --bootstrap-server HOST:PORT`: what one broker knows of the
 //! cluster, over the Kafka protocol (DescribeCluster v2 for the controller and every broker
 //! with its fenced flag, Metadata v12 for each partition's leader, epoch, replicas and ISR).
-//! Any broker answers from its metadata image, so any one will do.
+//! Any broker answers from its metadata image, so any one will do. Each broker's epoch and
+//! whether it is alive, fenced or shutting down come from the controller (the `Brokers` RPC).
 //!
 //! Then replication as the brokers themselves see it: DescribeQuorum v2 names every voter's
 //! controller listener (every broker is a voter), and each broker answers `ReplicaStatus` there
@@ -37,6 +38,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
+use crate::metadata::BrokerRegistration;
 use crate::quorum::rpc::{RpcRequest, RpcResponse, MAX_FRAME};
 use crate::replica::{PartitionStatus, ReplicaRole, ReplicaStatus};
 
@@ -105,12 +107,43 @@ pub fn report(bootstrap: &str) -> anyhow::Result<String> {
     } else {
         writeln!(out, "controller: {controller}")?;
     }
+    let listeners = controller_listeners(&mut stream);
+    // Epochs and the shutting-down state are not in DescribeCluster: the metadata image has
+    // them. Asked of the controller first, then of any voter that answers (the controller may
+    // be the node that just stopped); without an answer the fenced flag still tells alive
+    // from fenced.
+    let registrations: BTreeMap<i32, BrokerRegistration> = match &listeners {
+        Ok(listeners) => {
+            let mut controller_first = listeners.get(&controller).into_iter().chain(
+                listeners
+                    .iter()
+                    .filter(|(id, _)| **id != controller)
+                    .map(|(_, addr)| addr),
+            );
+            controller_first
+                .find_map(|addr| match rpc(addr, &RpcRequest::Brokers) {
+                    Ok(RpcResponse::Brokers(brokers)) => Some(brokers),
+                    _ => None,
+                })
+                .unwrap_or_default()
+        }
+        Err(_) => Vec::new(),
+    }
+    .into_iter()
+    .map(|b| (b.id, b))
+    .collect();
     writeln!(out, "brokers:")?;
     for b in &cluster.brokers {
-        let state = if b.is_fenced { "fenced" } else { "alive" };
+        let registration = registrations.get(&b.broker_id.0);
+        let state = match registration {
+            Some(r) if r.in_controlled_shutdown => "shutting down",
+            _ if b.is_fenced => "fenced",
+            _ => "alive",
+        };
+        let epoch = registration.map_or("?".to_string(), |r| r.epoch.to_string());
         writeln!(
             out,
-            "  {:>4}  {}:{}  {state}",
+            "  {:>4}  {}:{}  {state}  epoch={epoch}",
             b.broker_id.0, b.host, b.port
         )?;
     }
@@ -154,7 +187,7 @@ pub fn report(bootstrap: &str) -> anyhow::Result<String> {
         })
         .collect();
     let brokers: Vec<i32> = cluster.brokers.iter().map(|b| b.broker_id.0).collect();
-    match controller_listeners(&mut stream) {
+    match listeners {
         Ok(listeners) => {
             // All at once: an unreachable broker costs its timeout once, not once per broker.
             let statuses = std::thread::scope(|scope| {
@@ -217,6 +250,14 @@ fn controller_listeners(stream: &mut TcpStream) -> anyhow::Result<BTreeMap<i32, 
 
 /// Asks the broker whose controller listener is `addr` for its `ReplicaStatus`.
 pub fn replica_status(addr: &str) -> anyhow::Result<ReplicaStatus> {
+    match rpc(addr, &RpcRequest::ReplicaStatus)? {
+        RpcResponse::ReplicaStatus(status) => Ok(status),
+        _ => bail!("unexpected answer to ReplicaStatus"),
+    }
+}
+
+/// One controller-RPC question to the node whose controller listener is `addr`.
+fn rpc(addr: &str, request: &RpcRequest) -> anyhow::Result<RpcResponse> {
     let target = addr
         .to_socket_addrs()
         .with_context(|| format!("resolving {addr}"))?
@@ -227,7 +268,7 @@ pub fn replica_status(addr: &str) -> anyhow::Result<ReplicaStatus> {
     // Per read, so a slow trickle could take longer; the broker answers in one write.
     stream.set_read_timeout(Some(STATUS_TIMEOUT))?;
     stream.set_write_timeout(Some(STATUS_TIMEOUT))?;
-    let json = serde_json::to_vec(&RpcRequest::ReplicaStatus)?;
+    let json = serde_json::to_vec(request)?;
     let mut frame = (json.len() as u32).to_be_bytes().to_vec();
     frame.extend_from_slice(&json);
     stream.write_all(&frame)?;
@@ -239,10 +280,7 @@ pub fn replica_status(addr: &str) -> anyhow::Result<ReplicaStatus> {
     }
     let mut body = vec![0u8; len];
     stream.read_exact(&mut body)?;
-    match serde_json::from_slice(&body)? {
-        RpcResponse::ReplicaStatus(status) => Ok(status),
-        _ => bail!("unexpected answer to ReplicaStatus"),
-    }
+    Ok(serde_json::from_slice(&body)?)
 }
 
 /// The replication sections: one line per partition of `partitions` (topic, index, leader as

@@ -167,3 +167,46 @@ pub async fn produce_all(bootstrap: &str, topic: &str, values: &[String]) {
             .unwrap_or_else(|(e, _)| panic!("{value} not acknowledged: {e}"));
     }
 }
+
+/// One broker line of `chronik-server cluster status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusBroker {
+    pub port: u16,
+    /// "alive", "fenced" or "shutting down".
+    pub state: String,
+    /// None when the controller did not answer ("epoch=?").
+    pub epoch: Option<u64>,
+}
+
+/// The brokers section of `chronik-server cluster status` as `bootstrap` sees it, by id.
+pub fn status_brokers(bootstrap: &str) -> Option<std::collections::BTreeMap<i32, StatusBroker>> {
+    let out = std::process::Command::new(chronik_integration::server_bin())
+        .args(["cluster", "status", "--bootstrap-server", bootstrap])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    // "  <id>  <host>:<port>  <state, one or two words>  epoch=<n>"
+    text.split("brokers:")
+        .nth(1)?
+        .split("partitions:")
+        .next()?
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let (rest, epoch) = l.trim().rsplit_once("epoch=")?;
+            let mut words = rest.split_whitespace();
+            let id = words.next()?.parse().ok()?;
+            let port = words.next()?.rsplit_once(':')?.1.parse().ok()?;
+            let state = words.collect::<Vec<_>>().join(" ");
+            let broker = StatusBroker {
+                port,
+                state,
+                epoch: epoch.parse().ok(),
+            };
+            Some((id, broker))
+        })
+        .collect()
+}

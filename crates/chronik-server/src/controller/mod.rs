@@ -290,8 +290,12 @@ impl Controller {
             let image = self.quorum.committed_image();
             let expired: Vec<(i32, u64)> = {
                 let heartbeats = self.heartbeats.lock();
+                // A broker in controlled shutdown is fenced already; when its session ends
+                // it is shown as fenced rather than shutting down.
                 image
-                    .live_brokers()
+                    .brokers
+                    .values()
+                    .filter(|b| !b.fenced || b.in_controlled_shutdown)
                     .filter(|b| heartbeats.get(&b.id).copied().unwrap_or(since).elapsed() > session)
                     .map(|b| (b.id, b.epoch))
                     .collect()

@@ -265,15 +265,32 @@ fn decide(
                 format!("broker {id} epoch {epoch} is not registered"),
             )),
         },
+        // A broker whose session expired after a controlled shutdown is merely fenced now.
         ControllerCall::FenceBroker { id, epoch } => match image.brokers.get(&id) {
-            Some(b) if b.epoch == epoch && !b.fenced => {
-                Ok((fence(config, image, id, epoch), Decided::Fenced(true)))
+            Some(b) if b.epoch == epoch && (!b.fenced || b.in_controlled_shutdown) => {
+                let mut records = fence(config, image, id, epoch);
+                if b.in_controlled_shutdown {
+                    records.push(MetadataRecord::ControlledShutdown {
+                        id,
+                        epoch,
+                        in_progress: false,
+                    });
+                }
+                Ok((records, Decided::Fenced(true)))
             }
             _ => Ok((vec![], Decided::Fenced(true))),
         },
         ControllerCall::ShutdownBroker { id, epoch } => match image.brokers.get(&id) {
             Some(b) if b.epoch == epoch => {
-                Ok((fence(config, image, id, epoch), Decided::Fenced(true)))
+                let mut records = fence(config, image, id, epoch);
+                if !b.in_controlled_shutdown {
+                    records.push(MetadataRecord::ControlledShutdown {
+                        id,
+                        epoch,
+                        in_progress: true,
+                    });
+                }
+                Ok((records, Decided::Fenced(true)))
             }
             _ => Err(error(
                 ResponseError::StaleBrokerEpoch,
@@ -1111,6 +1128,20 @@ mod tests {
         )
         .unwrap();
         assert!(records.is_empty());
+        assert!(
+            image.brokers[&1].in_controlled_shutdown,
+            "shown as shutting down"
+        );
+        // Its session then ends: merely fenced. A new registration starts afresh.
+        run(&mut image, ControllerCall::FenceBroker { id: 1, epoch: 1 }).unwrap();
+        assert!(image.brokers[&1].fenced && !image.brokers[&1].in_controlled_shutdown);
+        let register = ControllerCall::RegisterBroker {
+            id: 1,
+            host: "h".into(),
+            port: 1,
+        };
+        run(&mut image, register).unwrap();
+        assert!(!image.brokers[&1].in_controlled_shutdown);
     }
 
     #[test]

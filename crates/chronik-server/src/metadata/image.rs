@@ -26,6 +26,10 @@ pub struct BrokerRegistration {
     pub port: i32,
     /// Fenced brokers get no new replicas and are not listed to clients.
     pub fenced: bool,
+    /// Between its controlled-shutdown request and the end of its session: shown to operators
+    /// as "shutting down" rather than "fenced". (Default: snapshots from before the field.)
+    #[serde(default)]
+    pub in_controlled_shutdown: bool,
 }
 
 /// One topic and its partitions.
@@ -121,16 +125,28 @@ impl MetadataImage {
                         host: host.clone(),
                         port: *port,
                         fenced: true,
+                        in_controlled_shutdown: false,
                     },
                 );
             }
             MetadataRecord::BrokerFencing { id, epoch, fenced } => {
                 match self.brokers.get_mut(id) {
                     // A record about an older incarnation changes nothing.
-                    Some(b) if b.epoch == *epoch => b.fenced = *fenced,
+                    Some(b) if b.epoch == *epoch => {
+                        b.fenced = *fenced;
+                        b.in_controlled_shutdown &= *fenced;
+                    }
                     _ => {}
                 }
             }
+            MetadataRecord::ControlledShutdown {
+                id,
+                epoch,
+                in_progress,
+            } => match self.brokers.get_mut(id) {
+                Some(b) if b.epoch == *epoch => b.in_controlled_shutdown = *in_progress,
+                _ => {}
+            },
             MetadataRecord::Topic {
                 name,
                 id,

@@ -19,7 +19,7 @@ use std::time::Instant;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-pub use image::{MetadataImage, TopicImage};
+pub use image::{BrokerRegistration, MetadataImage, TopicImage};
 
 /// The image this broker has published: every component has reacted to it, so a request that
 /// sees a topic here finds its partitions in the replica manager. Cheap to clone.

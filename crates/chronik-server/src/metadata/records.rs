@@ -30,6 +30,14 @@ pub enum MetadataRecord {
     },
     /// The controller stopped hearing from the broker (`fenced`) or heard from it again.
     BrokerFencing { id: i32, epoch: u64, fenced: bool },
+    /// The broker asked to shut down (`in_progress`; it is fenced in the same batch and its
+    /// leaderships move away), or its session has since expired and it is merely fenced
+    /// (Kafka's `inControlledShutdown`).
+    ControlledShutdown {
+        id: i32,
+        epoch: u64,
+        in_progress: bool,
+    },
     /// A new topic; its partitions follow as `Partition` records in the same batch.
     Topic {
         name: String,

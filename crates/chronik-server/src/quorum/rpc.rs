@@ -4,8 +4,9 @@
 //!
 //! Raft's own messages (AppendEntries, Vote, InstallSnapshot) and the broker → controller calls
 //! (`ControllerCall`: registration, heartbeats and forwarded metadata changes, KIP-590) share the
-//! listener, so a node needs one extra port, not two. So does `ReplicaStatus`, the admin
-//! command's question to each broker about its replicas (`chronik-server cluster status`).
+//! listener, so a node needs one extra port, not two. So do `ReplicaStatus` and `Brokers`, the
+//! admin command's questions to each broker about its replicas and to the controller about the
+//! registered brokers (`chronik-server cluster status`).
 
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use tokio::net::TcpStream;
 
 use super::{NodeId, TypeConfig};
 use crate::controller::{ControllerCall, ControllerResult};
+use crate::metadata::BrokerRegistration;
 use crate::replica::ReplicaStatus;
 
 /// Frames larger than this are refused (a snapshot is sent in chunks well below it).
@@ -34,6 +36,8 @@ pub enum RpcRequest {
     Controller(ControllerCall),
     /// This broker's hosted partitions and replication counters, answered locally.
     ReplicaStatus,
+    /// Every registered broker with its epoch and state, from this node's committed image.
+    Brokers,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -45,6 +49,7 @@ pub enum RpcResponse {
     ),
     Controller(ControllerResult),
     ReplicaStatus(ReplicaStatus),
+    Brokers(Vec<BrokerRegistration>),
 }
 
 pub async fn write_frame<T: Serialize>(stream: &mut TcpStream, value: &T) -> std::io::Result<()> {

@@ -89,6 +89,15 @@ async fn serve_connection(
                     Err(e) => return Err(std::io::Error::other(e.to_string())),
                 }
             }
+            RpcRequest::Brokers => RpcResponse::Brokers(
+                (controller
+                    .quorum()
+                    .committed_image()
+                    .brokers
+                    .values()
+                    .cloned())
+                .collect(),
+            ),
         };
         write_frame(&mut stream, &response).await?;
     }
