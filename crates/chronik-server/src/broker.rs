@@ -9,6 +9,8 @@
 //! ```text
 //! data/
 //!   meta/raft/                the metadata log, vote and snapshot (quorum::log_store)
+//!   journal/                  the group-commit journal (chronik-storage)
+//!   replication-offset-checkpoint   hosted partitions' high watermarks (replica::hw_checkpoint)
 //!   <topic>-<partition>/      one Log per partition (chronik-storage) + partition.metadata
 //!                             (the topic id that owns it; replica/partition_dir.rs)
 //!   <topic>-<partition>.<topic id>-delete/   a deleted partition, being removed
@@ -311,7 +313,25 @@ pub async fn run(
         topics = broker.metadata.topics().len(),
         "broker started"
     );
-    let cleaner = tokio::spawn(run_log_cleaner(broker.clone()));
+    let cleaner = tokio::spawn(every(
+        Duration::from_millis(broker.config.log_retention_check_interval_ms.max(10)),
+        broker.replicas.clone(),
+        ReplicaManager::clean_logs,
+    ));
+    let hw_checkpoints = tokio::spawn(every(
+        Duration::from_millis(
+            broker
+                .config
+                .replica_high_watermark_checkpoint_interval_ms
+                .max(10),
+        ),
+        broker.replicas.clone(),
+        |replicas| {
+            if let Err(e) = replicas.checkpoint_high_watermarks() {
+                warn!(error = %e, "writing the high-watermark checkpoint");
+            }
+        },
+    ));
     let isr_updates = tokio::spawn(crate::replica::isr::run(
         broker.replicas.clone(),
         broker.config.replica_lag_time_max_ms,
@@ -335,6 +355,7 @@ pub async fn run(
     broker.fetchers.stop();
     isr_updates.abort();
     cleaner.abort();
+    hw_checkpoints.abort();
     group_timers.abort();
     offset_expiry.abort();
     info!("shutting down: closing logs");
@@ -371,14 +392,14 @@ fn alter_partition(
     }
 }
 
-/// Periodic retention and compaction, off the async workers.
-async fn run_log_cleaner(broker: Arc<Broker>) {
-    let period = Duration::from_millis(broker.config.log_retention_check_interval_ms.max(10));
+/// Runs `job` over the hosted partitions every `period` (retention and compaction, the
+/// high-watermark checkpoint), off the async workers.
+async fn every(period: Duration, replicas: Arc<ReplicaManager>, job: fn(&ReplicaManager)) {
     let mut ticker = tokio::time::interval(period);
     ticker.tick().await;
     loop {
         ticker.tick().await;
-        let replicas = broker.replicas.clone();
-        let _ = tokio::task::spawn_blocking(move || replicas.clean_logs()).await;
+        let replicas = replicas.clone();
+        let _ = tokio::task::spawn_blocking(move || job(&replicas)).await;
     }
 }

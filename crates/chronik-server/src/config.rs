@@ -65,6 +65,9 @@ pub struct BrokerConfig {
     pub replica_lag_time_max_ms: i64,
     /// How long a follower's fetch waits at the leader for new data.
     pub replica_fetch_max_wait_ms: u64,
+    /// How often hosted partitions' high watermarks are checkpointed
+    /// (Kafka's replica.high.watermark.checkpoint.interval.ms).
+    pub replica_high_watermark_checkpoint_interval_ms: u64,
     /// Bytes a follower fetches per partition per request (at least one batch).
     pub replica_fetch_max_bytes: i32,
     /// Bytes a follower fetches per request over all partitions.
@@ -175,6 +178,7 @@ impl Default for BrokerConfig {
             allow_everyone_if_no_acl_found: true,
             replica_lag_time_max_ms: 30_000,
             replica_fetch_max_wait_ms: 500,
+            replica_high_watermark_checkpoint_interval_ms: 5000,
             replica_fetch_max_bytes: 1 << 20,
             replica_fetch_response_max_bytes: 10 << 20,
             peer_kafka_addresses: None,

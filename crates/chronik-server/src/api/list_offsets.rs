@@ -65,6 +65,12 @@ pub fn handle(
                     if let Err(e) = partition.check_leader(request_epoch) {
                         return response.with_error_code(e.code());
                     }
+                    // A new (or restarted) leader whose high watermark has not yet reached the
+                    // start of its epoch would answer offsets that go back: retriable, as in
+                    // Kafka (KAFKA-2334), until its followers have caught up.
+                    if partition.high_watermark() < partition.leader_epoch_start_offset() {
+                        return response.with_error_code(ResponseError::OffsetNotAvailable.code());
+                    }
                     // The field exists from v4; older versions must leave it at its default.
                     let epoch = if version >= 4 {
                         partition.leader_epoch()

@@ -6,6 +6,7 @@
 //! since start, and each hosted partition's offsets, are reported from `stats`.
 
 pub mod fetcher;
+mod hw_checkpoint;
 pub mod isr;
 mod leader_state;
 pub mod partition;

@@ -153,11 +153,13 @@ pub struct PartitionStorage {
 }
 
 /// What a crash left for a partition: the recovery point of the last checkpoint and the
-/// batches the journal holds for it (replayed at open).
+/// batches the journal holds for it (replayed at open), and its high watermark as last
+/// checkpointed (`hw_checkpoint`; None: the data directory has no checkpoint at all).
 #[derive(Debug, Default)]
 pub struct Recovery {
     pub point: Option<i64>,
     pub journaled: Vec<Bytes>,
+    pub high_watermark: Option<i64>,
 }
 
 /// The journal's name for a partition's log.
@@ -251,10 +253,14 @@ impl Partition {
             );
         }
         let producers = rebuild_producer_state(fs, dir, &log)?;
-        // What recovery kept is on disk. The high watermark is not persisted: it starts at the
-        // log end, which only a leader's ISR of one (or a follower's cut) can bring down.
+        // What recovery kept is on disk. The high watermark starts where it was checkpointed
+        // (never past the log end); a data directory from before checkpoints starts it at the
+        // log end. A leader's then moves up with its ISR, a follower's with its leader's.
         let (durable_end, _) = watch::channel(log.log_end_offset());
-        let (high_watermark, _) = watch::channel(log.log_end_offset());
+        let initial_high_watermark = recovery.high_watermark.map_or(log.log_end_offset(), |hw| {
+            hw.clamp(log.log_start_offset(), log.log_end_offset())
+        });
+        let (high_watermark, _) = watch::channel(initial_high_watermark);
         let (log_end, _) = watch::channel(log.log_end_offset());
         Ok(Partition {
             topic: topic.to_string(),
@@ -435,15 +441,7 @@ impl Partition {
     /// until the image shows the outcome or `isr_proposal_failed`.
     pub fn propose_isr_change(&self, now_ms: i64, lag_max_ms: i64) -> Option<IsrProposal> {
         let high_watermark = self.high_watermark();
-        let epoch_start = {
-            let epoch = self.leader_epoch();
-            let (found, end) = self.inner.lock().log.end_offset_for_epoch(epoch - 1);
-            if found < 0 {
-                0
-            } else {
-                end
-            }
-        };
+        let epoch_start = self.leader_epoch_start_offset();
         let mut replication = self.replication.lock();
         let state = replication.state.clone()?;
         let Role::Leader(leader) = &mut replication.role else {
@@ -459,6 +457,18 @@ impl Partition {
             partition_epoch: state.partition_epoch,
             isr,
         })
+    }
+
+    /// Where the current leader epoch began: the end of the earlier epochs' batches (Kafka's
+    /// leader-epoch start offset).
+    pub fn leader_epoch_start_offset(&self) -> i64 {
+        let epoch = self.leader_epoch();
+        let (found, end) = self.inner.lock().log.end_offset_for_epoch(epoch - 1);
+        if found < 0 {
+            0
+        } else {
+            end
+        }
     }
 
     /// The controller answered the last proposal (or failed to): proposals may follow again.

@@ -35,6 +35,7 @@ use parking_lot::{Mutex, RwLock};
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
+use super::hw_checkpoint;
 use super::partition::{
     log_id, Appended, Durability, Partition, PartitionError, PartitionStorage, Recovery,
 };
@@ -110,6 +111,10 @@ pub struct ReplicaManager {
     replay: Mutex<Replay>,
     /// Replication counters since start (also handed to every partition through `storage`).
     stats: Arc<ReplicationStats>,
+    /// The high watermarks checkpointed before this start (None: no checkpoint file).
+    checkpointed_hw: Option<hw_checkpoint::Checkpoint>,
+    /// What the last checkpoint wrote, so an unchanged one is not written again.
+    last_checkpoint: Mutex<Vec<(String, i32, i64)>>,
 }
 
 impl ReplicaManager {
@@ -140,7 +145,18 @@ impl ReplicaManager {
                 warn!(dir = %data_dir.display(), error = %e, "listing deleted partition directories")
             }
         }
+        // An unreadable checkpoint costs only how far high watermarks start back (at the log
+        // start, as for a partition it does not list); the next one replaces it.
+        let checkpointed_hw = match hw_checkpoint::read(&*fs, &data_dir) {
+            Ok(checkpoint) => checkpoint,
+            Err(e) => {
+                warn!(dir = %data_dir.display(), error = %e, "unreadable high-watermark checkpoint; high watermarks start at the log start");
+                Some(Default::default())
+            }
+        };
         Ok(ReplicaManager {
+            checkpointed_hw,
+            last_checkpoint: Mutex::new(Vec::new()),
             data_dir,
             defaults: RwLock::new(defaults),
             partitions: RwLock::new(HashMap::new()),
@@ -347,6 +363,14 @@ impl ReplicaManager {
             Recovery {
                 point: replay.recovery_points.get(&id).copied(),
                 journaled: replay.records.get(&id).cloned().unwrap_or_default(),
+                // A partition missing from an existing checkpoint had none yet: it starts
+                // from its log start.
+                high_watermark: self.checkpointed_hw.as_ref().map(|checkpoint| {
+                    checkpoint
+                        .get(&(topic.name.clone(), index))
+                        .copied()
+                        .unwrap_or(0)
+                }),
             }
         };
         let partition = Partition::open(
@@ -619,8 +643,29 @@ impl ReplicaManager {
         }
     }
 
+    /// Writes every hosted partition's high watermark to the checkpoint, unless nothing moved
+    /// since the last one. Blocking: run off the async workers.
+    pub fn checkpoint_high_watermarks(&self) -> std::io::Result<()> {
+        let mut entries: Vec<(String, i32, i64)> = self
+            .all_partitions()
+            .iter()
+            .map(|p| (p.topic.clone(), p.index, p.high_watermark()))
+            .collect();
+        entries.sort();
+        let mut last = self.last_checkpoint.lock();
+        if *last == entries {
+            return Ok(());
+        }
+        hw_checkpoint::write(&*self.storage.fs, &self.data_dir, &entries)?;
+        *last = entries;
+        Ok(())
+    }
+
     /// Flushes and closes every log (clean shutdown).
     pub fn shutdown(&self) {
+        if let Err(e) = self.checkpoint_high_watermarks() {
+            warn!(error = %e, "writing the high-watermark checkpoint at shutdown");
+        }
         // Pending journal rounds complete (or fail) first, releasing their partitions.
         self.journal.stop();
         let partitions: Vec<_> = self.partitions.write().drain().map(|(_, p)| p).collect();

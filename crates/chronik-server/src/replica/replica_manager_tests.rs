@@ -329,3 +329,40 @@ fn the_status_reports_offsets_and_counts_leader_changes() {
     assert_eq!(p, vec![(0, Leader, 1, 0, 0), (1, Leader, 0, 3, 3)]);
     assert_eq!(status.partitions[1].replica_ends, vec![(ME, 3)]);
 }
+
+#[test]
+fn a_restarted_replica_starts_from_its_checkpointed_high_watermark_not_its_log_end() {
+    let data = tempfile::tempdir().unwrap();
+    // Broker 2 leads; this broker (ME) follows and holds ten records of which the ISR has
+    // committed four.
+    let mut t = topic("t", 1);
+    t.partitions[0].replicas = vec![2, ME];
+    t.partitions[0].isr = vec![2, ME];
+    t.partitions[0].leader = 2;
+    {
+        let replicas = manager(data.path());
+        replicas.reconcile_topic(&t, ME).unwrap();
+        let partition = replicas.partition("t", 0).unwrap();
+        partition.append_replicated(&batch(10)).unwrap();
+        partition.follow_high_watermark(4);
+        replicas.checkpoint_high_watermarks().unwrap();
+        replicas.shutdown();
+    }
+    let replicas = manager(data.path());
+    replicas.reconcile_topic(&t, ME).unwrap();
+    let partition = replicas.partition("t", 0).unwrap();
+    assert_eq!(partition.log_end_offset(), 10);
+    assert_eq!(partition.high_watermark(), 4, "not the log end");
+    // Its leader tells it more; the checkpoint follows.
+    partition.follow_high_watermark(7);
+    assert_eq!(partition.high_watermark(), 7);
+    // Leading alone (ISR of one), its own log end is committed at once.
+    t.partitions[0].leader = ME;
+    t.partitions[0].leader_epoch += 1;
+    t.partitions[0].isr = vec![ME];
+    replicas.reconcile_topic(&t, ME).unwrap();
+    assert_eq!(partition.high_watermark(), 10);
+    replicas.checkpoint_high_watermarks().unwrap();
+    let written = std::fs::read_to_string(data.path().join(hw_checkpoint::FILE_NAME)).unwrap();
+    assert_eq!(written, "0\n1\nt 0 10\n");
+}
