@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use chronik_integration::raw::exchange;
 use chronik_integration::Cluster;
-use core_util::{consume, create_replicated_topic, produce_all};
+use core_util::{consume, create_replicated_topic, produce_all, produce_all_to};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{
     ApiKey, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse, TopicName,
@@ -22,15 +22,18 @@ use rdkafka::Offset;
 const TOPIC_CONFIGS: &[(&str, &str)] = &[("min.insync.replicas", "2")];
 
 fn start_cluster() -> Cluster {
-    Cluster::start(
-        3,
-        &[
-            "--replica-lag-time-max-ms",
-            "4000",
-            "--broker-session-timeout-ms",
-            "3000",
-        ],
-    )
+    start_cluster_with(&[])
+}
+
+fn start_cluster_with(extra: &[&str]) -> Cluster {
+    let mut args = vec![
+        "--replica-lag-time-max-ms",
+        "4000",
+        "--broker-session-timeout-ms",
+        "3000",
+    ];
+    args.extend_from_slice(extra);
+    Cluster::start(3, &args)
 }
 
 /// The leader and ISR of each partition of `topic`, as a broker's metadata says.
@@ -76,49 +79,60 @@ fn log_bytes(dir: &Path) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn acks_all_is_replicated_to_every_replica_byte_for_byte() {
-    let cluster = start_cluster();
+    // Several fetchers per leader: each partition stays with one of them.
+    let cluster = start_cluster_with(&["--num-replica-fetchers", "3"]);
     let bootstrap = cluster.bootstrap();
-    create_replicated_topic(&bootstrap, "replicated", 1, 3, TOPIC_CONFIGS).await;
+    create_replicated_topic(&bootstrap, "replicated", 4, 3, TOPIC_CONFIGS).await;
+    const PARTITIONS: i32 = 4;
     let values: Vec<String> = (0..3000).map(|i| format!("value-{i}")).collect();
-    produce_all(&bootstrap, "replicated", &values).await;
+    produce_all_to(&bootstrap, "replicated", PARTITIONS, &values).await;
 
     let read = consume(
         &bootstrap,
         "replicated",
-        1,
+        PARTITIONS,
         Offset::Beginning,
         values.len(),
         Duration::from_secs(30),
     );
-    let read_values: Vec<String> = read
-        .iter()
-        .map(|m| String::from_utf8(m.value.clone()).unwrap())
-        .collect();
-    assert_eq!(
-        read_values, values,
-        "every acknowledged value, once, in order"
-    );
-    for (i, m) in read.iter().enumerate() {
-        assert_eq!(m.offset, i as i64, "contiguous offsets");
+    // Value i went to partition i % PARTITIONS: each partition holds its share, once, in
+    // order, at contiguous offsets.
+    for p in 0..PARTITIONS {
+        let got: Vec<(i64, String)> = read
+            .iter()
+            .filter(|m| m.partition == p)
+            .map(|m| (m.offset, String::from_utf8(m.value.clone()).unwrap()))
+            .collect();
+        let expected: Vec<(i64, String)> = values
+            .iter()
+            .skip(p as usize)
+            .step_by(PARTITIONS as usize)
+            .enumerate()
+            .map(|(offset, v)| (offset as i64, v.clone()))
+            .collect();
+        assert_eq!(got, expected, "partition {p}");
     }
 
-    let dirs: Vec<_> = cluster
-        .nodes
-        .iter()
-        .map(|n| n.storage_dir().join("replicated-0"))
-        .collect();
-    let leader_bytes = log_bytes(&dirs[0].clone());
-    eventually(
-        "every replica to hold the same batches",
-        Duration::from_secs(20),
-        || {
-            let logs: Vec<Vec<u8>> = dirs.iter().map(|d| log_bytes(d)).collect();
-            logs.iter().all(|l| !l.is_empty() && *l == logs[0])
-        },
+    for p in 0..PARTITIONS {
+        let dirs: Vec<_> = cluster
+            .nodes
+            .iter()
+            .map(|n| n.storage_dir().join(format!("replicated-{p}")))
+            .collect();
+        eventually(
+            "every replica to hold the same batches",
+            Duration::from_secs(20),
+            || {
+                let logs: Vec<Vec<u8>> = dirs.iter().map(|d| log_bytes(d)).collect();
+                logs.iter().all(|l| !l.is_empty() && *l == logs[0])
+            },
+        );
+    }
+    let states = partition_states(&bootstrap, "replicated");
+    assert!(
+        states.values().all(|(_, isr)| isr.len() == 3),
+        "idle followers stay in the ISR: {states:?}"
     );
-    assert!(!leader_bytes.is_empty());
-    let (_, isr) = partition_states(&bootstrap, "replicated")[&0].clone();
-    assert_eq!(isr.len(), 3, "an idle follower stays in the ISR");
 }
 
 #[tokio::test(flavor = "multi_thread")]

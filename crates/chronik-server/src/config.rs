@@ -68,6 +68,9 @@ pub struct BrokerConfig {
     /// How often hosted partitions' high watermarks are checkpointed
     /// (Kafka's replica.high.watermark.checkpoint.interval.ms).
     pub replica_high_watermark_checkpoint_interval_ms: u64,
+    /// Fetchers per leader broker, each pulling its share of the partitions with its own
+    /// fetch in flight (Kafka's num.replica.fetchers).
+    pub num_replica_fetchers: usize,
     /// Bytes a follower fetches per partition per request (at least one batch).
     pub replica_fetch_max_bytes: i32,
     /// Bytes a follower fetches per request over all partitions.
@@ -178,6 +181,7 @@ impl Default for BrokerConfig {
             allow_everyone_if_no_acl_found: true,
             replica_lag_time_max_ms: 30_000,
             replica_fetch_max_wait_ms: 500,
+            num_replica_fetchers: 1,
             replica_high_watermark_checkpoint_interval_ms: 5000,
             replica_fetch_max_bytes: 1 << 20,
             replica_fetch_response_max_bytes: 10 << 20,
@@ -227,6 +231,8 @@ pub struct StartArgs {
     pub allow_everyone_if_no_acl_found: Option<bool>,
     #[arg(long, env = "CHRONIK_REPLICA_LAG_TIME_MAX_MS")]
     pub replica_lag_time_max_ms: Option<i64>,
+    #[arg(long, env = "CHRONIK_NUM_REPLICA_FETCHERS")]
+    pub num_replica_fetchers: Option<usize>,
     /// Where replica fetchers reach other brokers, e.g. 2=10.0.0.2:9092,3=10.0.0.3:9092.
     #[arg(long, env = "CHRONIK_PEER_KAFKA_ADDRESSES")]
     pub peer_kafka_addresses: Option<String>,
@@ -296,6 +302,7 @@ impl BrokerConfig {
             group_initial_rebalance_delay_ms,
             allow_everyone_if_no_acl_found,
             replica_lag_time_max_ms,
+            num_replica_fetchers,
             broker_session_timeout_ms,
             default_replication_factor,
             auto_leader_rebalance_enable,

@@ -149,15 +149,26 @@ pub fn consume_all(bootstrap: &str, topic: &str, partitions: i32, expect: usize)
 /// enqueued at once, so librdkafka batches them) and fails the test unless every one is
 /// acknowledged.
 pub async fn produce_all(bootstrap: &str, topic: &str, values: &[String]) {
+    produce_all_to(bootstrap, topic, 1, values).await
+}
+
+/// As `produce_all`, value i to partition i % `partitions`.
+pub async fn produce_all_to(bootstrap: &str, topic: &str, partitions: i32, values: &[String]) {
     let producer = producer(
         bootstrap,
         &[("acks", "all"), ("enable.idempotence", "true")],
     );
     let sends: Vec<_> = values
         .iter()
-        .map(|v| {
+        .enumerate()
+        .map(|(i, v)| {
+            let partition = i as i32 % partitions;
             producer
-                .send_result(FutureRecord::<(), _>::to(topic).partition(0).payload(v))
+                .send_result(
+                    FutureRecord::<(), _>::to(topic)
+                        .partition(partition)
+                        .payload(v),
+                )
                 .unwrap_or_else(|(e, _)| panic!("{v} not enqueued: {e}"))
         })
         .collect();

@@ -1,6 +1,8 @@
-//! Replica fetchers: followers pull. One task per leader broker fetches every partition this
-//! broker follows from it, in one long-polling Fetch request at a time (Kafka's
-//! `ReplicaFetcherThread`), and appends what comes back verbatim at the leader's offsets.
+//! Replica fetchers: followers pull. A task per leader broker (or `num_replica_fetchers` of
+//! them, each with its share of the partitions, so that many fetches to one leader are in
+//! flight at once) fetches every partition this broker follows from it, in one long-polling
+//! Fetch request at a time (Kafka's `ReplicaFetcherThread`), and appends what comes back
+//! verbatim at the leader's offsets.
 //!
 //! Each partition's fetch carries the leader epoch it follows and the epoch of its last
 //! batch (KIP-320): a leader that finds the follower's log diverged from its own answers with
@@ -40,6 +42,9 @@ const DURABLE_WAIT: Duration = Duration::from_secs(5);
 
 type Key = (String, i32);
 
+/// A fetcher: the leader it pulls from and which of that leader's fetchers it is.
+type FetcherId = (i32, usize);
+
 /// One followed partition in a fetcher.
 struct Followed {
     partition: Arc<Partition>,
@@ -69,7 +74,9 @@ pub struct ReplicaFetchers {
     /// Brokers reached elsewhere than at their advertised address (`peer_kafka_addresses`).
     peer_addresses: HashMap<i32, String>,
     replicas: Arc<ReplicaManager>,
-    fetchers: Mutex<HashMap<i32, Fetcher>>,
+    /// Fetchers per leader (Kafka's num.replica.fetchers); a partition always uses the same.
+    per_leader: usize,
+    fetchers: Mutex<HashMap<FetcherId, Fetcher>>,
 }
 
 impl ReplicaFetchers {
@@ -84,34 +91,46 @@ impl ReplicaFetchers {
             // Validated when the configuration was loaded.
             peer_addresses: config.peer_kafka_addresses().unwrap_or_default(),
             replicas,
+            per_leader: config.num_replica_fetchers.max(1),
             fetchers: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Which of a leader's fetchers pulls `topic`-`partition` (Kafka's `getFetcherId`).
+    fn fetcher_of(&self, leader: i32, topic: &str, partition: i32) -> FetcherId {
+        let topic_hash = topic
+            .encode_utf16()
+            .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32));
+        let hash = topic_hash.wrapping_mul(31).wrapping_add(partition);
+        (leader, hash.unsigned_abs() as usize % self.per_leader)
     }
 
     /// Makes the fetchers match the partitions this broker follows: each is fetched from its
     /// leader's current address under its current leader epoch. Must run inside a runtime.
     pub fn reconcile(&self, image: &MetadataImage) {
-        let mut wanted: HashMap<i32, HashMap<Key, (Arc<Partition>, i32)>> = HashMap::new();
+        let mut wanted: HashMap<FetcherId, HashMap<Key, (Arc<Partition>, i32)>> = HashMap::new();
         for partition in self.replicas.all_partitions() {
             let Some(leader) = partition.leader_to_follow() else {
                 continue;
             };
+            let fetcher = self.fetcher_of(leader, &partition.topic, partition.index);
             let key = (partition.topic.clone(), partition.index);
             let epoch = partition.leader_epoch();
             wanted
-                .entry(leader)
+                .entry(fetcher)
                 .or_default()
                 .insert(key, (partition, epoch));
         }
         let mut fetchers = self.fetchers.lock();
-        fetchers.retain(|leader, fetcher| {
-            let keep = wanted.contains_key(leader);
+        fetchers.retain(|id, fetcher| {
+            let keep = wanted.contains_key(id);
             if !keep {
                 fetcher.task.abort();
             }
             keep
         });
-        for (leader, partitions) in wanted {
+        for (id, partitions) in wanted {
+            let leader = id.0;
             let registered = image.brokers.get(&leader);
             let address = match self.peer_addresses.get(&leader) {
                 Some(address) if registered.is_some() => Some(address.clone()),
@@ -122,8 +141,8 @@ impl ReplicaFetchers {
                 continue;
             };
             let fetcher = fetchers
-                .entry(leader)
-                .or_insert_with(|| self.start(leader, address.clone()));
+                .entry(id)
+                .or_insert_with(|| self.start(id, address.clone()));
             *fetcher.address.lock() = address;
             let mut followed = fetcher.partitions.lock();
             followed.retain(|key, _| partitions.contains_key(key));
@@ -148,12 +167,12 @@ impl ReplicaFetchers {
         }
     }
 
-    fn start(&self, leader: i32, address: String) -> Fetcher {
+    fn start(&self, id: FetcherId, address: String) -> Fetcher {
         let address = Arc::new(Mutex::new(address));
         let partitions = Arc::new(Mutex::new(HashMap::new()));
         let changed = Arc::new(Notify::new());
         let task = tokio::spawn(run_fetcher(
-            leader,
+            id,
             self.limits,
             address.clone(),
             partitions.clone(),
@@ -176,13 +195,16 @@ impl ReplicaFetchers {
 }
 
 async fn run_fetcher(
-    leader: i32,
+    (leader, fetcher): FetcherId,
     limits: Limits,
     address: Arc<Mutex<String>>,
     partitions: Arc<Mutex<HashMap<Key, Followed>>>,
     changed: Arc<Notify>,
 ) {
-    let client_id = format!("chronik-replica-fetcher-{}-{leader}", limits.node_id);
+    let client_id = format!(
+        "chronik-replica-fetcher-{}-{leader}-{fetcher}",
+        limits.node_id
+    );
     let mut connection: Option<(String, KafkaClient)> = None;
     let mut failing = false;
     loop {
@@ -381,5 +403,37 @@ async fn wait_all_durable(partition: &Partition) {
     let deadline = Instant::now() + DURABLE_WAIT;
     while !partition.all_durable() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partition_always_goes_to_the_same_of_its_leaders_fetchers() {
+        let replicas = tempfile::tempdir().unwrap();
+        let manager = ReplicaManager::new(
+            replicas.path().to_path_buf(),
+            Default::default(),
+            crate::config::FlushPolicy::Os,
+        )
+        .unwrap();
+        let config = BrokerConfig {
+            num_replica_fetchers: 3,
+            ..Default::default()
+        };
+        let fetchers = ReplicaFetchers::new(&config, Arc::new(manager));
+        let ids: Vec<FetcherId> = (0..30).map(|p| fetchers.fetcher_of(2, "t", p)).collect();
+        assert!(ids.iter().all(|&(leader, id)| leader == 2 && id < 3));
+        for n in 0..3 {
+            assert!(
+                ids.iter().any(|&(_, id)| id == n),
+                "fetcher {n} gets a share"
+            );
+        }
+        assert_eq!(fetchers.fetcher_of(2, "t", 7), ids[7]);
+        // Kafka's getFetcherId: abs(31 * "t".hashCode() + 7) % 3, "t".hashCode() = 116.
+        assert_eq!(fetchers.fetcher_of(2, "t", 7).1, (31 * 116 + 7) % 3);
     }
 }
