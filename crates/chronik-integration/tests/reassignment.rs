@@ -94,6 +94,18 @@ async fn a_partition_moves_to_other_brokers_while_serving_and_leaves_its_old_one
         Duration::from_secs(60),
         || reassign(&bootstrap, &["--list"]).contains("no reassignment in progress"),
     );
+    let status = Command::new(server_bin())
+        .args(["cluster", "status", "--bootstrap-server", &bootstrap])
+        .output()
+        .expect("cluster status");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&status.stdout),
+        String::from_utf8_lossy(&status.stderr),
+    );
+    assert!(
+        stdout.contains("reassignments:\n  no reassignment in progress"),
+        "{stdout}{stderr}"
+    );
     eventually(
         "metadata to show replicas 2,3,4",
         Duration::from_secs(20),

@@ -80,11 +80,31 @@ pub(crate) fn exchange<Req: Encodable, Resp: Decodable>(
     Resp::decode(&mut frame, version)
 }
 
-/// The status report of the cluster as `bootstrap` sees it.
+/// The first broker of the comma-separated `bootstrap` list that accepts a connection, with
+/// `read_timeout` for its answers.
+pub(crate) fn connect(bootstrap: &str, read_timeout: Duration) -> anyhow::Result<TcpStream> {
+    let mut last = None;
+    for address in bootstrap
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+    {
+        match TcpStream::connect(address) {
+            Ok(stream) => {
+                stream.set_read_timeout(Some(read_timeout))?;
+                return Ok(stream);
+            }
+            Err(e) => {
+                last = Some(anyhow::Error::new(e).context(format!("connecting to {address}")))
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("no broker address in {bootstrap:?}")))
+}
+
+/// The status report of the cluster as the first reachable broker of `bootstrap` sees it.
 pub fn report(bootstrap: &str) -> anyhow::Result<String> {
-    let mut stream =
-        TcpStream::connect(bootstrap).with_context(|| format!("connecting to {bootstrap}"))?;
-    stream.set_read_timeout(Some(TIMEOUT))?;
+    let mut stream = connect(bootstrap, TIMEOUT)?;
     let cluster: DescribeClusterResponse = exchange(
         &mut stream,
         ApiKey::DescribeCluster,
@@ -214,6 +234,11 @@ pub fn report(bootstrap: &str) -> anyhow::Result<String> {
             write_replication(&mut out, &partitions, &statuses)?;
         }
         Err(e) => writeln!(out, "replication: unavailable (DescribeQuorum: {e:#})")?,
+    }
+    writeln!(out, "reassignments:")?;
+    match crate::reassign::ongoing(&mut stream) {
+        Ok(list) => list.lines().try_for_each(|l| writeln!(out, "  {l}"))?,
+        Err(e) => writeln!(out, "  unavailable: {e:#}")?,
     }
     Ok(out)
 }

@@ -1,7 +1,7 @@
 //! `chronik-server reassign`: start, cancel or list partition reassignments (KIP-455) over the
 //! Kafka protocol (AlterPartitionReassignments v1, ListPartitionReassignments v0), sent to any
 //! broker (it forwards to the controller). A started move completes on its own once the new
-//! replicas caught up; `--list` shows the moves still under way.
+//! replicas caught up; `--list` shows the moves still under way, as does `cluster status`.
 
 use std::fmt::Write as _;
 use std::net::TcpStream;
@@ -18,7 +18,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use crate::cluster_status::exchange;
+use crate::cluster_status::{connect, exchange};
 
 /// What to ask for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,36 +38,15 @@ pub enum Action {
 /// How long the controller may take to commit the change.
 const TIMEOUT_MS: i32 = 30_000;
 
-/// The first broker of the comma-separated `bootstrap` list that accepts a connection.
-fn connect(bootstrap: &str) -> anyhow::Result<TcpStream> {
-    let mut last = None;
-    for address in bootstrap
-        .split(',')
-        .map(str::trim)
-        .filter(|a| !a.is_empty())
-    {
-        match TcpStream::connect(address) {
-            Ok(stream) => {
-                stream.set_read_timeout(Some(Duration::from_millis(TIMEOUT_MS as u64 + 10_000)))?;
-                return Ok(stream);
-            }
-            Err(e) => {
-                last = Some(anyhow::Error::new(e).context(format!("connecting to {address}")))
-            }
-        }
-    }
-    Err(last.unwrap_or_else(|| anyhow::anyhow!("no broker address in {bootstrap:?}")))
-}
-
 fn error_name(code: i16) -> String {
     ResponseError::try_from_code(code).map_or_else(|| format!("error {code}"), |e| format!("{e:?}"))
 }
 
 /// Runs `action` against the broker at `bootstrap`; the report to print, or why it failed.
 pub fn run(bootstrap: &str, action: Action) -> anyhow::Result<String> {
-    let mut stream = connect(bootstrap)?;
+    let mut stream = connect(bootstrap, Duration::from_millis(TIMEOUT_MS as u64 + 10_000))?;
     let (topic, partition, replicas) = match action {
-        Action::List => return list(&mut stream),
+        Action::List => return ongoing(&mut stream),
         Action::Start {
             topic,
             partition,
@@ -118,7 +97,8 @@ pub fn run(bootstrap: &str, action: Action) -> anyhow::Result<String> {
     })
 }
 
-fn list(stream: &mut TcpStream) -> anyhow::Result<String> {
+/// The moves under way, one line each (also a section of `cluster status`).
+pub(crate) fn ongoing(stream: &mut TcpStream) -> anyhow::Result<String> {
     let request = ListPartitionReassignmentsRequest::default()
         .with_timeout_ms(TIMEOUT_MS)
         .with_topics(None);
