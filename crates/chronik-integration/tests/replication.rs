@@ -77,6 +77,23 @@ fn log_bytes(dir: &Path) -> Vec<u8> {
         .collect()
 }
 
+/// Waits until every node's copy of the partition directory `name` holds the same batches.
+fn replicas_converge(cluster: &Cluster, name: &str) {
+    let dirs: Vec<_> = cluster
+        .nodes
+        .iter()
+        .map(|n| n.storage_dir().join(name))
+        .collect();
+    eventually(
+        &format!("every replica of {name} to hold the same batches"),
+        Duration::from_secs(20),
+        || {
+            let logs: Vec<Vec<u8>> = dirs.iter().map(|d| log_bytes(d)).collect();
+            logs.iter().all(|l| !l.is_empty() && *l == logs[0])
+        },
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn acks_all_is_replicated_to_every_replica_byte_for_byte() {
     // Several fetchers per leader: each partition stays with one of them.
@@ -114,19 +131,7 @@ async fn acks_all_is_replicated_to_every_replica_byte_for_byte() {
     }
 
     for p in 0..PARTITIONS {
-        let dirs: Vec<_> = cluster
-            .nodes
-            .iter()
-            .map(|n| n.storage_dir().join(format!("replicated-{p}")))
-            .collect();
-        eventually(
-            "every replica to hold the same batches",
-            Duration::from_secs(20),
-            || {
-                let logs: Vec<Vec<u8>> = dirs.iter().map(|d| log_bytes(d)).collect();
-                logs.iter().all(|l| !l.is_empty() && *l == logs[0])
-            },
-        );
+        replicas_converge(&cluster, &format!("replicated-{p}"));
     }
     let states = partition_states(&bootstrap, "replicated");
     assert!(
@@ -180,19 +185,7 @@ async fn a_killed_leader_is_replaced_by_an_in_sync_follower_without_losing_ackno
         .map(|m| String::from_utf8(m.value.clone()).unwrap())
         .collect();
     assert_eq!(read_values, all, "no acknowledged write lost or duplicated");
-    let dirs: Vec<_> = cluster
-        .nodes
-        .iter()
-        .map(|n| n.storage_dir().join("failover-0"))
-        .collect();
-    eventually(
-        "every replica to hold the same batches",
-        Duration::from_secs(20),
-        || {
-            let logs: Vec<Vec<u8>> = dirs.iter().map(|d| log_bytes(d)).collect();
-            logs.iter().all(|l| *l == logs[0])
-        },
-    );
+    replicas_converge(&cluster, "failover-0");
 }
 
 #[tokio::test(flavor = "multi_thread")]
