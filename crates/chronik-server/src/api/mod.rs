@@ -51,9 +51,12 @@ mod offset_delete;
 mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
+#[cfg(test)]
+mod scram_api_tests;
 mod sync_group;
 #[cfg(test)]
 mod test_support;
+mod user_scram_credentials;
 
 use std::sync::Arc;
 
@@ -117,6 +120,8 @@ pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
             | ApiKey::ElectLeaders
             | ApiKey::AlterPartitionReassignments
             | ApiKey::ListPartitionReassignments
+            | ApiKey::DescribeUserScramCredentials
+            | ApiKey::AlterUserScramCredentials
     );
     // `valid_versions` includes response-only versions for a few keys (OffsetCommit and
     // OffsetFetch v10, InitProducerId v6) whose requests kafka-protocol cannot decode.
@@ -456,6 +461,26 @@ async fn dispatch(broker: Arc<Broker>, session: &Session, frame: Bytes) -> Outco
                 version,
             ),
         )),
+        RequestKind::DescribeUserScramCredentials(req) => Some(
+            ResponseKind::DescribeUserScramCredentials(user_scram_credentials::describe(
+                &broker.metadata,
+                &broker.authorizer,
+                session,
+                req,
+            )),
+        ),
+        RequestKind::AlterUserScramCredentials(req) => {
+            Some(ResponseKind::AlterUserScramCredentials(
+                user_scram_credentials::alter(
+                    &broker.metadata,
+                    &broker.controller,
+                    &broker.authorizer,
+                    session,
+                    req,
+                )
+                .await,
+            ))
+        }
         RequestKind::DescribeTopicPartitions(req) => Some(ResponseKind::DescribeTopicPartitions(
             describe_topic_partitions::handle(&broker.metadata, &broker.authorizer, session, req),
         )),

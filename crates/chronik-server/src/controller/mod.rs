@@ -36,6 +36,7 @@ use crate::metadata::records::{MetadataBatch, MetadataRecord, PartitionState};
 use crate::metadata::MetadataView;
 use crate::quorum::rpc::{PeerConnection, RpcRequest, RpcResponse};
 use crate::quorum::{NodeId, Quorum};
+use crate::security::scram::{ScramCredential, ScramMechanism};
 use crate::security::{AclBinding, AclBindingFilter};
 
 pub use plan::{validate_topic_name, ControllerCall, Decided, NewTopic, QuorumInfo};
@@ -454,6 +455,20 @@ impl Controller {
         self.call(ControllerCall::CreateAcls { bindings }, DEFAULT_TIMEOUT)
             .await
             .map(|_| ())
+    }
+
+    /// Adds or replaces `upsertions` and removes `deletions` of users' SCRAM credentials, in
+    /// one committed change.
+    pub async fn alter_scram_credentials(
+        &self,
+        upsertions: Vec<(String, ScramCredential)>,
+        deletions: Vec<(String, ScramMechanism)>,
+    ) -> Result<(), ControllerError> {
+        let call = ControllerCall::AlterScramCredentials {
+            upsertions,
+            deletions,
+        };
+        self.call(call, DEFAULT_TIMEOUT).await.map(|_| ())
     }
 
     /// Removes every binding any filter matches; per filter, the bindings it matched.

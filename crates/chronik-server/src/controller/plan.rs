@@ -19,6 +19,7 @@ use crate::metadata::image::TopicImage;
 use crate::metadata::records::{MetadataRecord, PartitionState};
 use crate::metadata::topic_config::validate_all;
 use crate::metadata::MetadataImage;
+use crate::security::scram::{ScramCredential, ScramMechanism};
 use crate::security::{AclBinding, AclBindingFilter};
 
 /// Most partitions one topic may have: a request for 2^31 must be refused before anything is
@@ -119,6 +120,12 @@ pub enum ControllerCall {
         resource: String,
         configs: BTreeMap<String, String>,
         validate_only: bool,
+    },
+    /// Adds or replaces users' SCRAM credentials and removes others (KIP-554), validated by
+    /// the handler; a removal of a credential that is already gone changes nothing.
+    AlterScramCredentials {
+        upsertions: Vec<(String, ScramCredential)>,
+        deletions: Vec<(String, ScramMechanism)>,
     },
 }
 
@@ -434,6 +441,29 @@ fn decide(
         }
         // Answered by `Controller::decide` from Raft's metrics, never planned.
         ControllerCall::DescribeQuorum => Ok((vec![], Decided::Done)),
+        ControllerCall::AlterScramCredentials {
+            upsertions,
+            deletions,
+        } => {
+            let removals = deletions
+                .into_iter()
+                .filter(|(user, mechanism)| {
+                    image
+                        .scram_credentials
+                        .get(user)
+                        .is_some_and(|c| c.contains_key(mechanism))
+                })
+                .map(
+                    |(user, mechanism)| MetadataRecord::RemoveUserScramCredential {
+                        user,
+                        mechanism,
+                    },
+                );
+            let additions = upsertions
+                .into_iter()
+                .map(|(user, credential)| MetadataRecord::UserScramCredential { user, credential });
+            Ok((removals.chain(additions).collect(), Decided::Done))
+        }
         ControllerCall::Import { records } => {
             if !image.topics.is_empty() || !image.acls.is_empty() || image.next_producer_id > 0 {
                 // Imported already (a crash after the commit, before the old files were moved).

@@ -14,6 +14,7 @@ use tracing::warn;
 use uuid::Uuid;
 
 use super::records::{MetadataBatch, MetadataRecord, PartitionState};
+use crate::security::scram::{ScramCredential, ScramMechanism};
 use crate::security::AclBinding;
 
 /// One broker as registered with the controller.
@@ -72,6 +73,10 @@ pub struct MetadataImage {
     pub next_producer_id: i64,
     /// Dynamic broker configs by resource name: "" is the cluster-wide default, "1" broker 1.
     pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// SCRAM credentials by user and mechanism (only salted forms). Default: snapshots from
+    /// before users existed.
+    #[serde(default)]
+    pub scram_credentials: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
 }
 
 impl MetadataImage {
@@ -196,6 +201,20 @@ impl MetadataImage {
                 let acls = Arc::make_mut(&mut self.acls);
                 for b in bindings {
                     acls.remove(b);
+                }
+            }
+            MetadataRecord::UserScramCredential { user, credential } => {
+                self.scram_credentials
+                    .entry(user.clone())
+                    .or_default()
+                    .insert(credential.mechanism, credential.clone());
+            }
+            MetadataRecord::RemoveUserScramCredential { user, mechanism } => {
+                if let Some(credentials) = self.scram_credentials.get_mut(user) {
+                    credentials.remove(mechanism);
+                    if credentials.is_empty() {
+                        self.scram_credentials.remove(user);
+                    }
                 }
             }
             MetadataRecord::ProducerIdBlock { first, size, .. } => {
@@ -381,6 +400,39 @@ mod tests {
             ]),
         );
         assert!(image.acls.is_empty() && image.broker_configs.is_empty());
+    }
+
+    #[test]
+    fn scram_credentials_are_added_replaced_and_removed_per_mechanism() {
+        use crate::security::scram::{ScramCredential, ScramMechanism};
+        let credential = |m, iterations| MetadataRecord::UserScramCredential {
+            user: "alice".into(),
+            credential: ScramCredential::from_password(m, "pw", iterations),
+        };
+        let image = MetadataImage::default().apply(
+            1,
+            &batch(vec![
+                credential(ScramMechanism::Sha256, 4096),
+                credential(ScramMechanism::Sha512, 4096),
+                credential(ScramMechanism::Sha256, 8192),
+            ]),
+        );
+        let alice = &image.scram_credentials["alice"];
+        assert_eq!(alice.len(), 2);
+        assert_eq!(alice[&ScramMechanism::Sha256].iterations, 8192);
+        let remove = |m| MetadataRecord::RemoveUserScramCredential {
+            user: "alice".into(),
+            mechanism: m,
+        };
+        let image = image.apply(2, &batch(vec![remove(ScramMechanism::Sha256)]));
+        assert_eq!(image.scram_credentials["alice"].len(), 1);
+        let bytes = serde_json::to_vec(&image).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<MetadataImage>(&bytes).unwrap(),
+            image
+        );
+        let image = image.apply(3, &batch(vec![remove(ScramMechanism::Sha512)]));
+        assert!(image.scram_credentials.is_empty());
     }
 
     #[test]

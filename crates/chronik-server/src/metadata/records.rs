@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::security::scram::{ScramCredential, ScramMechanism};
 use crate::security::AclBinding;
 
 /// One change to cluster metadata.
@@ -69,6 +70,16 @@ pub enum MetadataRecord {
     BrokerConfigs {
         resource: String,
         configs: BTreeMap<String, String>,
+    },
+    /// A user's SCRAM credential for one mechanism, added or replaced (KIP-554).
+    UserScramCredential {
+        user: String,
+        credential: ScramCredential,
+    },
+    /// A user's SCRAM credential for one mechanism, removed.
+    RemoveUserScramCredential {
+        user: String,
+        mechanism: ScramMechanism,
     },
 }
 

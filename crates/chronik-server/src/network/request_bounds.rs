@@ -307,6 +307,19 @@ static OFFSET_DELETE_PARTITION: Struct = st(&[all(I32)]);
 static OFFSET_DELETE_TOPIC: Struct = st(&[all(Str), all(Array(&Struct(&OFFSET_DELETE_PARTITION)))]);
 static OFFSET_DELETE: Struct = st(&[all(Str), all(Array(&Struct(&OFFSET_DELETE_TOPIC)))]);
 
+// DescribeUserScramCredentials (50): users of (name); null = all.
+static SCRAM_USER: Struct = st(&[all(Str)]);
+static DESCRIBE_USER_SCRAM_CREDENTIALS: Struct = st(&[all(Array(&Struct(&SCRAM_USER)))]);
+
+// AlterUserScramCredentials (51): deletions of (name, mechanism), upsertions of (name,
+// mechanism, iterations, salt, salted password).
+static SCRAM_DELETION: Struct = st(&[all(Str), all(I8)]);
+static SCRAM_UPSERTION: Struct = st(&[all(Str), all(I8), all(I32), all(Bytes), all(Bytes)]);
+static ALTER_USER_SCRAM_CREDENTIALS: Struct = st(&[
+    all(Array(&Struct(&SCRAM_DELETION))),
+    all(Array(&Struct(&SCRAM_UPSERTION))),
+]);
+
 // DescribeQuorum (55): topics of (name, partitions of (index)).
 static DESCRIBE_QUORUM_PARTITION: Struct = st(&[all(I32)]);
 static DESCRIBE_QUORUM_TOPIC: Struct =
@@ -353,6 +366,8 @@ fn schema(key: ApiKey) -> Option<&'static Struct> {
         ApiKey::OffsetDelete => &OFFSET_DELETE,
         ApiKey::CreateAcls => &CREATE_ACLS,
         ApiKey::DeleteAcls => &DELETE_ACLS,
+        ApiKey::DescribeUserScramCredentials => &DESCRIBE_USER_SCRAM_CREDENTIALS,
+        ApiKey::AlterUserScramCredentials => &ALTER_USER_SCRAM_CREDENTIALS,
         ApiKey::DescribeQuorum => &DESCRIBE_QUORUM,
         ApiKey::ListConfigResources => &LIST_CONFIG_RESOURCES,
         ApiKey::DescribeTopicPartitions => &DESCRIBE_TOPIC_PARTITIONS,
@@ -820,6 +835,26 @@ mod tests {
                     .with_name(name("t"))
                     .with_partition_indexes(vec![0, 1]),
             ]))
+        });
+        each(ApiKey::DescribeUserScramCredentials, |_| {
+            use kafka_protocol::messages::describe_user_scram_credentials_request::UserName;
+            DescribeUserScramCredentialsRequest::default()
+                .with_users(Some(vec![UserName::default().with_name(s("alice"))]))
+        });
+        each(ApiKey::AlterUserScramCredentials, |_| {
+            use kafka_protocol::messages::alter_user_scram_credentials_request::{
+                ScramCredentialDeletion, ScramCredentialUpsertion,
+            };
+            AlterUserScramCredentialsRequest::default()
+                .with_deletions(vec![ScramCredentialDeletion::default()
+                    .with_name(s("bob"))
+                    .with_mechanism(1)])
+                .with_upsertions(vec![ScramCredentialUpsertion::default()
+                    .with_name(s("alice"))
+                    .with_mechanism(2)
+                    .with_iterations(4096)
+                    .with_salt(bytes::Bytes::from_static(b"salt"))
+                    .with_salted_password(bytes::Bytes::from_static(b"salted"))])
         });
         each(ApiKey::DescribeGroups, |_| {
             DescribeGroupsRequest::default().with_groups(vec![GroupId(s("g"))])

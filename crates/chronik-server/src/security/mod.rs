@@ -1,11 +1,12 @@
-//! Security: who is asking (`Session`), the ACL bindings (`acl`), and the decision whether a
-//! request may act on a resource (`authorizer`).
+//! Security: who is asking (`Session`), the ACL bindings (`acl`), the decision whether a
+//! request may act on a resource (`authorizer`), and users' SCRAM credentials (`scram`).
 //!
 //! Connections are PLAINTEXT without SASL, so every session's principal is `User:ANONYMOUS`
 //! and its host is the peer's IP address, as in Kafka.
 
 pub mod acl;
 pub mod authorizer;
+pub mod scram;
 
 pub use acl::{
     AclBinding, AclBindingFilter, AclOperation, AclStore, PatternType, PermissionType, ResourceType,
