@@ -618,3 +618,57 @@ async fn metadata_auto_creates_topics_only_when_enabled() {
     );
     assert!(partition_dirs(&off, "not-made").is_empty());
 }
+
+/// `chronik-server users add` before the first start: the broker commits the credential to its
+/// metadata log (DescribeUserScramCredentials lists it, the pending file is gone) and keeps it
+/// across a restart.
+#[test]
+fn a_user_added_before_the_start_is_in_the_metadata_after_it() {
+    use kafka_protocol::messages::{
+        DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse,
+    };
+    let mut broker = Broker::prepare(&[]);
+    let password = broker.data_dir().join("pw.txt");
+    std::fs::write(&password, "s3cret\n").unwrap();
+    let added = std::process::Command::new(chronik_integration::server_bin())
+        .args(["users", "add", "admin", "--mechanism", "SCRAM-SHA-256"])
+        .arg("--password-file")
+        .arg(&password)
+        .args(["--iterations", "8192", "--data-dir"])
+        .arg(broker.storage_dir())
+        .output()
+        .expect("running users add");
+    assert!(added.status.success(), "{added:?}");
+    let pending = broker.storage_dir().join("meta/pending-users.json");
+    let stored = std::fs::read_to_string(&pending).unwrap();
+    assert!(!stored.contains("s3cret"), "only salted forms are stored");
+    // (user, error code, (mechanism, iterations) per credential)
+    type Users = Vec<(String, i16, Vec<(i8, i32)>)>;
+    let users = |broker: &Broker| -> Users {
+        let response: DescribeUserScramCredentialsResponse = exchange(
+            &broker.bootstrap(),
+            ApiKey::DescribeUserScramCredentials,
+            0,
+            &DescribeUserScramCredentialsRequest::default(),
+        )
+        .expect("DescribeUserScramCredentials");
+        assert_eq!(response.error_code, 0);
+        response
+            .results
+            .iter()
+            .map(|r| {
+                let infos = r
+                    .credential_infos
+                    .iter()
+                    .map(|c| (c.mechanism, c.iterations))
+                    .collect();
+                (r.user.to_string(), r.error_code, infos)
+            })
+            .collect()
+    };
+    for _ in 0..2 {
+        broker.restart();
+        assert_eq!(users(&broker), vec![("admin".into(), 0, vec![(1, 8192)])]);
+        assert!(!pending.exists(), "committed, so no longer pending");
+    }
+}

@@ -160,6 +160,16 @@ impl Broker {
             legacy::retire(&meta_dir).context("renaming the imported metadata files")?;
             info!("imported the single-node metadata files into the metadata log");
         }
+        if let Some(users) = crate::users::read_pending(&meta_dir)? {
+            let count = users.len();
+            let call = ControllerCall::AlterScramCredentials {
+                upsertions: users,
+                deletions: Vec::new(),
+            };
+            call_at_startup(&controller, call, deadline).await?;
+            crate::users::committed(&meta_dir).context("removing the committed pending users")?;
+            info!(count, "committed the users added before start");
+        }
         let advertised = config.advertised_host_port()?;
         let register = ControllerCall::RegisterBroker {
             id: node_id,

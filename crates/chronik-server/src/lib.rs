@@ -11,7 +11,8 @@
 //! - `replica`: the partitions this broker hosts, produce/fetch through them, producer state.
 //! - `chronik_storage` (its own crate): the segmented log on disk.
 //! - `security`: ACL bindings (from the metadata image) and the authorizer every handler asks
-//!   before it acts.
+//!   before it acts; users' SCRAM credentials (`security::scram`).
+//! - `users`: the `chronik-server users add` command (credentials created before the start).
 //! - `allocator`: keeps hostile array lengths from aborting the process.
 //! - `cluster_status`: the `chronik-server cluster status` admin command.
 //! - `dump_log`: the `chronik-server dump-log` command (a partition directory's batches, read-only).
@@ -32,3 +33,4 @@ pub mod quorum;
 pub mod reassign;
 pub mod replica;
 pub mod security;
+pub mod users;

@@ -30,6 +30,10 @@ enum Command {
     /// Move a partition's replicas to other brokers while it serves (KIP-455): start a move
     /// (`--replicas`), cancel one (`--cancel`), or list those under way (`--list`).
     Reassign(ReassignArgs),
+    /// Users' SCRAM credentials before the first start (a running cluster takes
+    /// AlterUserScramCredentials from any admin client).
+    #[command(subcommand)]
+    Users(UsersCommand),
     /// Print one line per record batch of a partition directory (base..last offset, leader
     /// epoch, stored CRC, producer id/epoch, base sequence, record count, size), read-only:
     /// nothing is recovered or written. Notes (torn tail, gaps) go to stderr.
@@ -52,6 +56,29 @@ enum ClusterCommand {
         /// Any broker of the cluster, host:port.
         #[arg(long, default_value = "127.0.0.1:9092")]
         bootstrap_server: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Add (or replace) a user's credential in the data directory of `--config` / `--data-dir`;
+    /// the broker commits it to the metadata log when it starts (Kafka's
+    /// `kafka-storage format --add-scram`).
+    Add {
+        /// The user name; ACLs name it `User:<name>`.
+        name: String,
+        /// SCRAM-SHA-256 or SCRAM-SHA-512.
+        #[arg(long, default_value = "SCRAM-SHA-512")]
+        mechanism: String,
+        /// A file holding the password (a trailing newline is not part of it).
+        #[arg(long)]
+        password_file: std::path::PathBuf,
+        /// PBKDF2 iterations, 4096 to 16384 as in Kafka.
+        #[arg(long, default_value_t = 4096)]
+        iterations: i32,
+        /// The broker's settings: its data directory is where the credential goes.
+        #[command(flatten)]
+        broker: Box<StartArgs>,
     },
 }
 
@@ -131,6 +158,24 @@ fn main() -> anyhow::Result<()> {
             &mut std::io::stdout().lock(),
             &mut std::io::stderr().lock(),
         ),
+        Command::Users(UsersCommand::Add {
+            name,
+            mechanism,
+            password_file,
+            iterations,
+            broker,
+        }) => {
+            let config = BrokerConfig::load(&broker)?;
+            chronik_server::users::add(
+                &config.data_dir.join("meta"),
+                &name,
+                &mechanism,
+                &password_file,
+                iterations,
+            )?;
+            println!("user {name} ({mechanism}) added; the broker commits it when it starts");
+            Ok(())
+        }
         Command::Start(args) => {
             let config = BrokerConfig::load(&args)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
