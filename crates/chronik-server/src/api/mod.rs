@@ -71,7 +71,7 @@ use crate::security::Session;
 pub enum Outcome {
     /// Write this frame (size prefix included).
     Respond(Bytes),
-    /// acks=0 produce: Kafka sends nothing back.
+    /// acks=0 produce that succeeded: Kafka sends nothing back.
     NoResponse,
     /// Unparseable or unsupported request: close the connection, as Kafka does.
     Close(&'static str),
@@ -206,7 +206,7 @@ async fn dispatch(broker: Arc<Broker>, session: &Session, frame: Bytes) -> Outco
             )
             .await,
         )),
-        RequestKind::Produce(req) => produce::handle(
+        RequestKind::Produce(req) => match produce::handle(
             &broker.metadata,
             &broker.replicas,
             &broker.authorizer,
@@ -215,12 +215,17 @@ async fn dispatch(broker: Arc<Broker>, session: &Session, frame: Bytes) -> Outco
             version,
         )
         .await
-        .map(ResponseKind::Produce),
+        {
+            produce::Answer::Respond(response) => Some(ResponseKind::Produce(response)),
+            produce::Answer::Nothing => None,
+            produce::Answer::CloseConnection => return Outcome::Close("acks=0 produce failed"),
+        },
         RequestKind::Fetch(req) => Some(ResponseKind::Fetch(
             fetch::handle(
                 &broker.metadata,
                 &broker.replicas,
                 &broker.authorizer,
+                broker.config.fetch_max_bytes,
                 session,
                 req,
                 version,
