@@ -46,11 +46,22 @@ pub fn request_frame<T: Encodable>(
     correlation_id: i32,
     body: &T,
 ) -> Bytes {
+    request_frame_from("raw-test", key, version, correlation_id, body)
+}
+
+/// [`request_frame`] with the given client id.
+pub fn request_frame_from<T: Encodable>(
+    client_id: &str,
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &T,
+) -> Bytes {
     let header = RequestHeader::default()
         .with_request_api_key(key as i16)
         .with_request_api_version(version)
         .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str("raw-test")));
+        .with_client_id(Some(StrBytes::from_string(client_id.to_string())));
     let mut buf = BytesMut::new();
     buf.put_i32(0);
     header

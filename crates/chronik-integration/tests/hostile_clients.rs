@@ -12,15 +12,18 @@ use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use chronik_integration::raw::{exchange_on, read_frame, record_batch, request_frame};
+use chronik_integration::raw::{
+    exchange_on, read_frame, record_batch, request_frame, request_frame_from,
+};
 use chronik_integration::{Broker, RssWatch};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, FetchRequest, FetchResponse,
-    ProduceRequest, ProduceResponse, TopicName,
+    AlterClientQuotasRequest, AlterClientQuotasResponse, ApiKey, ApiVersionsRequest,
+    ApiVersionsResponse, BrokerId, DescribeClientQuotasRequest, DescribeClientQuotasResponse,
+    FetchRequest, FetchResponse, ProduceRequest, ProduceResponse, ResponseHeader, TopicName,
 };
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Decodable, StrBytes};
 
 const MIB: u64 = 1 << 20;
 
@@ -110,16 +113,8 @@ fn fill(broker: &Broker, topic: &str, bytes: u64) {
     for _ in 0..4 {
         records.extend_from_slice(&record_batch(std::slice::from_ref(&value)));
     }
-    let records = records.freeze();
+    let request = produce_request(topic, records.freeze());
     for _ in 0..bytes.div_ceil(4_000_000) {
-        let request = ProduceRequest::default()
-            .with_acks(1)
-            .with_timeout_ms(10_000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(name(topic))
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(0)
-                    .with_records(Some(records.clone()))])]);
         let response: ProduceResponse =
             exchange_on(&mut stream, ApiKey::Produce, 9, &request).expect("produce");
         assert_eq!(
@@ -127,6 +122,17 @@ fn fill(broker: &Broker, topic: &str, bytes: u64) {
             "filling {topic}"
         );
     }
+}
+
+fn produce_request(topic: &str, records: Bytes) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records))])])
 }
 
 fn fetch_request(topic: &str, max_wait_ms: i32, max_bytes: i32) -> FetchRequest {
@@ -438,4 +444,92 @@ fn thousands_of_connections_and_connection_limits() {
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     read_frame(&mut waiting).expect("served once a place freed");
+}
+
+/// Produces 64 KiB requests one after another for `run` as `client_id`; returns the bytes
+/// acknowledged and the largest throttle_time_ms seen.
+fn produce_for(bootstrap: &str, client_id: &str, topic: &str, run: Duration) -> (u64, i32) {
+    let mut stream = TcpStream::connect(bootstrap).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let value = Bytes::from(vec![b'q'; 64 * 1024]);
+    let request = produce_request(topic, record_batch(&[value]).freeze());
+    let frame = request_frame_from(client_id, ApiKey::Produce, 9, 1, &request);
+    let (mut bytes, mut max_throttle) = (0, 0);
+    let started = Instant::now();
+    while started.elapsed() < run {
+        stream.write_all(&frame).unwrap();
+        let mut body = read_frame(&mut stream).expect("produce response");
+        ResponseHeader::decode(&mut body, ApiKey::Produce.response_header_version(9)).unwrap();
+        let response = ProduceResponse::decode(&mut body, 9).unwrap();
+        assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+        bytes += frame.len() as u64;
+        max_throttle = max_throttle.max(response.throttle_time_ms);
+    }
+    (bytes, max_throttle)
+}
+
+/// Quotas (KIP-13, KIP-546): set with AlterClientQuotas, read back with DescribeClientQuotas;
+/// a client over its produce byte rate gets throttle_time_ms and is held near its quota while
+/// another client, producing at the same time, is not throttled.
+#[test]
+fn a_client_over_its_quota_is_throttled_and_others_are_not() {
+    use kafka_protocol::messages::alter_client_quotas_request::{EntityData, EntryData, OpData};
+    use kafka_protocol::messages::describe_client_quotas_request::ComponentData;
+    const QUOTA: f64 = 256.0 * 1024.0;
+    let broker = Broker::start();
+    let topic = "quota";
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(create(&broker, topic));
+    let s = |x: &str| StrBytes::from_string(x.to_string());
+    let alter = AlterClientQuotasRequest::default().with_entries(vec![EntryData::default()
+        .with_entity(vec![EntityData::default()
+            .with_entity_type(s("client-id"))
+            .with_entity_name(Some(s("slow")))])
+        .with_ops(vec![OpData::default()
+            .with_key(s("producer_byte_rate"))
+            .with_value(QUOTA)])]);
+    let mut admin = connect(&broker);
+    let altered: AlterClientQuotasResponse =
+        exchange_on(&mut admin, ApiKey::AlterClientQuotas, 1, &alter).unwrap();
+    assert_eq!(altered.entries[0].error_code, 0, "{altered:?}");
+    let describe =
+        DescribeClientQuotasRequest::default().with_components(vec![ComponentData::default()
+            .with_entity_type(s("client-id"))
+            .with_match_type(0)
+            .with_match(Some(s("slow")))]);
+    let described: DescribeClientQuotasResponse =
+        exchange_on(&mut admin, ApiKey::DescribeClientQuotas, 1, &describe).unwrap();
+    let entries = described.entries.expect("entries");
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0].values[0].key.as_str(), "producer_byte_rate");
+    assert_eq!(entries[0].values[0].value, QUOTA);
+
+    let run = Duration::from_secs(8);
+    let bootstrap = broker.bootstrap();
+    let slow = std::thread::spawn(move || produce_for(&bootstrap, "slow", "quota", run));
+    let (fast_bytes, fast_throttle) = produce_for(&broker.bootstrap(), "fast", topic, run);
+    let (slow_bytes, slow_throttle) = slow.join().unwrap();
+    let rate = |bytes: u64| bytes as f64 / run.as_secs_f64();
+    eprintln!(
+        "quota {QUOTA} B/s: slow client {:.0} B/s (max throttle {slow_throttle} ms), fast client {:.0} B/s (max throttle {fast_throttle} ms)",
+        rate(slow_bytes),
+        rate(fast_bytes)
+    );
+    assert!(slow_throttle > 0, "the slow client was never throttled");
+    // Kafka measures a rate over at least 10 s, so a new client may send 10 s worth at once.
+    assert!(
+        rate(slow_bytes) < 2.0 * QUOTA,
+        "the slow client got {:.0} B/s against a quota of {QUOTA}",
+        rate(slow_bytes)
+    );
+    assert_eq!(fast_throttle, 0, "the client without a quota was throttled");
+    assert!(
+        rate(fast_bytes) > 4.0 * QUOTA,
+        "the client without a quota got only {:.0} B/s",
+        rate(fast_bytes)
+    );
+    round_trip(&broker, "quotas");
 }

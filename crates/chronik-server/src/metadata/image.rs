@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tracing::warn;
 use uuid::Uuid;
 
+use super::client_quotas::ClientQuotas;
 use super::records::{MetadataBatch, MetadataRecord, PartitionState};
 use crate::security::AclBinding;
 
@@ -72,6 +73,9 @@ pub struct MetadataImage {
     pub next_producer_id: i64,
     /// Dynamic broker configs by resource name: "" is the cluster-wide default, "1" broker 1.
     pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Client quotas (absent in snapshots written before quotas existed).
+    #[serde(default)]
+    pub client_quotas: ClientQuotas,
 }
 
 impl MetadataImage {
@@ -208,6 +212,9 @@ impl MetadataImage {
                     self.broker_configs
                         .insert(resource.clone(), configs.clone());
                 }
+            }
+            MetadataRecord::ClientQuota { entity, key, value } => {
+                self.client_quotas.set(entity, key, *value);
             }
         }
     }

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::client_quotas::QuotaEntity;
 use crate::security::AclBinding;
 
 /// One change to cluster metadata.
@@ -69,6 +70,12 @@ pub enum MetadataRecord {
     BrokerConfigs {
         resource: String,
         configs: BTreeMap<String, String>,
+    },
+    /// One client quota value of an entity (KIP-546), set, or removed with None.
+    ClientQuota {
+        entity: QuotaEntity,
+        key: String,
+        value: Option<f64>,
     },
 }
 

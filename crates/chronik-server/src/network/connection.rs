@@ -12,6 +12,8 @@
 //!   does not read them stay within one `fetch.max.bytes` (Kafka handles one request per
 //!   connection at a time);
 //! - request bodies come from the broker-wide `RequestMemory` and go back once answered;
+//! - a response over a client quota is written after its throttle time, and the connection is
+//!   not read meanwhile (`Outcome::Throttled`, as Kafka mutes the channel);
 //! - nothing in flight, read or written for `connections_max_idle_ms` closes it, and so does a
 //!   response the client does not take within that time.
 //!
@@ -25,6 +27,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
 use kafka_protocol::messages::ApiKey;
+use parking_lot::Mutex;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -66,7 +69,15 @@ pub async fn run(stream: TcpStream, broker: Arc<Broker>, memory: RequestMemory) 
     // PLAINTEXT without SASL: the principal is User:ANONYMOUS, the host the peer's address.
     let session = Arc::new(Session::anonymous(peer));
     let slots = Arc::new(Semaphore::new(max_in_flight));
-    let reader = tokio::spawn(read_requests(frames, queue, broker, session, slots));
+    let muted_until = Arc::new(Mutex::new(Instant::now()));
+    let reader = tokio::spawn(read_requests(
+        frames,
+        queue,
+        broker,
+        session,
+        slots,
+        muted_until.clone(),
+    ));
 
     let mut in_flight = FuturesOrdered::new();
     let mut reader_done = false;
@@ -79,24 +90,31 @@ pub async fn run(stream: TcpStream, broker: Arc<Broker>, memory: RequestMemory) 
         tokio::select! {
             Some(answered) = in_flight.next(), if !in_flight.is_empty() => {
                 let Answered { outcome, _held } = answered;
-                match outcome {
-                    Outcome::Respond(frame) => {
-                        match tokio::time::timeout(idle, write_half.write_all(&frame)).await {
-                            Ok(Ok(())) => {}
-                            Ok(Err(e)) => {
-                                debug!(?peer, error = %e, "write failed; closing");
-                                break;
-                            }
-                            Err(_) => {
-                                debug!(?peer, "client does not read its responses; closing");
-                                break;
-                            }
-                        }
-                    }
-                    Outcome::NoResponse => {}
+                let (frame, delay) = match outcome {
+                    Outcome::Respond(frame) => (Some(frame), Duration::ZERO),
+                    Outcome::NoResponse => (None, Duration::ZERO),
+                    Outcome::Throttled(frame, delay) => (frame, delay),
                     Outcome::Close(reason) => {
                         debug!(?peer, reason, "closing connection");
                         break;
+                    }
+                };
+                if !delay.is_zero() {
+                    // Over a quota: the response waits, and so does the next request.
+                    *muted_until.lock() = Instant::now() + delay;
+                    tokio::time::sleep(delay).await;
+                }
+                if let Some(frame) = frame {
+                    match tokio::time::timeout(idle, write_half.write_all(&frame)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            debug!(?peer, error = %e, "write failed; closing");
+                            break;
+                        }
+                        Err(_) => {
+                            debug!(?peer, "client does not read its responses; closing");
+                            break;
+                        }
                     }
                 }
                 idle_timer.as_mut().reset(Instant::now() + idle);
@@ -125,6 +143,7 @@ async fn read_requests(
     broker: Arc<Broker>,
     session: Arc<Session>,
     slots: Arc<Semaphore>,
+    muted_until: Arc<Mutex<Instant>>,
 ) {
     let fetch_turn = Arc::new(Semaphore::new(1));
     loop {
@@ -150,6 +169,9 @@ async fn read_requests(
                 return;
             }
         };
+        // A throttled client's next request waits out its throttle time.
+        let until = *muted_until.lock();
+        tokio::time::sleep_until(until).await;
         // A refused frame is answered by closing; stop reading after it. (The walk is cheap:
         // strings and record sets are skipped by length.)
         let refused = super::request_bounds::check_frame(&frame.body).is_err();
