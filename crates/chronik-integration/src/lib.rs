@@ -301,10 +301,15 @@ impl ClusterProxies {
 
 /// VmRSS of a process, in bytes (0 once it is gone).
 fn rss_bytes(pid: u32) -> u64 {
+    proc_status_bytes(pid, "VmRSS:")
+}
+
+/// A "kB" line of /proc/<pid>/status, in bytes (0 once the process is gone).
+fn proc_status_bytes(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kib| kib * 1024)
 }
@@ -387,6 +392,13 @@ impl Broker {
     pub fn rss_bytes(&self) -> u64 {
         let pid = self.child.as_ref().expect("broker running").id();
         rss_bytes(pid)
+    }
+
+    /// The process's allocated address space for data (VmData), in bytes: what it asked the
+    /// allocator for, touched or not.
+    pub fn data_bytes(&self) -> u64 {
+        let pid = self.child.as_ref().expect("broker running").id();
+        proc_status_bytes(pid, "VmData:")
     }
 
     /// Samples the process's resident memory every 10 ms until the returned watch is stopped.
