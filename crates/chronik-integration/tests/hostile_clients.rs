@@ -482,51 +482,90 @@ fn thousands_of_connections_and_connection_limits() {
     read_frame(&mut waiting).expect("served once a place freed");
 }
 
-/// Produces 64 KiB requests one after another for `run` as `client_id`; returns the bytes
-/// acknowledged and the largest throttle_time_ms seen.
-fn produce_for(bootstrap: &str, client_id: &str, topic: &str, run: Duration) -> (u64, i32) {
+/// Sends `frame` and reads its response, one after another, for `run`; `count` tells what a
+/// response body (header included) counts in bytes and its throttle_time_ms. Returns the bytes
+/// counted and the largest throttle time.
+fn repeat_for(
+    bootstrap: &str,
+    frame: Bytes,
+    run: Duration,
+    count: impl Fn(Bytes) -> (u64, i32),
+) -> (u64, i32) {
     let mut stream = TcpStream::connect(bootstrap).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    let value = Bytes::from(vec![b'q'; 64 * 1024]);
-    let request = produce_request(topic, record_batch(&[value]).freeze());
-    let frame = request_frame_from(client_id, ApiKey::Produce, 9, 1, &request);
     let (mut bytes, mut max_throttle) = (0, 0);
     let started = Instant::now();
     while started.elapsed() < run {
         stream.write_all(&frame).unwrap();
-        let mut body = read_frame(&mut stream).expect("produce response");
-        ResponseHeader::decode(&mut body, ApiKey::Produce.response_header_version(9)).unwrap();
-        let response = ProduceResponse::decode(&mut body, 9).unwrap();
-        assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
-        bytes += frame.len() as u64;
-        max_throttle = max_throttle.max(response.throttle_time_ms);
+        let (counted, throttle) = count(read_frame(&mut stream).expect("response"));
+        bytes += counted;
+        max_throttle = max_throttle.max(throttle);
     }
     (bytes, max_throttle)
 }
 
+/// 64 KiB produce requests as `client_id`: the request bytes count.
+fn produce_for(bootstrap: &str, client_id: &str, topic: &str, run: Duration) -> (u64, i32) {
+    let value = Bytes::from(vec![b'q'; 64 * 1024]);
+    let request = produce_request(topic, record_batch(&[value]).freeze());
+    let frame = request_frame_from(client_id, ApiKey::Produce, 9, 1, &request);
+    let size = frame.len() as u64;
+    repeat_for(bootstrap, frame, run, |mut body| {
+        ResponseHeader::decode(&mut body, ApiKey::Produce.response_header_version(9)).unwrap();
+        let response = ProduceResponse::decode(&mut body, 9).unwrap();
+        assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+        (size, response.throttle_time_ms)
+    })
+}
+
+/// 64 KiB fetches from offset 0 as `client_id`: the response bytes count.
+fn fetch_for(bootstrap: &str, client_id: &str, topic: &str, run: Duration) -> (u64, i32) {
+    let frame = request_frame_from(
+        client_id,
+        ApiKey::Fetch,
+        11,
+        1,
+        &fetch_request(topic, 0, 64 << 10),
+    );
+    repeat_for(bootstrap, frame, run, |mut body| {
+        let size = body.len() as u64;
+        ResponseHeader::decode(&mut body, ApiKey::Fetch.response_header_version(11)).unwrap();
+        let response = FetchResponse::decode(&mut body, 11).unwrap();
+        assert_eq!(response.responses[0].partitions[0].error_code, 0);
+        (size, response.throttle_time_ms)
+    })
+}
+
 /// Quotas (KIP-13, KIP-546): set with AlterClientQuotas, read back with DescribeClientQuotas;
-/// a client over its produce byte rate gets throttle_time_ms and is held near its quota while
-/// another client, producing at the same time, is not throttled.
+/// a client over its produce or fetch byte rate gets throttle_time_ms and is held near its
+/// quota while another client, producing or fetching at the same time, is not throttled.
 #[test]
 fn a_client_over_its_quota_is_throttled_and_others_are_not() {
     use kafka_protocol::messages::alter_client_quotas_request::{EntityData, EntryData, OpData};
     use kafka_protocol::messages::describe_client_quotas_request::ComponentData;
     const QUOTA: f64 = 256.0 * 1024.0;
     let broker = Broker::start();
-    let topic = "quota";
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(create(&broker, topic));
+    let (topic, read_topic) = ("quota", "quota-read");
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        create(&broker, topic).await;
+        create(&broker, read_topic).await;
+    });
+    // 64 KiB batches, read back 64 KiB at a time: as fine-grained as the produce side.
+    produce_for(
+        &broker.bootstrap(),
+        "filler",
+        read_topic,
+        Duration::from_secs(1),
+    );
     let s = |x: &str| StrBytes::from_string(x.to_string());
+    let op = |key: &str| OpData::default().with_key(s(key)).with_value(QUOTA);
     let alter = AlterClientQuotasRequest::default().with_entries(vec![EntryData::default()
         .with_entity(vec![EntityData::default()
             .with_entity_type(s("client-id"))
             .with_entity_name(Some(s("slow")))])
-        .with_ops(vec![OpData::default()
-            .with_key(s("producer_byte_rate"))
-            .with_value(QUOTA)])]);
+        .with_ops(vec![op("producer_byte_rate"), op("consumer_byte_rate")])]);
     let mut admin = connect(&broker);
     let altered: AlterClientQuotasResponse =
         exchange_on(&mut admin, ApiKey::AlterClientQuotas, 1, &alter).unwrap();
@@ -540,32 +579,62 @@ fn a_client_over_its_quota_is_throttled_and_others_are_not() {
         exchange_on(&mut admin, ApiKey::DescribeClientQuotas, 1, &describe).unwrap();
     let entries = described.entries.expect("entries");
     assert_eq!(entries.len(), 1, "{entries:?}");
-    assert_eq!(entries[0].values[0].key.as_str(), "producer_byte_rate");
-    assert_eq!(entries[0].values[0].value, QUOTA);
+    let values: Vec<(&str, f64)> = entries[0]
+        .values
+        .iter()
+        .map(|v| (v.key.as_str(), v.value))
+        .collect();
+    assert_eq!(
+        values,
+        [("consumer_byte_rate", QUOTA), ("producer_byte_rate", QUOTA)]
+    );
 
     let run = Duration::from_secs(8);
-    let bootstrap = broker.bootstrap();
-    let slow = std::thread::spawn(move || produce_for(&bootstrap, "slow", "quota", run));
-    let (fast_bytes, fast_throttle) = produce_for(&broker.bootstrap(), "fast", topic, run);
-    let (slow_bytes, slow_throttle) = slow.join().unwrap();
+    type Driver = fn(&str, &str, &str, Duration) -> (u64, i32);
+    let drive = |driver: Driver, client_id: &'static str, topic: &'static str| {
+        let bootstrap = broker.bootstrap();
+        std::thread::spawn(move || driver(&bootstrap, client_id, topic, run))
+    };
+    let runs = [
+        (
+            "produce",
+            drive(produce_for, "slow", topic),
+            drive(produce_for, "fast", topic),
+        ),
+        (
+            "fetch",
+            drive(fetch_for, "slow", read_topic),
+            drive(fetch_for, "fast", read_topic),
+        ),
+    ];
     let rate = |bytes: u64| bytes as f64 / run.as_secs_f64();
-    eprintln!(
-        "quota {QUOTA} B/s: slow client {:.0} B/s (max throttle {slow_throttle} ms), fast client {:.0} B/s (max throttle {fast_throttle} ms)",
-        rate(slow_bytes),
-        rate(fast_bytes)
-    );
-    assert!(slow_throttle > 0, "the slow client was never throttled");
-    // Kafka measures a rate over at least 10 s, so a new client may send 10 s worth at once.
-    assert!(
-        rate(slow_bytes) < 2.0 * QUOTA,
-        "the slow client got {:.0} B/s against a quota of {QUOTA}",
-        rate(slow_bytes)
-    );
-    assert_eq!(fast_throttle, 0, "the client without a quota was throttled");
-    assert!(
-        rate(fast_bytes) > 4.0 * QUOTA,
-        "the client without a quota got only {:.0} B/s",
-        rate(fast_bytes)
-    );
+    for (what, slow, fast) in runs {
+        let (slow_bytes, slow_throttle) = slow.join().unwrap();
+        let (fast_bytes, fast_throttle) = fast.join().unwrap();
+        eprintln!(
+            "{what} quota {QUOTA} B/s: slow client {:.0} B/s (max throttle {slow_throttle} ms), fast client {:.0} B/s (max throttle {fast_throttle} ms)",
+            rate(slow_bytes),
+            rate(fast_bytes)
+        );
+        assert!(
+            slow_throttle > 0,
+            "{what}: the slow client was never throttled"
+        );
+        // Kafka measures a rate over at least 10 s, so a new client may use 10 s worth at once.
+        assert!(
+            rate(slow_bytes) < 2.0 * QUOTA,
+            "{what}: the slow client got {:.0} B/s against a quota of {QUOTA}",
+            rate(slow_bytes)
+        );
+        assert_eq!(
+            fast_throttle, 0,
+            "{what}: the client without a quota was throttled"
+        );
+        assert!(
+            rate(fast_bytes) > 4.0 * QUOTA,
+            "{what}: the client without a quota got only {:.0} B/s",
+            rate(fast_bytes)
+        );
+    }
     round_trip(&broker, "quotas");
 }
