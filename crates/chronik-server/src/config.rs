@@ -615,6 +615,35 @@ mod tests {
     }
 
     #[test]
+    fn connection_bounds_take_kafka_defaults_flags_and_are_checked() {
+        let config = BrokerConfig::load(&StartArgs::default()).unwrap();
+        assert_eq!(config.fetch_max_bytes, 55 << 20);
+        assert_eq!(config.connections_max_idle_ms, 600_000);
+        assert_eq!(config.max_connections_per_ip, i32::MAX as usize);
+        let args = StartArgs {
+            fetch_max_bytes: Some(1 << 20),
+            max_connections: Some(10),
+            request_frame_timeout_ms: Some(500),
+            ..Default::default()
+        };
+        let config = BrokerConfig::load(&args).unwrap();
+        assert_eq!(
+            (config.fetch_max_bytes, config.max_connections),
+            (1 << 20, 10)
+        );
+        assert_eq!(config.request_frame_timeout_ms, 500);
+        // A pool smaller than the largest frame could never hold one.
+        let args = StartArgs {
+            queued_max_request_bytes: Some(1 << 20),
+            ..Default::default()
+        };
+        let e = BrokerConfig::load(&args).unwrap_err();
+        assert!(e.to_string().contains("queued_max_request_bytes"), "{e}");
+        let file: BrokerConfig = toml::from_str("max_connections_per_ip = 3").unwrap();
+        assert_eq!(file.max_connections_per_ip, 3);
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_rejected() {
         assert!(toml::from_str::<BrokerConfig>("no_such_key = 1").is_err());
         let mut config = BrokerConfig::default();
