@@ -39,11 +39,6 @@ impl RequestMemory {
             None => held.permit = Some(permit),
         }
     }
-
-    /// Bytes not taken.
-    pub fn available(&self) -> usize {
-        self.pool.available_permits()
-    }
 }
 
 impl Reservation {
