@@ -299,6 +299,35 @@ impl ClusterProxies {
     }
 }
 
+/// VmRSS of a process, in bytes (0 once it is gone).
+fn rss_bytes(pid: u32) -> u64 {
+    proc_status_bytes(pid, "VmRSS:")
+}
+
+/// A "kB" line of /proc/<pid>/status, in bytes (0 once the process is gone).
+fn proc_status_bytes(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// A running sample of a process's resident memory; `peak` stops it.
+pub struct RssWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    sampler: std::thread::JoinHandle<u64>,
+}
+
+impl RssWatch {
+    /// The highest resident memory seen, in bytes.
+    pub fn peak(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.sampler.join().expect("rss sampler")
+    }
+}
+
 /// One broker process with its own data directory.
 pub struct Broker {
     child: Option<Child>,
@@ -357,6 +386,35 @@ impl Broker {
         self.child
             .as_mut()
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// The process's resident memory (VmRSS in /proc/<pid>/status), in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let pid = self.child.as_ref().expect("broker running").id();
+        rss_bytes(pid)
+    }
+
+    /// The process's allocated address space for data (VmData), in bytes: what it asked the
+    /// allocator for, touched or not.
+    pub fn data_bytes(&self) -> u64 {
+        let pid = self.child.as_ref().expect("broker running").id();
+        proc_status_bytes(pid, "VmData:")
+    }
+
+    /// Samples the process's resident memory every 10 ms until the returned watch is stopped.
+    pub fn watch_rss(&self) -> RssWatch {
+        let pid = self.child.as_ref().expect("broker running").id();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let sampler = std::thread::spawn(move || {
+            let mut peak = 0;
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_bytes(pid));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            peak
+        });
+        RssWatch { stop, sampler }
     }
 
     /// SIGKILL: no shutdown hook runs, as in a crash.

@@ -20,9 +20,7 @@ use kafka_protocol::messages::{
     MetadataResponse, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::RecordBatchDecoder;
 
 const UNSUPPORTED_VERSION: i16 = 35;
 const CORRUPT_MESSAGE: i16 = 2;
@@ -36,33 +34,12 @@ fn connect(broker: &Broker) -> TcpStream {
     stream
 }
 
-/// Size prefix + request header (version chosen from the API key and version) + body.
 fn request_frame<T: Encodable>(key: ApiKey, version: i16, correlation_id: i32, body: &T) -> Bytes {
-    let header = RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str("protocol-test")));
-    let mut buf = BytesMut::new();
-    buf.put_i32(0);
-    header
-        .encode(&mut buf, key.request_header_version(version))
-        .unwrap();
-    body.encode(&mut buf, version).unwrap();
-    let size = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&size.to_be_bytes());
-    buf.freeze()
+    chronik_integration::raw::request_frame(key, version, correlation_id, body)
 }
 
-/// Reads one response frame body (after the size prefix).
 fn read_frame(stream: &mut TcpStream) -> Bytes {
-    let mut size = [0u8; 4];
-    stream.read_exact(&mut size).expect("response size");
-    let size = i32::from_be_bytes(size);
-    assert!((4..64 << 20).contains(&size), "absurd response size {size}");
-    let mut body = vec![0u8; size as usize];
-    stream.read_exact(&mut body).expect("response body");
-    Bytes::from(body)
+    chronik_integration::raw::read_frame(stream).expect("response frame")
 }
 
 /// Reads a response, checks its correlation id and decodes the body.
@@ -159,36 +136,11 @@ fn metadata(stream: &mut TcpStream, topics: &[&str], correlation_id: i32) -> Met
 }
 
 fn record_batch(values: &[&str]) -> BytesMut {
-    let records: Vec<Record> = values
+    let values: Vec<Bytes> = values
         .iter()
-        .enumerate()
-        .map(|(i, v)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1,
-            timestamp: 1_700_000_000_000 + i as i64,
-            key: None,
-            value: Some(Bytes::copy_from_slice(v.as_bytes())),
-            headers: Default::default(),
-        })
+        .map(|v| Bytes::copy_from_slice(v.as_bytes()))
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buf
+    chronik_integration::raw::record_batch(&values)
 }
 
 fn produce_request(topic: &str, acks: i16, records: Bytes) -> ProduceRequest {
@@ -341,6 +293,29 @@ fn acks_zero_produce_gets_no_response_and_the_next_response_comes_next() {
     assert_eq!(error, 0);
     assert_eq!(hw, 3);
     assert_eq!(values, ["fire", "and", "forget"]);
+}
+
+/// Kafka closes the connection when an acks=0 produce fails: it has no response to carry the
+/// error, and the producer learns of it by the disconnect (and refreshes its metadata).
+#[test]
+fn a_failed_acks_zero_produce_closes_the_connection() {
+    let broker = Broker::start();
+    let mut stream = connect(&broker);
+    let topic = "acks-zero-fails";
+    assert_eq!(metadata(&mut stream, &[topic], 1).topics[0].error_code, 0);
+    let mut batch = record_batch(&["corrupt"]);
+    let last = batch.len() - 1;
+    batch[last] ^= 0xff; // the CRC no longer matches: CORRUPT_MESSAGE
+    stream
+        .write_all(&request_frame(
+            ApiKey::Produce,
+            9,
+            100,
+            &produce_request(topic, 0, batch.freeze()),
+        ))
+        .unwrap();
+    assert_closed(stream, "a failed acks=0 produce");
+    assert_serving(&broker, "a failed acks=0 produce");
 }
 
 #[test]

@@ -60,6 +60,8 @@ pub struct Broker {
     pub broker_epoch: u64,
     /// Followers' pulls from their leaders, stopped before the logs close.
     pub fetchers: Arc<ReplicaFetchers>,
+    /// Client quota usage and throttling.
+    pub quotas: crate::quota::QuotaManager,
     /// The heartbeat task, stopped first at shutdown.
     heartbeats: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -203,6 +205,7 @@ impl Broker {
             groups,
             broker_epoch,
             fetchers,
+            quotas: Default::default(),
             heartbeats: parking_lot::Mutex::new(Some(heartbeats)),
         }))
     }

@@ -40,8 +40,28 @@ pub struct BrokerConfig {
     pub num_partitions: i32,
     /// Replication factor used when a request leaves it to the broker.
     pub default_replication_factor: i16,
-    /// Largest request frame accepted, in bytes (Kafka's socket.request.max.bytes).
+    /// Largest request frame accepted, in bytes (Kafka's socket.request.max.bytes). A size
+    /// prefix above it closes the connection.
     pub socket_request_max_bytes: usize,
+    /// Memory for request bodies over all connections (Kafka's queued.max.request.bytes):
+    /// bodies are allocated from it as their bytes arrive and returned when the request is
+    /// answered; a connection that finds it spent stops reading until some is returned.
+    pub queued_max_request_bytes: usize,
+    /// Requests one connection may have read and not yet answered; past it the broker stops
+    /// reading that connection (its client is not reading its responses).
+    pub queued_max_requests_per_connection: usize,
+    /// Cap on a Fetch's max_bytes (Kafka's fetch.max.bytes); one batch may still exceed it.
+    pub fetch_max_bytes: usize,
+    /// Connections accepted at once (Kafka's max.connections); past it the broker stops
+    /// accepting until one closes.
+    pub max_connections: usize,
+    /// Connections from one IP address (Kafka's max.connections.per.ip); more are closed at once.
+    pub max_connections_per_ip: usize,
+    /// A connection with nothing read, written or in flight for this long is closed
+    /// (Kafka's connections.max.idle.ms).
+    pub connections_max_idle_ms: u64,
+    /// A request frame must arrive whole within this long of its first byte (slow-loris).
+    pub request_frame_timeout_ms: u64,
     /// How acknowledged data is made durable.
     pub flush_policy: FlushPolicy,
     /// How often retention and compaction run, in milliseconds.
@@ -170,6 +190,13 @@ impl Default for BrokerConfig {
             num_partitions: 1,
             default_replication_factor: 1,
             socket_request_max_bytes: 100 * 1024 * 1024,
+            queued_max_request_bytes: 256 * 1024 * 1024,
+            queued_max_requests_per_connection: 128,
+            fetch_max_bytes: 55 * 1024 * 1024,
+            max_connections: i32::MAX as usize,
+            max_connections_per_ip: i32::MAX as usize,
+            connections_max_idle_ms: 10 * 60 * 1000,
+            request_frame_timeout_ms: 60_000,
             flush_policy: FlushPolicy::GroupCommit,
             log_retention_check_interval_ms: 5 * 60 * 1000,
             log: LogDefaults::default(),
@@ -223,6 +250,20 @@ pub struct StartArgs {
     pub log_retention_check_interval_ms: Option<u64>,
     #[arg(long, env = "CHRONIK_SOCKET_REQUEST_MAX_BYTES")]
     pub socket_request_max_bytes: Option<usize>,
+    #[arg(long, env = "CHRONIK_QUEUED_MAX_REQUEST_BYTES")]
+    pub queued_max_request_bytes: Option<usize>,
+    #[arg(long, env = "CHRONIK_QUEUED_MAX_REQUESTS_PER_CONNECTION")]
+    pub queued_max_requests_per_connection: Option<usize>,
+    #[arg(long, env = "CHRONIK_FETCH_MAX_BYTES")]
+    pub fetch_max_bytes: Option<usize>,
+    #[arg(long, env = "CHRONIK_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    #[arg(long, env = "CHRONIK_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
+    #[arg(long, env = "CHRONIK_CONNECTIONS_MAX_IDLE_MS")]
+    pub connections_max_idle_ms: Option<u64>,
+    #[arg(long, env = "CHRONIK_REQUEST_FRAME_TIMEOUT_MS")]
+    pub request_frame_timeout_ms: Option<u64>,
     #[arg(long, env = "CHRONIK_OFFSETS_TOPIC_NUM_PARTITIONS")]
     pub offsets_topic_num_partitions: Option<i32>,
     #[arg(long, env = "CHRONIK_GROUP_INITIAL_REBALANCE_DELAY_MS")]
@@ -298,6 +339,13 @@ impl BrokerConfig {
             flush_policy,
             log_retention_check_interval_ms,
             socket_request_max_bytes,
+            queued_max_request_bytes,
+            queued_max_requests_per_connection,
+            fetch_max_bytes,
+            max_connections,
+            max_connections_per_ip,
+            connections_max_idle_ms,
+            request_frame_timeout_ms,
             offsets_topic_num_partitions,
             group_initial_rebalance_delay_ms,
             allow_everyone_if_no_acl_found,
@@ -343,6 +391,23 @@ impl BrokerConfig {
         }
         if self.socket_request_max_bytes < 1024 {
             bail!("socket_request_max_bytes must be at least 1024");
+        }
+        if self.queued_max_request_bytes < self.socket_request_max_bytes {
+            // A frame of the largest allowed size could never be read.
+            bail!(
+                "queued_max_request_bytes ({}) must be at least socket_request_max_bytes ({})",
+                self.queued_max_request_bytes,
+                self.socket_request_max_bytes
+            );
+        }
+        if self.queued_max_requests_per_connection < 1
+            || self.max_connections < 1
+            || self.max_connections_per_ip < 1
+            || self.fetch_max_bytes < 1
+            || self.connections_max_idle_ms < 1
+            || self.request_frame_timeout_ms < 1
+        {
+            bail!("queued_max_requests_per_connection, fetch_max_bytes, max_connections, max_connections_per_ip, connections_max_idle_ms and request_frame_timeout_ms must be at least 1");
         }
         if self.default_replication_factor < 1 {
             bail!("default_replication_factor must be at least 1");
@@ -547,6 +612,35 @@ mod tests {
         let single = BrokerConfig::default();
         assert!(single.voters().unwrap().is_empty());
         assert_eq!(single.controller_listen_addr().unwrap().port(), 0);
+    }
+
+    #[test]
+    fn connection_bounds_take_kafka_defaults_flags_and_are_checked() {
+        let config = BrokerConfig::load(&StartArgs::default()).unwrap();
+        assert_eq!(config.fetch_max_bytes, 55 << 20);
+        assert_eq!(config.connections_max_idle_ms, 600_000);
+        assert_eq!(config.max_connections_per_ip, i32::MAX as usize);
+        let args = StartArgs {
+            fetch_max_bytes: Some(1 << 20),
+            max_connections: Some(10),
+            request_frame_timeout_ms: Some(500),
+            ..Default::default()
+        };
+        let config = BrokerConfig::load(&args).unwrap();
+        assert_eq!(
+            (config.fetch_max_bytes, config.max_connections),
+            (1 << 20, 10)
+        );
+        assert_eq!(config.request_frame_timeout_ms, 500);
+        // A pool smaller than the largest frame could never hold one.
+        let args = StartArgs {
+            queued_max_request_bytes: Some(1 << 20),
+            ..Default::default()
+        };
+        let e = BrokerConfig::load(&args).unwrap_err();
+        assert!(e.to_string().contains("queued_max_request_bytes"), "{e}");
+        let file: BrokerConfig = toml::from_str("max_connections_per_ip = 3").unwrap();
+        assert_eq!(file.max_connections_per_ip, 3);
     }
 
     #[test]

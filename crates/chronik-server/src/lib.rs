@@ -14,6 +14,7 @@
 //!   before it acts; users' SCRAM credentials (`security::scram`).
 //! - `users`: the `chronik-server users add` command (credentials created before the start).
 //! - `allocator`: keeps hostile array lengths from aborting the process.
+//! - `quota`: client quota enforcement (rates and throttle times; the quotas are metadata).
 //! - `cluster_status`: the `chronik-server cluster status` admin command.
 //! - `dump_log`: the `chronik-server dump-log` command (a partition directory's batches, read-only).
 //! - `broker`: wiring and the run loop; `config`: settings; `producer_ids`: id allocation;
@@ -30,6 +31,7 @@ pub mod metadata;
 pub mod network;
 pub mod producer_ids;
 pub mod quorum;
+pub mod quota;
 pub mod reassign;
 pub mod replica;
 pub mod security;

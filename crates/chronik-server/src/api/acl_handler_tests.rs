@@ -377,3 +377,49 @@ async fn partition_reassignments_need_alter_and_describe_on_the_cluster() {
     let r = call(&broker, latest(ApiKey::ListPartitionReassignments), list).await;
     assert_eq!(r.error_code, CLUSTER_DENIED);
 }
+
+async fn alter_client_quota(broker: &Arc<Broker>) -> i16 {
+    use alter_client_quotas_request::{EntityData, EntryData, OpData};
+    let req = AlterClientQuotasRequest::default().with_entries(vec![EntryData::default()
+        .with_entity(vec![EntityData::default()
+            .with_entity_type(s("client-id"))
+            .with_entity_name(None)])
+        .with_ops(vec![OpData::default()
+            .with_key(s("consumer_byte_rate"))
+            .with_value(1e6)])]);
+    let r = call(broker, latest(ApiKey::AlterClientQuotas), req).await;
+    r.entries[0].error_code
+}
+
+async fn describe_client_quotas(broker: &Arc<Broker>) -> (i16, usize) {
+    let r = call(
+        broker,
+        latest(ApiKey::DescribeClientQuotas),
+        DescribeClientQuotasRequest::default(),
+    )
+    .await;
+    (r.error_code, r.entries.map_or(0, |e| e.len()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_quotas_need_alter_and_describe_configs_on_the_cluster() {
+    let (_dir, broker) = broker().await;
+    assert_eq!(alter_client_quota(&broker).await, 0);
+    assert_eq!(describe_client_quotas(&broker).await, (0, 1));
+    deny(
+        &broker,
+        ResourceType::Cluster,
+        "kafka-cluster",
+        AlterConfigs,
+    )
+    .await;
+    assert_eq!(alter_client_quota(&broker).await, CLUSTER_DENIED);
+    deny(
+        &broker,
+        ResourceType::Cluster,
+        "kafka-cluster",
+        DescribeConfigs,
+    )
+    .await;
+    assert_eq!(describe_client_quotas(&broker).await.0, CLUSTER_DENIED);
+}

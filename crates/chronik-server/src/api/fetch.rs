@@ -33,6 +33,7 @@ pub async fn handle(
     metadata: &MetadataView,
     replicas: &ReplicaManager,
     authorizer: &Authorizer,
+    fetch_max_bytes: usize,
     session: &Session,
     request: FetchRequest,
     version: i16,
@@ -99,7 +100,8 @@ pub async fn handle(
         .fetch(
             from,
             &wanted,
-            request.max_bytes.max(0) as usize,
+            // fetch.max.bytes caps what one response may carry, whatever the client asks.
+            (request.max_bytes.max(0) as usize).min(fetch_max_bytes),
             request.min_bytes.max(0) as usize,
             max_wait,
         )

@@ -13,6 +13,7 @@
 
 #[cfg(test)]
 mod acl_handler_tests;
+mod alter_client_quotas;
 mod alter_partition_reassignments;
 mod api_versions;
 #[cfg(test)]
@@ -28,6 +29,7 @@ mod delete_groups;
 mod delete_records;
 mod delete_topics;
 mod describe_acls;
+mod describe_client_quotas;
 mod describe_cluster;
 mod describe_groups;
 mod describe_quorum;
@@ -56,6 +58,7 @@ mod scram_api_tests;
 mod sync_group;
 #[cfg(test)]
 mod test_support;
+mod throttle;
 mod user_scram_credentials;
 
 use std::sync::Arc;
@@ -68,16 +71,20 @@ use tracing::{debug, error, trace};
 
 use crate::broker::Broker;
 use crate::metadata::MetadataView;
+use crate::quota::{BusyTime, PollTimed};
 use crate::security::Session;
 
 /// What the connection does with a request.
 pub enum Outcome {
     /// Write this frame (size prefix included).
     Respond(Bytes),
-    /// acks=0 produce: Kafka sends nothing back.
+    /// acks=0 produce that succeeded: Kafka sends nothing back.
     NoResponse,
     /// Unparseable or unsupported request: close the connection, as Kafka does.
     Close(&'static str),
+    /// Over a client quota: write the frame (if any) only after the delay, and read nothing
+    /// more from the connection meanwhile (Kafka mutes the channel).
+    Throttled(Option<Bytes>, std::time::Duration),
 }
 
 /// The versions this broker implements, per API key. ApiVersions advertises exactly these.
@@ -122,6 +129,8 @@ pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
             | ApiKey::ListPartitionReassignments
             | ApiKey::DescribeUserScramCredentials
             | ApiKey::AlterUserScramCredentials
+            | ApiKey::DescribeClientQuotas
+            | ApiKey::AlterClientQuotas
     );
     // `valid_versions` includes response-only versions for a few keys (OffsetCommit and
     // OffsetFetch v10, InitProducerId v6) whose requests kafka-protocol cannot decode.
@@ -138,10 +147,9 @@ pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
 pub async fn handle_frame(broker: Arc<Broker>, session: Arc<Session>, frame: Bytes) -> Outcome {
     // A handler bug must cost one connection, not the broker. Shared state sits behind
     // non-poisoning locks whose holders never await, so unwinding cannot leave a lock held.
-    match std::panic::AssertUnwindSafe(dispatch(broker, &session, frame))
-        .catch_unwind()
-        .await
-    {
+    let busy = Arc::new(BusyTime::default());
+    let handling = std::panic::AssertUnwindSafe(dispatch(broker, &session, frame, &busy));
+    match PollTimed::new(handling.catch_unwind(), busy.clone()).await {
         Ok(outcome) => outcome,
         Err(_) => {
             error!("request handler panicked; closing the connection");
@@ -150,7 +158,13 @@ pub async fn handle_frame(broker: Arc<Broker>, session: Arc<Session>, frame: Byt
     }
 }
 
-async fn dispatch(broker: Arc<Broker>, session: &Session, frame: Bytes) -> Outcome {
+async fn dispatch(
+    broker: Arc<Broker>,
+    session: &Session,
+    frame: Bytes,
+    busy: &BusyTime,
+) -> Outcome {
+    let request_size = frame.len();
     if frame.len() < 8 {
         return Outcome::Close("frame shorter than a request header");
     }
@@ -194,6 +208,9 @@ async fn dispatch(broker: Arc<Broker>, session: &Session, frame: Bytes) -> Outco
         }
     };
     trace!(?api_key, version, correlation_id, "request");
+    // A follower's fetch is replication, not a client: no client quota applies.
+    let exempt = matches!(&request, RequestKind::Fetch(f)
+        if f.replica_id.0 >= 0 || f.replica_state.replica_id.0 >= 0);
     let response = match request {
         RequestKind::ApiVersions(req) => {
             Some(ResponseKind::ApiVersions(api_versions::handle(&req)))
@@ -211,7 +228,7 @@ async fn dispatch(broker: Arc<Broker>, session: &Session, frame: Bytes) -> Outco
             )
             .await,
         )),
-        RequestKind::Produce(req) => produce::handle(
+        RequestKind::Produce(req) => match produce::handle(
             &broker.metadata,
             &broker.replicas,
             &broker.authorizer,
@@ -220,12 +237,17 @@ async fn dispatch(broker: Arc<Broker>, session: &Session, frame: Bytes) -> Outco
             version,
         )
         .await
-        .map(ResponseKind::Produce),
+        {
+            produce::Answer::Respond(response) => Some(ResponseKind::Produce(response)),
+            produce::Answer::Nothing => None,
+            produce::Answer::CloseConnection => return Outcome::Close("acks=0 produce failed"),
+        },
         RequestKind::Fetch(req) => Some(ResponseKind::Fetch(
             fetch::handle(
                 &broker.metadata,
                 &broker.replicas,
                 &broker.authorizer,
+                broker.config.fetch_max_bytes,
                 session,
                 req,
                 version,
@@ -484,10 +506,37 @@ async fn dispatch(broker: Arc<Broker>, session: &Session, frame: Bytes) -> Outco
         RequestKind::DescribeTopicPartitions(req) => Some(ResponseKind::DescribeTopicPartitions(
             describe_topic_partitions::handle(&broker.metadata, &broker.authorizer, session, req),
         )),
+        RequestKind::DescribeClientQuotas(req) => Some(ResponseKind::DescribeClientQuotas(
+            describe_client_quotas::handle(&broker.metadata, &broker.authorizer, session, req),
+        )),
+        RequestKind::AlterClientQuotas(req) => Some(ResponseKind::AlterClientQuotas(
+            alter_client_quotas::handle(&broker.controller, &broker.authorizer, session, req).await,
+        )),
         _ => return Outcome::Close("API not implemented"),
     };
+    let throttle = throttle::count(
+        &broker.metadata,
+        &broker.quotas,
+        session,
+        header.client_id.as_deref().unwrap_or_default(),
+        api_key,
+        request_size,
+        response.as_ref(),
+        version,
+        busy.elapsed(),
+        exempt,
+    );
     match response {
-        Some(response) => respond(header.correlation_id, api_key, version, response),
+        Some(mut response) => {
+            throttle::report(&mut response, throttle);
+            match respond(header.correlation_id, api_key, version, response) {
+                Outcome::Respond(frame) if !throttle.is_zero() => {
+                    Outcome::Throttled(Some(frame), throttle)
+                }
+                outcome => outcome,
+            }
+        }
+        None if !throttle.is_zero() => Outcome::Throttled(None, throttle),
         None => Outcome::NoResponse,
     }
 }

@@ -1,5 +1,6 @@
 //! Produce (key 0): validate and append each partition's batches, then answer according to acks:
-//! acks=0 gets no response at all; acks=1 is answered once each partition's durable end passed
+//! acks=0 gets no response at all, unless a partition failed: then the connection is closed, as
+//! Kafka does, so the producer learns of it (and refreshes its metadata); acks=1 is answered once each partition's durable end passed
 //! the batch (the group-commit fsync, under the default flush policy), acks=all once its high
 //! watermark did; a partition that does not get there within timeout_ms gets REQUEST_TIMED_OUT.
 //! A partition that fails gets its own error code; it never reports success for unwritten data.
@@ -23,6 +24,15 @@ use crate::security::{AclOperation, Session};
 /// Upper bound on how long a produce waits for its acks, whatever the client asks.
 const MAX_TIMEOUT_MS: i32 = 300_000;
 
+/// What the connection does after a produce.
+pub enum Answer {
+    Respond(ProduceResponse),
+    /// acks=0, every partition written.
+    Nothing,
+    /// acks=0 and some partition failed.
+    CloseConnection,
+}
+
 pub async fn handle(
     metadata: &MetadataView,
     replicas: &ReplicaManager,
@@ -30,7 +40,7 @@ pub async fn handle(
     session: &Session,
     request: ProduceRequest,
     version: i16,
-) -> Option<ProduceResponse> {
+) -> Answer {
     let acks = request.acks;
     let timeout = Duration::from_millis(request.timeout_ms.clamp(0, MAX_TIMEOUT_MS) as u64);
     // (topic index, partition index) in the response, with what to wait for.
@@ -103,7 +113,14 @@ pub async fn handle(
         );
     }
     if acks == 0 {
-        return None;
+        let failed = responses
+            .iter()
+            .flat_map(|t| &t.partition_responses)
+            .any(|p| p.error_code != 0);
+        return match failed {
+            true => Answer::CloseConnection,
+            false => Answer::Nothing,
+        };
     }
     let codes = replicas.wait_for_acks(&waits, acks, timeout).await;
     for ((topic_index, partition_index), code) in pending.into_iter().zip(codes) {
@@ -115,7 +132,7 @@ pub async fn handle(
         }
     }
     let node_endpoints = add_leader_hints(metadata, &mut responses);
-    Some(
+    Answer::Respond(
         ProduceResponse::default()
             .with_responses(responses)
             .with_node_endpoints(node_endpoints),

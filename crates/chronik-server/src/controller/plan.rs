@@ -15,6 +15,7 @@ use super::reassignment::{self, OngoingReassignment, ReassignmentResult};
 use super::{ControllerError, CONSUMER_OFFSETS_TOPIC};
 use crate::config::BrokerConfig;
 use crate::metadata::broker_config::{effective_num_partitions, validate_dynamic};
+use crate::metadata::client_quotas::{self, QuotaEntity, QuotaOps};
 use crate::metadata::image::TopicImage;
 use crate::metadata::records::{MetadataRecord, PartitionState};
 use crate::metadata::topic_config::validate_all;
@@ -127,6 +128,12 @@ pub enum ControllerCall {
         upsertions: Vec<(String, ScramCredential)>,
         deletions: Vec<(String, ScramMechanism)>,
     },
+    /// Sets or removes (None) quota values of each entity (AlterClientQuotas, KIP-546);
+    /// answered per entity: an entity with an invalid value changes nothing.
+    AlterClientQuotas {
+        entries: Vec<(QuotaEntity, QuotaOps)>,
+        validate_only: bool,
+    },
 }
 
 /// The metadata quorum as its leader reports it.
@@ -176,6 +183,8 @@ pub enum Decided {
     /// Per partition asked for, in order: the AlterPartitionReassignments answer.
     Reassignments(Vec<ReassignmentResult>),
     OngoingReassignments(Vec<OngoingReassignment>),
+    /// Per AlterClientQuotas entity, in order: None when accepted, else why not.
+    ClientQuotas(Vec<Option<String>>),
 }
 
 pub type Plan = (Vec<MetadataRecord>, Decided);
@@ -438,6 +447,29 @@ fn decide(
                 vec![MetadataRecord::BrokerConfigs { resource, configs }],
                 Decided::Done,
             ))
+        }
+        ControllerCall::AlterClientQuotas {
+            entries,
+            validate_only,
+        } => {
+            let mut records = Vec::new();
+            let mut answers = Vec::new();
+            for (entity, ops) in entries {
+                let refused = ops.iter().find_map(|(key, value)| {
+                    value.and_then(|v| client_quotas::validate(key, v).err())
+                });
+                if refused.is_none() && !validate_only {
+                    records.extend(ops.into_iter().map(|(key, value)| {
+                        MetadataRecord::ClientQuota {
+                            entity: entity.clone(),
+                            key,
+                            value,
+                        }
+                    }));
+                }
+                answers.push(refused);
+            }
+            Ok((records, Decided::ClientQuotas(answers)))
         }
         // Answered by `Controller::decide` from Raft's metrics, never planned.
         ControllerCall::DescribeQuorum => Ok((vec![], Decided::Done)),
@@ -822,6 +854,55 @@ mod tests {
         let (records, decided) = plan(&BrokerConfig::default(), image, call)?;
         *image = image.apply(image.applied_index + 1, &MetadataBatch::new(records));
         Ok(decided)
+    }
+
+    #[test]
+    fn client_quotas_are_set_per_entity_and_a_bad_value_changes_nothing_of_its_entity() {
+        use crate::metadata::client_quotas::{CLIENT_ID, PRODUCER_BYTE_RATE, USER};
+        let mut image = cluster(&[1]);
+        let slow = QuotaEntity::from_components([(CLIENT_ID, Some("slow"))]).unwrap();
+        let user = QuotaEntity::from_components([(USER, None)]).unwrap();
+        let call = |validate_only| ControllerCall::AlterClientQuotas {
+            entries: vec![
+                (
+                    slow.clone(),
+                    vec![(PRODUCER_BYTE_RATE.into(), Some(1024.0))],
+                ),
+                (
+                    user.clone(),
+                    vec![
+                        (PRODUCER_BYTE_RATE.into(), Some(10.0)),
+                        ("no_such_quota".into(), Some(1.0)),
+                    ],
+                ),
+            ],
+            validate_only,
+        };
+        let Decided::ClientQuotas(answers) = run(&mut image, call(true)).unwrap() else {
+            panic!("not a quota answer");
+        };
+        assert!(answers[0].is_none() && answers[1].is_some());
+        assert!(
+            image.client_quotas.is_empty(),
+            "validate_only changed nothing"
+        );
+        run(&mut image, call(false)).unwrap();
+        assert_eq!(
+            image.client_quotas.resolve(PRODUCER_BYTE_RATE, "u", "slow"),
+            Some((1024.0, String::new(), "slow".into()))
+        );
+        assert_eq!(
+            image
+                .client_quotas
+                .resolve(PRODUCER_BYTE_RATE, "u", "other"),
+            None
+        );
+        let remove = ControllerCall::AlterClientQuotas {
+            entries: vec![(slow, vec![(PRODUCER_BYTE_RATE.into(), None)])],
+            validate_only: false,
+        };
+        run(&mut image, remove).unwrap();
+        assert!(image.client_quotas.is_empty());
     }
 
     fn new_topic(name: &str, partitions: i32, rf: i16) -> ControllerCall {

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tracing::warn;
 use uuid::Uuid;
 
+use super::client_quotas::ClientQuotas;
 use super::records::{MetadataBatch, MetadataRecord, PartitionState};
 use crate::security::scram::{ScramCredential, ScramMechanism};
 use crate::security::AclBinding;
@@ -77,6 +78,9 @@ pub struct MetadataImage {
     /// before users existed.
     #[serde(default)]
     pub scram_credentials: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
+    /// Client quotas (absent in snapshots written before quotas existed).
+    #[serde(default)]
+    pub client_quotas: ClientQuotas,
 }
 
 impl MetadataImage {
@@ -227,6 +231,9 @@ impl MetadataImage {
                     self.broker_configs
                         .insert(resource.clone(), configs.clone());
                 }
+            }
+            MetadataRecord::ClientQuota { entity, key, value } => {
+                self.client_quotas.set(entity, key, *value);
             }
         }
     }

@@ -1,12 +1,14 @@
 //! Cluster metadata: the records (`records`), the immutable image they fold into (`image`),
 //! the publisher that hands each new image to the broker's components (`publisher`), the
-//! view handlers read (`MetadataView`), the topic-config rules (`topic_config`), and the
+//! view handlers read (`MetadataView`), the topic-config rules (`topic_config`), client quotas
+//! (`client_quotas`), and the
 //! one-time import of a pre-quorum single-node data directory (`legacy`).
 //!
 //! The Raft metadata log is the one source of truth: nothing else stores topics, ACLs,
 //! producer-id blocks or broker registrations.
 
 pub mod broker_config;
+pub mod client_quotas;
 pub mod image;
 pub mod legacy;
 pub mod publisher;

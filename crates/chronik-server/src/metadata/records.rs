@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::client_quotas::QuotaEntity;
 use crate::security::scram::{ScramCredential, ScramMechanism};
 use crate::security::AclBinding;
 
@@ -80,6 +81,12 @@ pub enum MetadataRecord {
     RemoveUserScramCredential {
         user: String,
         mechanism: ScramMechanism,
+    },
+    /// One client quota value of an entity (KIP-546), set, or removed with None.
+    ClientQuota {
+        entity: QuotaEntity,
+        key: String,
+        value: Option<f64>,
     },
 }
 

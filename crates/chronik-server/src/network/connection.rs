@@ -2,61 +2,134 @@
 //! writes the responses back in request order while later requests keep being read and handled
 //! (pipelining, as librdkafka and the Java client expect).
 //!
-//! Two halves: a reader task that frames the socket's bytes and queues one handling future per
-//! request (the bounded queue is the connection's backpressure), and the writer loop here that
-//! drives those futures concurrently in a `FuturesOrdered` and writes each response as its turn
-//! comes. A frame with an absurd length, a request the API layer refuses, or a write error ends
+//! Two halves: a reader task that frames the socket's bytes (`FrameReader`: bounded memory, a
+//! deadline per frame) and queues one handling future per request, and the writer loop here
+//! that drives those futures concurrently in a `FuturesOrdered` and writes each response as its
+//! turn comes. What a connection may hold is bounded:
+//! - at most `queued_max_requests_per_connection` requests read and not yet answered; past it
+//!   the reader stops reading, so a client that does not read its responses stops being read;
+//! - at most one Fetch handled or waiting to be written, so responses held for a client that
+//!   does not read them stay within one `fetch.max.bytes` (Kafka handles one request per
+//!   connection at a time);
+//! - request bodies come from the broker-wide `RequestMemory` and go back once answered;
+//! - a response over a client quota is written after its throttle time, and the connection is
+//!   not read meanwhile (`Outcome::Throttled`, as Kafka mutes the channel);
+//! - nothing in flight, read or written for `connections_max_idle_ms` closes it, and so does a
+//!   response the client does not take within that time.
+//!
+//! A frame with an absurd length, a request the API layer refuses, or a write error ends
 //! this connection only. Frames are checked by `request_bounds` before the API layer decodes them.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::OwnedReadHalf;
+use kafka_protocol::messages::ApiKey;
+use parking_lot::Mutex;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tracing::debug;
 
+use super::frame_reader::FrameReader;
+use super::request_memory::{RequestMemory, Reservation};
 use crate::api::{self, Outcome};
 use crate::broker::Broker;
 use crate::security::Session;
 
-/// Requests a connection may have in flight before the reader stops reading.
-const MAX_IN_FLIGHT: usize = 128;
+/// A request's outcome and what it holds until its response has been written.
+struct Answered {
+    outcome: Outcome,
+    _held: Held,
+}
 
-pub async fn run(stream: TcpStream, broker: Arc<Broker>) {
+struct Held {
+    _memory: Reservation,
+    _slot: OwnedSemaphorePermit,
+    _fetch: Option<OwnedSemaphorePermit>,
+}
+
+pub async fn run(stream: TcpStream, broker: Arc<Broker>, memory: RequestMemory) {
     let peer = stream.peer_addr().ok();
     let _ = stream.set_nodelay(true);
+    let config = &broker.config;
+    let idle = Duration::from_millis(config.connections_max_idle_ms);
+    let max_in_flight = config.queued_max_requests_per_connection;
     let (read_half, mut write_half) = stream.into_split();
-    let (queue, mut requests) = mpsc::channel::<BoxFuture<'static, Outcome>>(MAX_IN_FLIGHT);
-    let max_frame = broker.config.socket_request_max_bytes;
+    let frames = FrameReader::new(
+        read_half,
+        memory,
+        config.socket_request_max_bytes,
+        Duration::from_millis(config.request_frame_timeout_ms),
+    );
+    let (queue, mut requests) = mpsc::channel::<BoxFuture<'static, Answered>>(max_in_flight);
     // PLAINTEXT without SASL: the principal is User:ANONYMOUS, the host the peer's address.
     let session = Arc::new(Session::anonymous(peer));
-    let reader = tokio::spawn(read_frames(read_half, queue, broker, session, max_frame));
+    let slots = Arc::new(Semaphore::new(max_in_flight));
+    let muted_until = Arc::new(Mutex::new(Instant::now()));
+    let reader = tokio::spawn(read_requests(
+        frames,
+        queue,
+        broker,
+        session,
+        slots,
+        muted_until.clone(),
+    ));
 
     let mut in_flight = FuturesOrdered::new();
     let mut reader_done = false;
+    let idle_timer = tokio::time::sleep(idle);
+    tokio::pin!(idle_timer);
     loop {
+        if reader_done && in_flight.is_empty() {
+            break;
+        }
         tokio::select! {
-            Some(outcome) = in_flight.next(), if !in_flight.is_empty() => match outcome {
-                Outcome::Respond(frame) => {
-                    if let Err(e) = write_half.write_all(&frame).await {
-                        debug!(?peer, error = %e, "write failed; closing");
+            Some(answered) = in_flight.next(), if !in_flight.is_empty() => {
+                let Answered { outcome, _held } = answered;
+                let (frame, delay) = match outcome {
+                    Outcome::Respond(frame) => (Some(frame), Duration::ZERO),
+                    Outcome::NoResponse => (None, Duration::ZERO),
+                    Outcome::Throttled(frame, delay) => (frame, delay),
+                    Outcome::Close(reason) => {
+                        debug!(?peer, reason, "closing connection");
                         break;
                     }
+                };
+                if !delay.is_zero() {
+                    // Over a quota: the response waits, and so does the next request.
+                    *muted_until.lock() = Instant::now() + delay;
+                    tokio::time::sleep(delay).await;
                 }
-                Outcome::NoResponse => {}
-                Outcome::Close(reason) => {
-                    debug!(?peer, reason, "closing connection");
-                    break;
+                if let Some(frame) = frame {
+                    match tokio::time::timeout(idle, write_half.write_all(&frame)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            debug!(?peer, error = %e, "write failed; closing");
+                            break;
+                        }
+                        Err(_) => {
+                            debug!(?peer, "client does not read its responses; closing");
+                            break;
+                        }
+                    }
                 }
+                idle_timer.as_mut().reset(Instant::now() + idle);
             },
             request = requests.recv(), if !reader_done => match request {
-                Some(future) => in_flight.push_back(future),
+                Some(future) => {
+                    in_flight.push_back(future);
+                    idle_timer.as_mut().reset(Instant::now() + idle);
+                }
                 None => reader_done = true,
             },
+            _ = &mut idle_timer, if in_flight.is_empty() => {
+                debug!(?peer, "idle connection; closing");
+                break;
+            }
             else => break,
         }
     }
@@ -64,38 +137,71 @@ pub async fn run(stream: TcpStream, broker: Arc<Broker>) {
     let _ = write_half.shutdown().await;
 }
 
-async fn read_frames(
-    read_half: OwnedReadHalf,
-    queue: mpsc::Sender<BoxFuture<'static, Outcome>>,
+async fn read_requests(
+    mut frames: FrameReader,
+    queue: mpsc::Sender<BoxFuture<'static, Answered>>,
     broker: Arc<Broker>,
     session: Arc<Session>,
-    max_frame: usize,
+    slots: Arc<Semaphore>,
+    muted_until: Arc<Mutex<Instant>>,
 ) {
-    let mut reader = BufReader::with_capacity(64 * 1024, read_half);
+    let fetch_turn = Arc::new(Semaphore::new(1));
     loop {
-        let frame = match read_frame(&mut reader, max_frame).await {
+        // A free slot first: a client that does not read its responses is not read either.
+        let slot = slots.clone().acquire_owned().await.expect("never closed");
+        let frame = match frames.next().await {
             Ok(Some(frame)) => frame,
             Ok(None) => return,
             Err(reason) => {
+                let held = Held {
+                    _memory: Reservation::default(),
+                    _slot: slot,
+                    _fetch: None,
+                };
                 let _ = queue
-                    .send(Box::pin(async move { Outcome::Close(reason) }))
+                    .send(Box::pin(async move {
+                        Answered {
+                            outcome: Outcome::Close(reason),
+                            _held: held,
+                        }
+                    }))
                     .await;
                 return;
             }
         };
+        // A throttled client's next request waits out its throttle time.
+        let until = *muted_until.lock();
+        tokio::time::sleep_until(until).await;
         // A refused frame is answered by closing; stop reading after it. (The walk is cheap:
         // strings and record sets are skipped by length.)
-        let refused = super::request_bounds::check_frame(&frame).is_err();
-        if queue
-            .send(Box::pin(handle_untrusted_frame(
-                broker.clone(),
-                session.clone(),
-                frame,
-            )))
-            .await
-            .is_err()
-            || refused
-        {
+        let refused = super::request_bounds::check_frame(&frame.body).is_err();
+        let is_fetch = frame.body.len() >= 2
+            && i16::from_be_bytes([frame.body[0], frame.body[1]]) == ApiKey::Fetch as i16;
+        // Taken here, in request order, and held until the response is written: a second
+        // Fetch is not read while the first one's response is unwritten.
+        let fetch = match is_fetch {
+            true => Some(
+                fetch_turn
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("never closed"),
+            ),
+            false => None,
+        };
+        let (broker, session) = (broker.clone(), session.clone());
+        let answer = async move {
+            let outcome = handle_untrusted_frame(broker, session, frame.body).await;
+            Answered {
+                outcome,
+                _held: Held {
+                    _memory: frame.memory,
+                    _slot: slot,
+                    _fetch: fetch,
+                },
+            }
+        };
+        if queue.send(Box::pin(answer)).await.is_err() || refused {
             return;
         }
     }
@@ -112,25 +218,4 @@ pub async fn handle_untrusted_frame(
         Err(refused) => Outcome::Close(refused.reason()),
         Ok(()) => api::handle_frame(broker, session, frame).await,
     }
-}
-
-/// Reads one frame body; Ok(None) at a clean end of stream.
-async fn read_frame(
-    reader: &mut BufReader<OwnedReadHalf>,
-    max_frame: usize,
-) -> Result<Option<Bytes>, &'static str> {
-    let size = match reader.read_i32().await {
-        Ok(size) => size,
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(_) => return Err("read error"),
-    };
-    if size < 8 || size as usize > max_frame {
-        return Err("frame size out of bounds");
-    }
-    let mut body = BytesMut::zeroed(size as usize);
-    reader
-        .read_exact(&mut body)
-        .await
-        .map_err(|_| "connection closed mid-frame")?;
-    Ok(Some(body.freeze()))
 }

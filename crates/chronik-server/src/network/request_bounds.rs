@@ -320,6 +320,20 @@ static ALTER_USER_SCRAM_CREDENTIALS: Struct = st(&[
     all(Array(&Struct(&SCRAM_UPSERTION))),
 ]);
 
+// DescribeClientQuotas (48): components of (entity type, match type, match), strict.
+static QUOTA_COMPONENT: Struct = st(&[all(Str), all(I8), all(Str)]);
+static DESCRIBE_CLIENT_QUOTAS: Struct = st(&[all(Array(&Struct(&QUOTA_COMPONENT))), all(I8)]);
+
+// AlterClientQuotas (49): entries of (entity of (type, name), ops of (key, value as a
+// float64, remove)), validate_only.
+static QUOTA_ENTITY: Struct = st(&[all(Str), all(Str)]);
+static QUOTA_OP: Struct = st(&[all(Str), all(I64), all(I8)]);
+static QUOTA_ENTRY: Struct = st(&[
+    all(Array(&Struct(&QUOTA_ENTITY))),
+    all(Array(&Struct(&QUOTA_OP))),
+]);
+static ALTER_CLIENT_QUOTAS: Struct = st(&[all(Array(&Struct(&QUOTA_ENTRY))), all(I8)]);
+
 // DescribeQuorum (55): topics of (name, partitions of (index)).
 static DESCRIBE_QUORUM_PARTITION: Struct = st(&[all(I32)]);
 static DESCRIBE_QUORUM_TOPIC: Struct =
@@ -368,6 +382,8 @@ fn schema(key: ApiKey) -> Option<&'static Struct> {
         ApiKey::DeleteAcls => &DELETE_ACLS,
         ApiKey::DescribeUserScramCredentials => &DESCRIBE_USER_SCRAM_CREDENTIALS,
         ApiKey::AlterUserScramCredentials => &ALTER_USER_SCRAM_CREDENTIALS,
+        ApiKey::DescribeClientQuotas => &DESCRIBE_CLIENT_QUOTAS,
+        ApiKey::AlterClientQuotas => &ALTER_CLIENT_QUOTAS,
         ApiKey::DescribeQuorum => &DESCRIBE_QUORUM,
         ApiKey::ListConfigResources => &LIST_CONFIG_RESOURCES,
         ApiKey::DescribeTopicPartitions => &DESCRIBE_TOPIC_PARTITIONS,
@@ -877,6 +893,40 @@ mod tests {
                     .with_operation(3)
                     .with_permission_type(3),
             ])
+        });
+        each(ApiKey::DescribeClientQuotas, |_| {
+            DescribeClientQuotasRequest::default()
+                .with_components(vec![
+                    describe_client_quotas_request::ComponentData::default()
+                        .with_entity_type(s("user"))
+                        .with_match_type(0)
+                        .with_match(Some(s("u"))),
+                    describe_client_quotas_request::ComponentData::default()
+                        .with_entity_type(s("client-id"))
+                        .with_match_type(2)
+                        .with_match(None),
+                ])
+                .with_strict(true)
+        });
+        each(ApiKey::AlterClientQuotas, |_| {
+            use alter_client_quotas_request::{EntityData, EntryData, OpData};
+            AlterClientQuotasRequest::default().with_entries(vec![EntryData::default()
+                .with_entity(vec![
+                    EntityData::default()
+                        .with_entity_type(s("user"))
+                        .with_entity_name(None),
+                    EntityData::default()
+                        .with_entity_type(s("client-id"))
+                        .with_entity_name(Some(s("c"))),
+                ])
+                .with_ops(vec![
+                    OpData::default()
+                        .with_key(s("producer_byte_rate"))
+                        .with_value(1024.0),
+                    OpData::default()
+                        .with_key(s("request_percentage"))
+                        .with_remove(true),
+                ])])
         });
         each(ApiKey::DeleteAcls, |_| {
             DeleteAclsRequest::default().with_filters(vec![
