@@ -32,6 +32,8 @@ pub struct BrokerRow {
 #[derive(Serialize)]
 pub struct TopicRow {
     pub name: String,
+    /// `__consumer_offsets`: shown apart, folded, so user topics come first.
+    pub internal: bool,
     pub partitions: Vec<PartitionRow>,
 }
 
@@ -94,6 +96,7 @@ impl Console {
             .values()
             .map(|t| TopicRow {
                 name: t.name.clone(),
+                internal: t.internal,
                 partitions: t
                     .partitions
                     .iter()
@@ -181,10 +184,15 @@ impl Console {
                 if b.controller { "controller" } else { "" }
             );
         }
-        let mut partitions = String::new();
+        let (mut partitions, mut internal) = (String::new(), String::new());
         for t in &self.topics {
+            let rows = if t.internal {
+                &mut internal
+            } else {
+                &mut partitions
+            };
             for p in &t.partitions {
-                partitions += &format!(
+                *rows += &format!(
                     "<tr data-topic=\"{t}\" data-partition=\"{}\"><td>{t}</td><td>{}</td>\
                      <td class=\"leader\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
                     p.partition,
@@ -235,6 +243,7 @@ impl Console {
                 ("{traffic}", &traffic),
                 ("{brokers}", &brokers),
                 ("{partitions}", &partitions),
+                ("{internal}", &internal),
                 ("{groups}", &groups),
             ],
         )
