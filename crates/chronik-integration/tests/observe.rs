@@ -409,3 +409,50 @@ async fn describe_log_dirs_reports_each_partition_size_and_lag() {
         vec![1]
     );
 }
+
+#[test]
+fn logs_carry_no_colour_codes_in_a_file_and_can_be_json() {
+    let text = Broker::start();
+    let log = text.log();
+    assert!(log.contains("broker started"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI escape codes in a log file:\n{log}"
+    );
+
+    let json = Broker::start_with(&["--log-format", "json"]);
+    let log = json.log();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty());
+    for line in &lines {
+        assert!(
+            line.starts_with('{') && line.ends_with('}') && line.contains("\"level\":"),
+            "not a JSON log line: {line}"
+        );
+    }
+    assert!(lines.iter().any(|l| l.contains("broker started")));
+}
+
+#[test]
+fn every_node_of_a_cluster_is_ready_and_exactly_one_is_the_active_controller() {
+    let cluster = chronik_integration::Cluster::start(3, &[]);
+    let mut active = 0.0;
+    for node in &cluster.nodes {
+        assert_eq!(node.http_get("/ready").unwrap().0, 200);
+        let metrics = scrape(node);
+        promtool_check(&metrics);
+        active += sample(
+            &metrics,
+            "kafka_controller_kafkacontroller_activecontrollercount",
+        );
+        assert_eq!(
+            sample(
+                &metrics,
+                "kafka_controller_kafkacontroller_activebrokercount"
+            ),
+            3.0
+        );
+        assert!(sample(&metrics, "kafka_server_raftmetrics_current_epoch") >= 1.0);
+    }
+    assert_eq!(active, 1.0);
+}
