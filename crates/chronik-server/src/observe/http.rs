@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
@@ -56,7 +56,10 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>) {
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(route(&state, &request)) }
             });
+            // A client that never finishes its request headers does not hold a task for ever.
             if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10))
                 .serve_connection(TokioIo::new(stream), service)
                 .await
             {
