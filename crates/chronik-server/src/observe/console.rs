@@ -301,6 +301,15 @@ const PAGE: &str = include_str!("console.html");
 #[cfg(test)]
 mod tests {
     #[test]
+    fn a_filled_in_value_is_never_taken_for_a_placeholder() {
+        let page = super::fill_template(
+            "<p>{a}</p><p>{b}</p>{c}",
+            &[("{a}", "{b}"), ("{b}", "x")],
+        );
+        assert_eq!(page, "<p>{b}</p><p>x</p>{c}");
+    }
+
+    #[test]
     fn markup_in_names_is_escaped() {
         assert_eq!(
             super::escape("<script>\"&'"),
