@@ -302,10 +302,7 @@ const PAGE: &str = include_str!("console.html");
 mod tests {
     #[test]
     fn a_filled_in_value_is_never_taken_for_a_placeholder() {
-        let page = super::fill_template(
-            "<p>{a}</p><p>{b}</p>{c}",
-            &[("{a}", "{b}"), ("{b}", "x")],
-        );
+        let page = super::fill_template("<p>{a}</p><p>{b}</p>{c}", &[("{a}", "{b}"), ("{b}", "x")]);
         assert_eq!(page, "<p>{b}</p><p>x</p>{c}");
     }
 
