@@ -73,6 +73,7 @@ listen = "127.0.0.1:$((9091 + i))"
 controller_listen = "127.0.0.1:$((9191 + i))"
 controller_quorum_voters = "$voters"
 data_dir = "$d/data"
+metrics_listen = "127.0.0.1:$((9643 + i))"
 EOF
       offsets[$i]=$(stat -c %s "$d/broker.log" 2>/dev/null || echo 0)
       nohup "$server" start --config "$d/chronik.toml" >>"$d/broker.log" 2>&1 &

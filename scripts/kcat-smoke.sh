@@ -73,7 +73,7 @@ if [[ -z $BROKER ]]; then
     fi
     PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
     DATA_DIR=$(mktemp -d /tmp/chronik-kcat-XXXXXX)
-    "$BIN" start --listen "127.0.0.1:$PORT" --data-dir "$DATA_DIR" >"$RUN_DIR/broker.log" 2>&1 &
+    "$BIN" start --metrics-listen off --listen "127.0.0.1:$PORT" --data-dir "$DATA_DIR" >"$RUN_DIR/broker.log" 2>&1 &
     BROKER_PID=$!
     wait_port 127.0.0.1 "$PORT" 60 || { tail -20 "$RUN_DIR/broker.log" >&2; die "broker did not start"; }
     BROKER=127.0.0.1:$PORT

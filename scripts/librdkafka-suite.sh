@@ -345,7 +345,8 @@ start_broker() { # scenario; (re)starts it on its previous port and data dir
     var=BROKER_ARGS_$scen
     args="${!var} ${LIBRDKAFKA_SUITE_BROKER_ARGS:-}"
     # shellcheck disable=SC2086
-    "$bin" start --listen "127.0.0.1:$port" --data-dir "${BDATA[$scen]}" $args \
+    CHRONIK_METRICS_LISTEN=${CHRONIK_METRICS_LISTEN:-off} \
+        "$bin" start --listen "127.0.0.1:$port" --data-dir "${BDATA[$scen]}" $args \
         >>"$RUN_DIR/broker-$scen.log" 2>&1 &
     BPID[$scen]=$!
     if ! wait_port 127.0.0.1 "$port" 60 "${BPID[$scen]}"; then

@@ -20,7 +20,9 @@ find_binaries() {
 start_broker() {
   local port=$1 log=$2
   shift 2
-  "$server" start --listen "127.0.0.1:$port" "$@" >"$log" 2>&1 &
+  # Several brokers start side by side: no HTTP listener unless the caller asks for one.
+  CHRONIK_METRICS_LISTEN=${CHRONIK_METRICS_LISTEN:-off} \
+    "$server" start --listen "127.0.0.1:$port" "$@" >"$log" 2>&1 &
   server_pid=$!
   for _ in $(seq 1 300); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi

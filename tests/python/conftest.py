@@ -42,7 +42,7 @@ class BrokerProcess:
         assert binary.exists(), f"{binary} not built: run `cargo build -p chronik-server`"
         log = open(self.data_dir / "broker.log", "ab")
         self.proc = subprocess.Popen(
-            [str(binary), "start", "--listen", self.bootstrap,
+            [str(binary), "start", "--metrics-listen", "off", "--listen", self.bootstrap,
              "--data-dir", str(self.data_dir / "data"), *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )

@@ -51,6 +51,27 @@ pub fn free_port() -> u16 {
         .expect("no free port on 127.0.0.1")
 }
 
+/// A minimal HTTP/1.1 GET (one request per connection): (status, body). For the broker's
+/// HTTP listener, whose responses carry a Content-Length.
+pub fn http_get(addr: impl std::net::ToSocketAddrs, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {head:?}")))?;
+    Ok((status, body.to_string()))
+}
+
 /// A cluster of `chronik-server` processes on 127.0.0.1, every node a voter of the metadata
 /// quorum. Nodes are ordinary `Broker`s: kill, restart and read their logs one by one.
 pub struct Cluster {
@@ -179,6 +200,7 @@ impl Cluster {
                 Broker {
                     child: None,
                     port: kafka[i],
+                    metrics_port: free_port(),
                     data_dir: tempfile::tempdir().expect("temp data dir"),
                     extra_args: args,
                     starts_before: 0,
@@ -332,6 +354,8 @@ impl RssWatch {
 pub struct Broker {
     child: Option<Child>,
     port: u16,
+    /// The HTTP listener's port (`--metrics-listen`): /metrics, /health, /ready, the console.
+    metrics_port: u16,
     data_dir: tempfile::TempDir,
     extra_args: Vec<String>,
     /// "broker started" lines in the log before the current process was spawned.
@@ -357,6 +381,7 @@ impl Broker {
         Broker {
             child: None,
             port: free_port(),
+            metrics_port: free_port(),
             data_dir: tempfile::tempdir().expect("temp data dir"),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             starts_before: 0,
@@ -370,6 +395,16 @@ impl Broker {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// `http://127.0.0.1:<metrics port><path>`.
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.metrics_port)
+    }
+
+    /// GET `path` on the broker's HTTP listener: (status, body).
+    pub fn http_get(&self, path: &str) -> std::io::Result<(u16, String)> {
+        http_get(("127.0.0.1", self.metrics_port), path)
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -475,6 +510,13 @@ impl Broker {
         self.wait_ready();
     }
 
+    /// Starts the process without waiting until it has joined its cluster (a node whose
+    /// quorum is not there yet never does).
+    pub fn spawn_without_waiting(&mut self) {
+        self.kill();
+        self.spawn_process();
+    }
+
     fn spawn_process(&mut self) {
         self.starts_before = self.log().matches("broker started").count();
         let bin = server_bin();
@@ -494,6 +536,8 @@ impl Broker {
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--data-dir")
             .arg(self.storage_dir())
+            .arg("--metrics-listen")
+            .arg(format!("127.0.0.1:{}", self.metrics_port))
             .args(&self.extra_args)
             .env(
                 "RUST_LOG",

@@ -510,6 +510,8 @@ impl LimitedBroker {
             .arg(chronik_integration::server_bin())
             .args([
                 "start",
+                "--metrics-listen",
+                "off",
                 "--listen",
                 &format!("127.0.0.1:{port}"),
                 "--data-dir",

@@ -31,6 +31,8 @@ use crate::controller::{Controller, ControllerCall, Decided};
 use crate::coordinator::GroupCoordinator;
 use crate::metadata::publisher::Publisher;
 use crate::metadata::{legacy, MetadataImage, MetadataView};
+use crate::observe::http::HttpState;
+use crate::observe::requests::RequestMetrics;
 use crate::producer_ids::ProducerIdManager;
 use crate::quorum::{Quorum, RaftTiming};
 use crate::replica::{IsrProposal, ReplicaFetchers, ReplicaManager};
@@ -62,8 +64,12 @@ pub struct Broker {
     pub fetchers: Arc<ReplicaFetchers>,
     /// Client quota usage and throttling.
     pub quotas: crate::quota::QuotaManager,
+    /// Requests, errors and latencies per API, and connections (read by `observe`).
+    pub requests: RequestMetrics,
     /// The heartbeat task, stopped first at shutdown.
     heartbeats: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Set when the controlled shutdown starts: no longer ready.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Broker {
@@ -206,7 +212,9 @@ impl Broker {
             broker_epoch,
             fetchers,
             quotas: Default::default(),
+            requests: RequestMetrics::default(),
             heartbeats: parking_lot::Mutex::new(Some(heartbeats)),
+            stopping: Default::default(),
         }))
     }
 
@@ -216,6 +224,8 @@ impl Broker {
     /// Bounded by `CONTROLLED_SHUTDOWN_TIMEOUT`: without a quorum the broker stops anyway and
     /// its session expiry does the same later.
     pub async fn controlled_shutdown(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(task) = self.heartbeats.lock().take() {
             task.abort();
         }
@@ -259,6 +269,20 @@ impl Broker {
                 }
             }
         }
+    }
+}
+
+impl Broker {
+    /// Registered with this process's epoch, unfenced in the published image, and not
+    /// stopping: what `/ready` reports.
+    pub fn is_ready(&self) -> bool {
+        !self.stopping.load(std::sync::atomic::Ordering::Relaxed)
+            && self
+                .metadata
+                .image()
+                .brokers
+                .get(&self.config.node_id)
+                .is_some_and(|b| b.epoch == self.broker_epoch && !b.fenced)
     }
 }
 
@@ -317,7 +341,23 @@ pub async fn run(
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
+    // Up before the broker joins its cluster, so /health answers and /ready says not yet.
+    let http = Arc::new(HttpState::default());
+    let http_server = match config.metrics_addr()? {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the metrics listener {addr}"))?;
+            info!(metrics_listen = %addr, "serving /metrics, /health, /ready and the console");
+            Some(tokio::spawn(crate::observe::http::serve(
+                listener,
+                std::sync::Arc::clone(&http),
+            )))
+        }
+        None => None,
+    };
     let broker = Broker::open(config).await?;
+    http.set_broker(broker.clone());
     info!(
         listen = %broker.config.listen,
         advertised = ?broker.advertised,
@@ -365,6 +405,9 @@ pub async fn run(
         }
     };
     crate::network::serve(listener, broker.clone(), controlled).await;
+    if let Some(server) = http_server {
+        server.abort();
+    }
     broker.fetchers.stop();
     isr_updates.abort();
     cleaner.abort();

@@ -20,6 +20,15 @@ pub enum FlushPolicy {
     Os,
 }
 
+/// How log lines are written (to stderr; colours only when stderr is a terminal).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    Text,
+    /// One JSON object per line (tracing-subscriber's JSON layout).
+    Json,
+}
+
 /// The effective broker configuration, logged at start.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -117,6 +126,10 @@ pub struct BrokerConfig {
     /// A broker leads too few of the partitions it is the preferred leader of when more than
     /// this percentage of them are led by others.
     pub leader_imbalance_per_broker_percentage: u32,
+    /// Address of the HTTP listener for `/metrics`, `/health`, `/ready` and the console
+    /// page, or "off".
+    pub metrics_listen: String,
+    pub log_format: LogFormat,
 }
 
 /// Defaults for topic configs (each can be overridden per topic).
@@ -220,6 +233,8 @@ impl Default for BrokerConfig {
             auto_leader_rebalance_enable: true,
             leader_imbalance_check_interval_seconds: 300,
             leader_imbalance_per_broker_percentage: 10,
+            metrics_listen: "127.0.0.1:9644".into(),
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -295,6 +310,12 @@ pub struct StartArgs {
     pub leader_imbalance_check_interval_seconds: Option<u64>,
     #[arg(long, env = "CHRONIK_LEADER_IMBALANCE_PER_BROKER_PERCENTAGE")]
     pub leader_imbalance_per_broker_percentage: Option<u32>,
+    /// HTTP address for /metrics, /health, /ready and the console page, e.g.
+    /// 127.0.0.1:9644, or "off".
+    #[arg(long, env = "CHRONIK_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    #[arg(long, env = "CHRONIK_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
 }
 
 impl BrokerConfig {
@@ -355,7 +376,9 @@ impl BrokerConfig {
             default_replication_factor,
             auto_leader_rebalance_enable,
             leader_imbalance_check_interval_seconds,
-            leader_imbalance_per_broker_percentage
+            leader_imbalance_per_broker_percentage,
+            metrics_listen,
+            log_format
         );
         if args.peer_kafka_addresses.is_some() {
             config.peer_kafka_addresses = args.peer_kafka_addresses.clone();
@@ -425,6 +448,7 @@ impl BrokerConfig {
             bail!("leader_imbalance_check_interval_seconds must be at least 1");
         }
         self.advertised_host_port()?;
+        self.metrics_addr()?;
         self.voters()?;
         self.peer_kafka_addresses()?;
         self.log.validate()
@@ -467,6 +491,16 @@ impl BrokerConfig {
             );
         }
         Ok(voters)
+    }
+
+    /// Where the HTTP listener binds; None when `metrics_listen` is "off".
+    pub fn metrics_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        match self.metrics_listen.trim() {
+            "off" => Ok(None),
+            addr => addr.parse().map(Some).with_context(|| {
+                format!("metrics_listen {addr:?} is neither host:port (an IP address) nor \"off\"")
+            }),
+        }
     }
 
     /// Where the controller listener binds.
@@ -641,6 +675,33 @@ mod tests {
         assert!(e.to_string().contains("queued_max_request_bytes"), "{e}");
         let file: BrokerConfig = toml::from_str("max_connections_per_ip = 3").unwrap();
         assert_eq!(file.max_connections_per_ip, 3);
+    }
+
+    #[test]
+    fn metrics_listen_and_log_format_come_from_file_env_or_flag() {
+        let config = BrokerConfig::load(&StartArgs::default()).unwrap();
+        assert_eq!(
+            config.metrics_addr().unwrap(),
+            Some("127.0.0.1:9644".parse().unwrap())
+        );
+        assert_eq!(config.log_format, LogFormat::Text);
+        let file: BrokerConfig =
+            toml::from_str("metrics_listen = \"off\"\nlog_format = \"json\"").unwrap();
+        assert_eq!(file.metrics_addr().unwrap(), None);
+        assert_eq!(file.log_format, LogFormat::Json);
+        let args = StartArgs {
+            metrics_listen: Some("0.0.0.0:19644".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            BrokerConfig::load(&args).unwrap().metrics_addr().unwrap(),
+            Some("0.0.0.0:19644".parse().unwrap())
+        );
+        let bad = StartArgs {
+            metrics_listen: Some("nowhere".into()),
+            ..Default::default()
+        };
+        assert!(BrokerConfig::load(&bad).is_err());
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! - `security`: ACL bindings (from the metadata image) and the authorizer every handler asks
 //!   before it acts; users' SCRAM credentials (`security::scram`).
 //! - `users`: the `chronik-server users add` command (credentials created before the start).
+//! - `observe`: the HTTP listener: Prometheus metrics, health/readiness, the console page.
 //! - `allocator`: keeps hostile array lengths from aborting the process.
 //! - `quota`: client quota enforcement (rates and throttle times; the quotas are metadata).
 //! - `cluster_status`: the `chronik-server cluster status` admin command.
@@ -29,6 +30,7 @@ pub mod coordinator;
 pub mod dump_log;
 pub mod metadata;
 pub mod network;
+pub mod observe;
 pub mod producer_ids;
 pub mod quorum;
 pub mod quota;

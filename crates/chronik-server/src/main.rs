@@ -4,7 +4,9 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use chronik_server::allocator::ReserveLargeAllocations;
-use chronik_server::config::{BrokerConfig, StartArgs};
+use std::io::IsTerminal;
+
+use chronik_server::config::{BrokerConfig, LogFormat, StartArgs};
 
 #[global_allocator]
 static ALLOCATOR: ReserveLargeAllocations = ReserveLargeAllocations;
@@ -121,18 +123,32 @@ impl ReassignArgs {
     }
 }
 
+/// Logs go to stderr, coloured only when it is a terminal (a file or a pipe gets no escape
+/// codes), as text or one JSON object per line.
+fn init_logging(format: LogFormat) {
+    // openraft logs every vote at info, and every vote an unreachable voter did not get at
+    // error from its core; the broker says itself what it waits for.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn,openraft::core::raft_core=off"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+}
+
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            // openraft logs every vote at info, and every vote an unreachable voter did not get
-            // at error from its core; the broker says itself what it waits for.
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                EnvFilter::new("info,openraft=warn,openraft::core::raft_core=off")
-            }),
-        )
-        .init();
     tune_malloc();
     let cli = Cli::parse();
+    // `start` reads the format from its configuration; the one-shot commands log as text.
+    let config = match &cli.command {
+        Command::Start(args) => Some(BrokerConfig::load(args)?),
+        _ => None,
+    };
+    init_logging(config.as_ref().map_or(LogFormat::Text, |c| c.log_format));
     match cli.command {
         Command::Cluster(ClusterCommand::Status { bootstrap_server }) => {
             print!(
@@ -176,8 +192,8 @@ fn main() -> anyhow::Result<()> {
             println!("user {name} ({mechanism}) added; the broker commits it when it starts");
             Ok(())
         }
-        Command::Start(args) => {
-            let config = BrokerConfig::load(&args)?;
+        Command::Start(_) => {
+            let config = config.expect("loaded above for start");
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;

@@ -73,6 +73,7 @@ use parking_lot::{Condvar, Mutex};
 use tracing::{debug, error, info, trace, warn};
 
 use crate::fs::{FileRef, FsRef, OpenMode};
+use crate::histogram::{self, Histogram};
 use crate::log::SyncHandle;
 
 const RECOVERY_POINTS_FILE: &str = "recovery-points";
@@ -200,7 +201,31 @@ struct Shared {
     /// checkpoint may carry an end from before the cut, so their recovery points never rise
     /// above it again until the next start (truncations are rare: a replica changing leader).
     truncated: Mutex<HashMap<LogId, i64>>,
+    stats: JournalStats,
 }
+
+/// What the flusher measured of its rounds, for the broker's metrics: how many appends each
+/// round carried (the group commit's batching) and how long each fsync took. Recorded by the
+/// flusher thread alone, read at a scrape.
+#[derive(Debug)]
+pub struct JournalStats {
+    pub round_appends: Histogram,
+    pub round_bytes: Histogram,
+    pub fsync: Histogram,
+}
+
+/// Bounds for round sizes in bytes, 1 KiB .. 64 MiB.
+const ROUND_BYTES: &[u64] = &[
+    1 << 10,
+    4 << 10,
+    16 << 10,
+    64 << 10,
+    256 << 10,
+    1 << 20,
+    4 << 20,
+    16 << 20,
+    64 << 20,
+];
 
 /// Work for the checkpointer thread.
 enum Job {
@@ -298,6 +323,11 @@ impl Journal {
             rotate_bytes: options.rotate_bytes,
             recovery_points: Mutex::new(recovery_points.clone()),
             truncated: Mutex::new(HashMap::new()),
+            stats: JournalStats {
+                round_appends: Histogram::new(histogram::COUNTS),
+                round_bytes: Histogram::new(ROUND_BYTES),
+                fsync: Histogram::new(histogram::LATENCY_NANOS),
+            },
         });
         let journal = Journal {
             shared,
@@ -354,6 +384,11 @@ impl Journal {
 
         self.threads.lock().extend([flusher, checkpointer]);
         Ok(())
+    }
+
+    /// Round sizes and fsync latencies so far.
+    pub fn stats(&self) -> &JournalStats {
+        &self.shared.stats
     }
 
     /// Journals batches just written to `log` (ending before `end_offset`), whose segment
@@ -646,7 +681,13 @@ impl Flusher {
             return false;
         }
         if self.round_fsync {
-            if let Err(e) = self.file.sync_data() {
+            let fsync_started = std::time::Instant::now();
+            let synced = self.file.sync_data();
+            self.shared
+                .stats
+                .fsync
+                .record_duration(fsync_started.elapsed());
+            if let Err(e) = synced {
                 error!(error = %e, "journal fsync failed: the log directory is offline until restart");
                 fail(&self.shared, std::mem::take(&mut self.round_waiters));
                 return false;
@@ -670,6 +711,11 @@ impl Flusher {
             micros = started.elapsed().as_micros() as u64,
             "journal round"
         );
+        let stats = &self.shared.stats;
+        stats.round_bytes.record(self.round.len() as u64);
+        stats
+            .round_appends
+            .record(self.round_waiters.values().map(|w| w.appends as u64).sum());
         self.file_len += self.round.len() as u64;
         self.round.clear();
         for (log, waiter) in self.round_waiters.drain() {

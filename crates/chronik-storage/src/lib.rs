@@ -18,6 +18,7 @@
 //! - [`fs`]: the file-system seam ([`fs::Fs`]) every file operation goes through;
 //!   `faulty_fs` (tests and the `fault-injection` feature): an in-memory one that
 //!   injects faults and loses unsynced data on a simulated power loss.
+//! - [`histogram`]: a lock-free fixed-bucket histogram (journal rounds, request latencies).
 //! - [`config`]: [`LogConfig`]; [`error`]: [`StorageError`].
 //!
 //! Architecture invariant: stored batches are the producer's bytes; only `baseOffset`
@@ -32,6 +33,7 @@ pub mod error;
 #[cfg(any(test, feature = "fault-injection"))]
 pub mod faulty_fs;
 pub mod fs;
+pub mod histogram;
 mod index_file;
 pub mod journal;
 pub mod leader_epoch;

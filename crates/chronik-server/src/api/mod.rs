@@ -32,6 +32,7 @@ mod describe_acls;
 mod describe_client_quotas;
 mod describe_cluster;
 mod describe_groups;
+mod describe_log_dirs;
 mod describe_quorum;
 mod describe_topic_partitions;
 mod elect_leaders;
@@ -131,6 +132,7 @@ pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
             | ApiKey::AlterUserScramCredentials
             | ApiKey::DescribeClientQuotas
             | ApiKey::AlterClientQuotas
+            | ApiKey::DescribeLogDirs
     );
     // `valid_versions` includes response-only versions for a few keys (OffsetCommit and
     // OffsetFetch v10, InitProducerId v6) whose requests kafka-protocol cannot decode.
@@ -512,6 +514,9 @@ async fn dispatch(
         RequestKind::AlterClientQuotas(req) => Some(ResponseKind::AlterClientQuotas(
             alter_client_quotas::handle(&broker.controller, &broker.authorizer, session, req).await,
         )),
+        RequestKind::DescribeLogDirs(req) => Some(ResponseKind::DescribeLogDirs(
+            describe_log_dirs::handle(&broker.replicas, &broker.authorizer, session, req, version),
+        )),
         _ => return Outcome::Close("API not implemented"),
     };
     let throttle = throttle::count(
@@ -528,6 +533,7 @@ async fn dispatch(
     );
     match response {
         Some(mut response) => {
+            broker.requests.count_errors(api_key, &response);
             throttle::report(&mut response, throttle);
             match respond(header.correlation_id, api_key, version, response) {
                 Outcome::Respond(frame) if !throttle.is_zero() => {

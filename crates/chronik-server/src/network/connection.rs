@@ -38,11 +38,14 @@ use super::frame_reader::FrameReader;
 use super::request_memory::{RequestMemory, Reservation};
 use crate::api::{self, Outcome};
 use crate::broker::Broker;
+use crate::observe::timing::{self, RequestTiming};
 use crate::security::Session;
 
 /// A request's outcome and what it holds until its response has been written.
 struct Answered {
     outcome: Outcome,
+    /// For a request that reached the API layer: its phases so far (for the metrics).
+    timing: Option<RequestTiming>,
     _held: Held,
 }
 
@@ -70,6 +73,8 @@ pub async fn run(stream: TcpStream, broker: Arc<Broker>, memory: RequestMemory) 
     let session = Arc::new(Session::anonymous(peer));
     let slots = Arc::new(Semaphore::new(max_in_flight));
     let muted_until = Arc::new(Mutex::new(Instant::now()));
+    let metrics = broker.clone();
+    let _open = metrics.requests.connection_opened();
     let reader = tokio::spawn(read_requests(
         frames,
         queue,
@@ -89,7 +94,7 @@ pub async fn run(stream: TcpStream, broker: Arc<Broker>, memory: RequestMemory) 
         }
         tokio::select! {
             Some(answered) = in_flight.next(), if !in_flight.is_empty() => {
-                let Answered { outcome, _held } = answered;
+                let Answered { outcome, timing, _held } = answered;
                 let (frame, delay) = match outcome {
                     Outcome::Respond(frame) => (Some(frame), Duration::ZERO),
                     Outcome::NoResponse => (None, Duration::ZERO),
@@ -116,6 +121,9 @@ pub async fn run(stream: TcpStream, broker: Arc<Broker>, memory: RequestMemory) 
                             break;
                         }
                     }
+                }
+                if let Some(timing) = timing {
+                    metrics.requests.record(&timing, std::time::Instant::now());
                 }
                 idle_timer.as_mut().reset(Instant::now() + idle);
             },
@@ -162,6 +170,7 @@ async fn read_requests(
                     .send(Box::pin(async move {
                         Answered {
                             outcome: Outcome::Close(reason),
+                            timing: None,
                             _held: held,
                         }
                     }))
@@ -190,10 +199,17 @@ async fn read_requests(
             false => None,
         };
         let (broker, session) = (broker.clone(), session.clone());
+        let received = std::time::Instant::now();
+        let api_key = match frame.body.get(..2) {
+            Some(key) => i16::from_be_bytes([key[0], key[1]]),
+            None => -1,
+        };
         let answer = async move {
-            let outcome = handle_untrusted_frame(broker, session, frame.body).await;
+            let handler = handle_untrusted_frame(broker, session, frame.body);
+            let (outcome, timing) = timing::measure(api_key, received, handler).await;
             Answered {
                 outcome,
+                timing: Some(timing),
                 _held: Held {
                     _memory: frame.memory,
                     _slot: slot,

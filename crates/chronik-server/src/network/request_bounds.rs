@@ -287,6 +287,10 @@ static INCREMENTAL_RESOURCE: Struct =
 static INCREMENTAL_ALTER_CONFIGS: Struct =
     st(&[all(Array(&Struct(&INCREMENTAL_RESOURCE))), all(I8)]);
 
+// DescribeLogDirs (35): topics of (name, partition indexes); null = all.
+static DESCRIBABLE_LOG_DIR_TOPIC: Struct = st(&[all(Str), all(Array(&I32))]);
+static DESCRIBE_LOG_DIRS: Struct = st(&[all(Array(&Struct(&DESCRIBABLE_LOG_DIR_TOPIC)))]);
+
 // AlterPartitionReassignments (45): timeout, the replication-factor-change flag (from v1),
 // topics of (name, partitions of (index, replicas; null cancels)).
 static REASSIGNABLE_PARTITION: Struct = st(&[all(I32), all(Array(&I32))]);
@@ -375,6 +379,7 @@ fn schema(key: ApiKey) -> Option<&'static Struct> {
         ApiKey::DeleteGroups => &DELETE_GROUPS,
         ApiKey::ElectLeaders => &ELECT_LEADERS,
         ApiKey::IncrementalAlterConfigs => &INCREMENTAL_ALTER_CONFIGS,
+        ApiKey::DescribeLogDirs => &DESCRIBE_LOG_DIRS,
         ApiKey::AlterPartitionReassignments => &ALTER_PARTITION_REASSIGNMENTS,
         ApiKey::ListPartitionReassignments => &LIST_PARTITION_REASSIGNMENTS,
         ApiKey::OffsetDelete => &OFFSET_DELETE,
@@ -871,6 +876,14 @@ mod tests {
                     .with_iterations(4096)
                     .with_salt(bytes::Bytes::from_static(b"salt"))
                     .with_salted_password(bytes::Bytes::from_static(b"salted"))])
+        });
+        each(ApiKey::DescribeLogDirs, |_| {
+            use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
+            DescribeLogDirsRequest::default().with_topics(Some(vec![
+                DescribableLogDirTopic::default()
+                    .with_topic(name("t"))
+                    .with_partitions(vec![0, 1]),
+            ]))
         });
         each(ApiKey::DescribeGroups, |_| {
             DescribeGroupsRequest::default().with_groups(vec![GroupId(s("g"))])

@@ -3,7 +3,8 @@
 //! idempotent-producer table (`producer_state`, snapshotted by `producer_snapshot`) and its
 //! directory on disk (`partition_dir`). Replication: followers pull from leaders
 //! (`fetcher`); leaders propose ISR changes to the controller (`isr`). What replication did
-//! since start, and each hosted partition's offsets, are reported from `stats`.
+//! since start, and each hosted partition's offsets, are reported from `stats`; produce and
+//! fetch traffic is counted in `traffic`.
 
 pub mod fetcher;
 mod hw_checkpoint;
@@ -16,6 +17,7 @@ mod producer_snapshot;
 pub mod producer_state;
 pub mod replica_manager;
 pub mod stats;
+pub mod traffic;
 
 pub use fetcher::ReplicaFetchers;
 pub use partition::{Appended, IsrProposal, Partition, PartitionError, RoleChange};

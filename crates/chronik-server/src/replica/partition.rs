@@ -220,6 +220,8 @@ pub struct Partition {
     storage: PartitionStorage,
     dir: PathBuf,
     log_id: LogId,
+    /// Produce and fetch counters, summed per topic by the metrics exporter.
+    pub traffic: super::traffic::PartitionTraffic,
 }
 
 impl Partition {
@@ -284,6 +286,7 @@ impl Partition {
             storage: storage.clone(),
             dir: dir.to_path_buf(),
             log_id: log_id(topic_id, index),
+            traffic: Default::default(),
         })
     }
 
@@ -573,6 +576,11 @@ impl Partition {
 
     pub fn log_start_offset(&self) -> i64 {
         self.inner.lock().log.log_start_offset()
+    }
+
+    /// Bytes of the log on disk (every segment's data file).
+    pub fn size_bytes(&self) -> u64 {
+        self.inner.lock().log.size_bytes()
     }
 
     pub fn log_end_offset(&self) -> i64 {

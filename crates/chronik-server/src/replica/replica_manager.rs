@@ -41,6 +41,7 @@ use super::partition::{
 };
 use super::partition_dir::{self, DirRemover};
 use super::stats::{ReplicaStatus, ReplicationStats};
+use super::traffic::Waiting;
 use crate::config::{FlushPolicy, LogDefaults};
 use crate::metadata::topic_config::{resolve, PartitionSettings};
 use crate::metadata::TopicImage;
@@ -115,6 +116,8 @@ pub struct ReplicaManager {
     checkpointed_hw: Option<hw_checkpoint::Checkpoint>,
     /// What the last checkpoint wrote, so an unchanged one is not written again.
     last_checkpoint: Mutex<Vec<(String, i32, i64)>>,
+    /// Produce and fetch requests parked right now.
+    pub waiting: Waiting,
 }
 
 impl ReplicaManager {
@@ -171,6 +174,7 @@ impl ReplicaManager {
             },
             replay: Mutex::new(replay),
             stats,
+            waiting: Waiting::default(),
         })
     }
 
@@ -222,6 +226,11 @@ impl ReplicaManager {
             Some(offline) => PartitionError::Offline(offline.error),
             None => PartitionError::UnknownTopicOrPartition,
         }
+    }
+
+    /// Partitions assigned here that are offline.
+    pub fn offline_count(&self) -> usize {
+        self.offline.read().len()
     }
 
     pub fn offline_partition(&self, topic: &str, partition: i32) -> Option<OfflinePartition> {
@@ -466,6 +475,8 @@ impl ReplicaManager {
         let appended = p.append(records, now_ms()).inspect_err(|e| {
             debug!(topic, partition, error = %e, "append refused");
         })?;
+        p.traffic
+            .record_append(appended.end_offset - appended.base_offset, records.len());
         Ok((p, appended))
     }
 
@@ -482,6 +493,7 @@ impl ReplicaManager {
         // partition (polling every partition's future at each wake costs O(n²) per request).
         let deadline = tokio::time::Instant::now() + timeout;
         let mut codes = Vec::with_capacity(appended.len());
+        let mut waiting = None;
         for (partition, end_offset) in appended {
             let mut mark = if acks == -1 {
                 partition.subscribe_high_watermark()
@@ -495,6 +507,7 @@ impl ReplicaManager {
             let reached = if done(&mark.borrow_and_update()) {
                 Ok(true)
             } else {
+                waiting.get_or_insert_with(|| Waiting::enter(&self.waiting.produce));
                 tokio::time::timeout_at(deadline, mark.wait_for(done))
                     .await
                     .map(|r| r.is_ok())
@@ -563,17 +576,23 @@ impl ReplicaManager {
         if diverged.iter().any(Option::is_some) {
             watchers.clear();
         }
+        let mut waiting = None;
         loop {
             let results = Self::read_once(from, requests, &partitions, &diverged, max_bytes);
             let total: usize = results.iter().map(|r| r.records.len()).sum();
             let any_error = results.iter().any(|r| r.error_code != 0);
             if total >= min_bytes.max(1) || any_error || watchers.is_empty() {
-                return results;
+                return count_reads(from, &partitions, results);
             }
+            waiting.get_or_insert_with(|| Waiting::enter(&self.waiting.fetch));
             let woken = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
             match tokio::time::timeout_at(deadline, woken).await {
                 Ok(_) if tokio::time::Instant::now() < deadline => continue,
-                _ => return Self::read_once(from, requests, &partitions, &diverged, max_bytes),
+                _ => {
+                    let results =
+                        Self::read_once(from, requests, &partitions, &diverged, max_bytes);
+                    return count_reads(from, &partitions, results);
+                }
             }
         }
     }
@@ -631,6 +650,16 @@ impl ReplicaManager {
                 fetched
             })
             .collect()
+    }
+
+    /// The data directory's journal (its round and fsync figures).
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// The data directory this broker's partitions live in.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
     }
 
     /// Retention and compaction over every partition; run periodically off the async workers.
@@ -700,6 +729,20 @@ impl ReplicaManager {
     fn replay_pending(&self) -> bool {
         !self.replay.lock().records.is_empty()
     }
+}
+
+/// Counts what a fetch returns (not the reads a long-poll discarded) as bytes out.
+fn count_reads(
+    from: FetchFrom,
+    partitions: &[Result<Arc<Partition>, PartitionError>],
+    results: Vec<FetchedPartition>,
+) -> Vec<FetchedPartition> {
+    for (partition, fetched) in partitions.iter().zip(&results) {
+        if let Ok(p) = partition {
+            p.traffic.record_read(from, fetched.records.len());
+        }
+    }
+    results
 }
 
 /// KIP-320 on the leader: whether a follower's log, ending at the request's offset with a
