@@ -42,13 +42,58 @@ pub fn bench_bin() -> PathBuf {
     target_bin_dir().join("chronik-bench")
 }
 
-/// A port that was free a moment ago. The server binds it right after; the window for a race is
-/// small and a collision shows up as a start failure, not as a wrong result.
+/// Ports handed to test brokers: below the kernel's ephemeral range (32768 and up by default),
+/// so no client connection takes one as its source port between the reservation and the bind.
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A port reserved for this test process until it exits: free now, outside the ephemeral
+/// range, and claimed with a file naming this process, so that test binaries running side by
+/// side never pick the same one (a claim left by a process that is gone is taken over).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port on 127.0.0.1")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let claims = std::env::temp_dir().join("chronik-test-ports");
+    std::fs::create_dir_all(&claims).expect("creating the port claims directory");
+    let pid = std::process::id();
+    let span = u32::from(TEST_PORTS.end - TEST_PORTS.start);
+    for _ in 0..span {
+        // Processes start at different points of the range, so they rarely contend.
+        let n = pid.wrapping_mul(7919).wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed));
+        let port = TEST_PORTS.start + (n % span) as u16;
+        if claim_port(&claims.join(port.to_string()), pid)
+            && TcpListener::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
+    }
+    panic!("no free test port in {TEST_PORTS:?}");
+}
+
+/// Claims a port's file for `pid`: created afresh, or taken over from a process that is gone.
+fn claim_port(path: &Path, pid: u32) -> bool {
+    use std::io::Write;
+    let create = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .and_then(|mut f| write!(f, "{pid}"))
+            .is_ok()
+    };
+    if create() {
+        return true;
+    }
+    let owner = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok());
+    match owner {
+        // A dead owner's claim is taken over (only one create_new can win it).
+        Some(owner) if owner != pid && !Path::new(&format!("/proc/{owner}")).exists() => {
+            std::fs::remove_file(path).is_ok() && create()
+        }
+        // Ours already, a live process's, or one still being written: not this port.
+        _ => false,
+    }
 }
 
 /// A minimal HTTP/1.1 GET (one request per connection): (status, body). For the broker's
