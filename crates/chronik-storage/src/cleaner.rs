@@ -30,6 +30,7 @@ use crate::batch::{self, BatchHeader, HEADER_SIZE, LOG_OVERHEAD};
 use crate::error::{Result, StorageError};
 use crate::fs::OpenMode;
 use crate::log::Log;
+use crate::records::put_varint;
 use crate::segment::{log_file_name, Recover, Segment};
 
 /// What one compaction pass did.
@@ -168,15 +169,6 @@ fn replace_segment(log: &mut Log, i: usize, data: &[u8]) -> Result<()> {
     // The old Segment only holds handles to the replaced (unlinked) files.
     log.segments[i] = segment;
     Ok(())
-}
-
-fn put_varint(buf: &mut Vec<u8>, v: i64) {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
-    while z >= 0x80 {
-        buf.push((z as u8 & 0x7f) | 0x80);
-        z >>= 7;
-    }
-    buf.push(z as u8);
 }
 
 fn put_nullable(buf: &mut Vec<u8>, bytes: Option<&[u8]>) {

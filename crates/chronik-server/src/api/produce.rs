@@ -15,6 +15,7 @@ use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, TopicN
 use kafka_protocol::ResponseError;
 
 use super::str_bytes;
+use crate::controller::CONSUMER_OFFSETS_TOPIC;
 use crate::metadata::MetadataView;
 use crate::replica::PartitionError;
 use crate::replica::ReplicaManager;
@@ -62,6 +63,10 @@ pub async fn handle(
             _ if transactional => Err(ResponseError::TransactionalIdAuthorizationFailed.code()),
             Some(name) if !authorizer.topic(session, AclOperation::Write, name) => {
                 Err(ResponseError::TopicAuthorizationFailed.code())
+            }
+            // Only the group coordinator writes the offsets topic (Kafka refuses clients too).
+            Some(name) if name == CONSUMER_OFFSETS_TOPIC => {
+                Err(ResponseError::InvalidTopicException.code())
             }
             Some(name) => Ok(name.as_str()),
             None => Err(ResponseError::UnknownTopicId.code()),
