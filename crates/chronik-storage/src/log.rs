@@ -24,7 +24,8 @@
 //!   rebuilt rather than trusted if missing or inconsistent, and every segment's data is
 //!   fsynced before the log is used. An I/O error while recovering fails the open. Without
 //!   a journal ([`Log::open`]) every segment is recovered and kept.
-//! - `*.cleaned`: compaction output not yet renamed into place; deleted at open.
+//! - `*.cleaned`: compaction output of older versions; deleted at open.
+//! - `compaction-staging/`: segments compaction builds aside (`cleaner`); removed at open.
 //!
 //! Every file operation goes through the [`FsRef`] given to [`Log::open`].
 //!
@@ -119,6 +120,9 @@ pub struct Log {
     /// Set when a failed append could not be undone: the active segment's files may hold
     /// bytes the log does not account for.
     needs_recovery: bool,
+    /// Bumped by whatever removes or rewrites data (truncation, retention, compaction), so a
+    /// compaction planned before it is not installed after it.
+    pub(crate) generation: u64,
 }
 
 fn parse_segment_base(name: &str) -> Option<i64> {
@@ -167,6 +171,7 @@ impl Log {
             // From here on a crash is unclean (a failed open only costs a full recovery).
             fs.remove_file(&marker)?;
         }
+        crate::cleaner::remove_staging(fs, dir)?;
         let mut bases = Vec::new();
         for name in fs.list_dir(dir)? {
             if name.ends_with(".cleaned") || name.ends_with(".tmp") {
@@ -251,6 +256,7 @@ impl Log {
             epochs,
             rolled_unsynced: Vec::new(),
             needs_recovery: false,
+            generation: 0,
         })
     }
 
@@ -625,6 +631,7 @@ impl Log {
     /// Removes everything at offsets >= `offset` (whole batches: a batch straddling
     /// `offset` goes too). Used for leader-epoch truncation.
     pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
+        self.generation += 1;
         if offset >= self.log_end_offset() {
             return Ok(());
         }
@@ -649,6 +656,7 @@ impl Log {
     /// no longer has its log end starts again at the leader's log start). The log keeps a
     /// segment at every step, so a failure leaves it usable.
     pub fn restart_at(&mut self, offset: i64) -> Result<()> {
+        self.generation += 1;
         info!(dir = %self.dir.display(), offset, "log starts afresh");
         self.delete_newest(self.segments.len() - 1)?;
         if self.segments[0].base_offset() == offset {
@@ -703,6 +711,7 @@ impl Log {
     /// Deletes the `n` oldest segments (never the active one) and moves the log start
     /// offset to the new first segment if it was below it.
     pub(crate) fn delete_oldest(&mut self, n: usize) -> Result<()> {
+        self.generation += 1;
         let n = n.min(self.segments.len() - 1);
         if n == 0 {
             return Ok(());
@@ -726,6 +735,7 @@ impl Log {
     /// Deletes the `n` newest segments (the oldest always stays) and makes that durable:
     /// recovery would otherwise bring back data after a truncation point.
     fn delete_newest(&mut self, n: usize) -> Result<()> {
+        self.generation += 1;
         let n = n.min(self.segments.len() - 1);
         if n == 0 {
             return Ok(());
@@ -803,15 +813,6 @@ impl Log {
 
     pub fn latest_epoch(&self) -> Option<i32> {
         self.epochs.latest_epoch()
-    }
-
-    /// One compaction pass (only when the cleanup policy includes Compact); see
-    /// `cleaner.rs`. Offsets of surviving records never change.
-    pub fn compact(&mut self, now_ms: i64) -> Result<crate::cleaner::CompactionStats> {
-        if !self.config.cleanup_policy.includes_compact() {
-            return Ok(Default::default());
-        }
-        crate::cleaner::compact(self, now_ms)
     }
 
     pub fn set_config(&mut self, config: LogConfig) {

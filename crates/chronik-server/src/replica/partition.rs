@@ -908,11 +908,22 @@ impl Partition {
         Ok(inner.log.delete_records_before(target)?)
     }
 
-    /// Retention and compaction; called by the background log cleaner.
+    /// Retention and compaction; called by the background log cleaner. Compaction holds the
+    /// lock only to plan and to swap the cleaned segments in (`chronik_storage::cleaner`): its
+    /// reading, decompressing, writing and fsyncing run without it, so produce, fetch and
+    /// offset commits go on meanwhile.
     pub fn clean(&self, now_ms: i64) -> Result<(), PartitionError> {
-        let mut inner = self.inner.lock();
-        inner.log.enforce_retention(now_ms)?;
-        inner.log.compact(now_ms)?;
+        let plan = {
+            let mut inner = self.inner.lock();
+            inner.log.enforce_retention(now_ms)?;
+            inner.log.plan_compaction(now_ms)
+        };
+        let Some(plan) = plan else {
+            return Ok(());
+        };
+        let cleaned = plan.build()?;
+        self.inner.lock().log.install_compaction(&cleaned)?;
+        cleaned.finish()?;
         Ok(())
     }
 
