@@ -22,7 +22,8 @@
 //! 3. [`Log::install_compaction`] (under the lock, a few renames): if the log's generation is
 //!    unchanged (no truncation, retention or deletion since the plan), the old segment's index
 //!    files are removed, then the staged `.log` and index files are renamed into place and the
-//!    segment reopened; otherwise the work is discarded. [`CleanedSegments::finish`] (no lock)
+//!    staged `Segment` (opened in step 2; its files follow the renames) takes the old one's
+//!    place; otherwise the work is discarded. [`CleanedSegments::finish`] (no lock)
 //!    fsyncs the directory and removes the staging directory.
 //!
 //! Crash behaviour: before the data file's rename the old segment stays (its indexes, if
@@ -35,7 +36,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::{BufMut, BytesMut};
 use kafka_protocol::compression::{self as cmpr, Compressor};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::batch::{self, BatchHeader, HEADER_SIZE, LOG_OVERHEAD};
 use crate::error::{Result, StorageError};
@@ -87,8 +88,11 @@ pub struct CleanedSegments {
     fs: FsRef,
     dir: PathBuf,
     generation: u64,
-    /// (index in the log's segments, base offset) of each staged segment.
-    staged: Vec<(usize, i64)>,
+    /// Each staged segment, opened (indexes loaded) in the staging directory, with its index
+    /// in the log's segments.
+    staged: Vec<(usize, Segment)>,
+    /// Whether any segment was renamed into place (the directory then needs an fsync).
+    renamed: bool,
     stats: CompactionStats,
 }
 
@@ -142,9 +146,10 @@ impl Log {
 
     /// Step 3 (under the log's lock): swaps the staged segments in, unless the log was
     /// truncated, retained or deleted from since the plan.
-    pub fn install_compaction(&mut self, cleaned: &CleanedSegments) -> Result<CompactionStats> {
+    pub fn install_compaction(&mut self, cleaned: &mut CleanedSegments) -> Result<CompactionStats> {
         if cleaned.generation != self.generation {
             info!(dir = %self.dir.display(), "log changed during compaction; its output is dropped");
+            cleaned.staged.clear();
             return Ok(CompactionStats::default());
         }
         if cleaned.staged.is_empty() {
@@ -152,8 +157,10 @@ impl Log {
         }
         self.generation += 1;
         let staging = staging_dir(&self.dir);
-        for &(i, base) in &cleaned.staged {
+        for (i, mut segment) in cleaned.staged.drain(..) {
+            let base = segment.base_offset();
             debug_assert_eq!(self.segments[i].base_offset(), base);
+            cleaned.renamed = true;
             Segment::remove_index_files(&self.fs, &self.dir, base)?;
             // Data first: until the indexes follow, the segment has none and would rebuild them.
             for name in [
@@ -164,14 +171,10 @@ impl Log {
                 self.fs
                     .rename(&staging.join(&name), &self.dir.join(&name))?;
             }
-            // The replaced Segment only holds handles to the unlinked files.
-            self.segments[i] = Segment::open(
-                &self.fs,
-                &self.dir,
-                base,
-                self.config.index_interval_bytes,
-                Recover::No,
-            )?;
+            // Its open files followed the renames; the replaced Segment only holds handles to
+            // the unlinked ones.
+            segment.moved_to(&self.dir);
+            self.segments[i] = segment;
         }
         Ok(cleaned.stats.clone())
     }
@@ -181,8 +184,8 @@ impl Log {
         let Some(plan) = self.plan_compaction(now_ms) else {
             return Ok(CompactionStats::default());
         };
-        let cleaned = plan.build()?;
-        let stats = self.install_compaction(&cleaned)?;
+        let mut cleaned = plan.build()?;
+        let stats = self.install_compaction(&mut cleaned)?;
         cleaned.finish()?;
         Ok(stats)
     }
@@ -192,7 +195,7 @@ impl CleanedSegments {
     /// After [`Log::install_compaction`], off the lock: makes the renames durable and removes
     /// the staging directory.
     pub fn finish(self) -> Result<()> {
-        if !self.staged.is_empty() {
+        if self.renamed {
             self.fs.sync_dir(&self.dir)?;
         }
         remove_staging(&self.fs, &self.dir)
@@ -311,6 +314,7 @@ impl CompactionPlan {
             dir: self.dir.clone(),
             generation: self.generation,
             staged: Vec::new(),
+            renamed: false,
             stats: CompactionStats::default(),
         };
         let staging = staging_dir(&self.dir);
@@ -333,19 +337,19 @@ impl CompactionPlan {
             out.flush()?;
             out.file.sync_data()?;
             // Validates what was written and builds (and fsyncs) its indexes beside it.
-            drop(Segment::open(
+            let staged = Segment::open(
                 &self.fs,
                 &staging,
                 segment.base,
                 self.index_interval,
                 Recover::All,
-            )?);
-            cleaned.staged.push((i, segment.base));
+            )?;
+            cleaned.staged.push((i, staged));
             cleaned.stats.segments_cleaned += 1;
             cleaned.stats.records_removed += removed;
             cleaned.stats.bytes_before += segment.size;
             cleaned.stats.bytes_after += out.written;
-            info!(dir = %self.dir.display(), base = segment.base, removed,
+            debug!(dir = %self.dir.display(), base = segment.base, removed,
                 before = segment.size, after = out.written, "compacted segment");
         }
         Ok(cleaned)

@@ -67,8 +67,8 @@ fn appends_during_a_pass_are_kept() {
     // Appends (and rolls) while the pass runs without the lock.
     fill(&mut log, 10..16, 3);
     let end = log.log_end_offset();
-    let cleaned = plan.build().unwrap();
-    let stats = log.install_compaction(&cleaned).unwrap();
+    let mut cleaned = plan.build().unwrap();
+    let stats = log.install_compaction(&mut cleaned).unwrap();
     cleaned.finish().unwrap();
     assert!(stats.records_removed > 0, "{stats:?}");
     assert_eq!(log.log_end_offset(), end);
@@ -93,10 +93,10 @@ fn a_truncation_during_a_pass_voids_it() {
     fill(&mut log, 0..10, 3);
     let before = records(&log);
     let plan = log.plan_compaction(1_000).unwrap();
-    let cleaned = plan.build().unwrap();
+    let mut cleaned = plan.build().unwrap();
     // A follower's cut removes the newest records, which the key map counted as latest.
     log.truncate_to(20).unwrap();
-    let stats = log.install_compaction(&cleaned).unwrap();
+    let stats = log.install_compaction(&mut cleaned).unwrap();
     cleaned.finish().unwrap();
     assert_eq!(stats, Default::default());
     // Nothing compacted: what the cut left (whole batches) is all there.
@@ -119,8 +119,8 @@ fn a_full_key_map_cleans_only_what_it_covers() {
     fill(&mut log, 12..14, 1);
     let segments = log.segment_count();
     let plan = log.plan_compaction(1_000).unwrap().with_key_map_entries(4);
-    let cleaned = plan.build().unwrap();
-    log.install_compaction(&cleaned).unwrap();
+    let mut cleaned = plan.build().unwrap();
+    log.install_compaction(&mut cleaned).unwrap();
     cleaned.finish().unwrap();
     let after = records(&log);
     // k0 (overwritten again at rounds 12-13, past the map's reach) keeps its older values;

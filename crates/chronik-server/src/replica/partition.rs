@@ -44,7 +44,7 @@ use chronik_storage::{Log, ReadResult, StorageError};
 use kafka_protocol::ResponseError;
 use parking_lot::Mutex;
 use tokio::sync::watch;
-use tracing::warn;
+use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::leader_state::LeaderState;
@@ -921,9 +921,17 @@ impl Partition {
         let Some(plan) = plan else {
             return Ok(());
         };
-        let cleaned = plan.build()?;
-        self.inner.lock().log.install_compaction(&cleaned)?;
+        let started = std::time::Instant::now();
+        let mut cleaned = plan.build()?;
+        let installing = std::time::Instant::now();
+        let stats = self.inner.lock().log.install_compaction(&mut cleaned)?;
+        let locked = installing.elapsed();
         cleaned.finish()?;
+        if stats.segments_cleaned > 0 {
+            info!(topic = %self.topic, partition = self.index, segments = stats.segments_cleaned,
+                removed = stats.records_removed, pass_ms = started.elapsed().as_millis() as u64,
+                locked_ms = locked.as_millis() as u64, "compaction pass");
+        }
         Ok(())
     }
 
