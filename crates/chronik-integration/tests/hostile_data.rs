@@ -112,6 +112,20 @@ fn round_trip(broker: &Broker, topic: &str) {
     panic!("round trip on {topic}: nothing read back");
 }
 
+/// How many segments the partition directory `dir` holds.
+fn segment_count(broker: &Broker, dir: &str) -> usize {
+    std::fs::read_dir(broker.storage_dir().join(dir))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".log")
+        })
+        .count()
+}
+
 /// One keyed record in the v2 record encoding (offset delta `delta`).
 fn encode_record(out: &mut BytesMut, delta: i64, key: &[u8], value: &[u8]) {
     fn varint(out: &mut Vec<u8>, v: i64) {
@@ -290,16 +304,7 @@ fn a_batch_claiming_two_billion_records_is_refused() {
     );
     // No offsets consumed, no segment rolled.
     assert_eq!(list_offset(&broker, "liar", -1), (0, 0));
-    let segments = std::fs::read_dir(broker.storage_dir().join("liar-0"))
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".log")
-        })
-        .count();
+    let segments = segment_count(&broker, "liar-0");
     assert_eq!(segments, 1);
     check_memory(&broker, "batch claiming 2^31 records");
     round_trip(&broker, "liar");
@@ -566,16 +571,7 @@ fn compaction_of_a_large_partition_does_not_stall_produce_or_heartbeats() {
         }
         (read, consumer.context().assignments.load(Ordering::SeqCst))
     });
-    let segments = std::fs::read_dir(broker.storage_dir().join("big-0"))
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".log")
-        })
-        .count();
+    let segments = segment_count(&broker, "big-0");
     println!("big-0 holds {segments} segments");
     let passes_before = compaction_passes(&broker.log()).len();
     // Until two passes completed after the probe started (the first may have begun before).
