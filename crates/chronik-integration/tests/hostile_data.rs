@@ -601,12 +601,14 @@ fn compaction_of_a_large_partition_does_not_stall_produce_or_heartbeats() {
     assert!(read > 0);
     assert_eq!(assignments, 1, "the group rebalanced: a heartbeat waited");
     // Produce never waited for a whole pass (before, the pass held the partition lock).
+    // The lock is held for the renames only, never for the pass; and where a pass is long
+    // enough to tell, no produce waited anywhere near as long.
     assert!(
-        longest >= 1000,
-        "the pass was too short to tell: {longest} ms"
+        locked <= 250 && locked <= longest,
+        "lock held {locked} ms in a {longest} ms pass"
     );
     assert!(
-        busy < Duration::from_millis(longest / 2),
+        longest < 1000 || busy < Duration::from_millis(longest / 2),
         "a produce waited {busy:?}, a pass took {longest} ms"
     );
     assert!(busy < Duration::from_secs(2), "{busy:?}");
