@@ -623,6 +623,21 @@ impl Broker {
         );
     }
 
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// A field of `/proc/<pid>/status` in KiB: `VmRSS` (resident now) or `VmHWM` (the
+    /// resident peak since the process started).
+    pub fn memory_kib(&self, field: &str) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+    }
+
     /// What the broker wrote to stdout/stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.path().join("broker.log")).unwrap_or_default()

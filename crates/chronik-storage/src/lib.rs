@@ -5,6 +5,8 @@
 //!
 //! # Layout
 //! - [`batch`]: a RecordBatch v2 header view — parse, validate (CRC-32C), patch in place.
+//! - [`records`]: walks and checks the records inside a batch (count, lengths, offset
+//!   deltas) in place or, compressed, through [`decompress`]'s bounded streaming decoders.
 //! - [`offset_index`] / [`time_index`]: sparse per-segment indexes, over the shared
 //!   fixed-width entry file handling of `index_file`.
 //! - [`segment`]: one `.log` data file plus its indexes; append, read, recover.
@@ -28,6 +30,7 @@
 pub mod batch;
 pub mod cleaner;
 pub mod config;
+pub mod decompress;
 pub mod dump;
 pub mod error;
 #[cfg(any(test, feature = "fault-injection"))]
@@ -39,6 +42,7 @@ pub mod journal;
 pub mod leader_epoch;
 pub mod log;
 pub mod offset_index;
+pub mod records;
 pub mod segment;
 pub mod time_index;
 
@@ -55,7 +59,7 @@ pub use batch::{batches, parse_header, validate_batch, BatchError, BatchHeader, 
 pub use cleaner::CompactionStats;
 pub use config::{CleanupPolicy, LogConfig, TimestampType};
 pub use error::{Result, StorageError};
-pub use log::{AppendInfo, Log, ReadResult, SyncHandle};
+pub use log::{AppendInfo, Log, ReadResult, SyncHandle, TimestampLookup};
 pub use segment::Segment;
 
 #[cfg(test)]

@@ -24,7 +24,8 @@
 //!   rebuilt rather than trusted if missing or inconsistent, and every segment's data is
 //!   fsynced before the log is used. An I/O error while recovering fails the open. Without
 //!   a journal ([`Log::open`]) every segment is recovered and kept.
-//! - `*.cleaned`: compaction output not yet renamed into place; deleted at open.
+//! - `*.cleaned`: compaction output of older versions; deleted at open.
+//! - `compaction-staging/`: segments compaction builds aside (`cleaner`); removed at open.
 //!
 //! Every file operation goes through the [`FsRef`] given to [`Log::open`].
 //!
@@ -46,7 +47,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kafka_protocol::records::RecordBatchDecoder;
 use tracing::{debug, info, warn};
 
 use crate::batch::{self, BatchHeader};
@@ -54,6 +54,7 @@ use crate::config::{LogConfig, TimestampType};
 use crate::error::{Result, StorageError};
 use crate::fs::{FileRef, FsRef, OpenMode};
 use crate::leader_epoch::LeaderEpochCache;
+use crate::records::{decompression_limit, walk_records, OffsetDeltas};
 use crate::segment::{Recover, Segment};
 
 const CLEAN_SHUTDOWN_FILE: &str = ".clean_shutdown";
@@ -119,6 +120,9 @@ pub struct Log {
     /// Set when a failed append could not be undone: the active segment's files may hold
     /// bytes the log does not account for.
     needs_recovery: bool,
+    /// Bumped by whatever removes or rewrites data (truncation, retention, compaction), so a
+    /// compaction planned before it is not installed after it.
+    pub(crate) generation: u64,
 }
 
 fn parse_segment_base(name: &str) -> Option<i64> {
@@ -167,6 +171,7 @@ impl Log {
             // From here on a crash is unclean (a failed open only costs a full recovery).
             fs.remove_file(&marker)?;
         }
+        crate::cleaner::remove_staging(fs, dir)?;
         let mut bases = Vec::new();
         for name in fs.list_dir(dir)? {
             if name.ends_with(".cleaned") || name.ends_with(".tmp") {
@@ -251,6 +256,7 @@ impl Log {
             epochs,
             rolled_unsynced: Vec::new(),
             needs_recovery: false,
+            generation: 0,
         })
     }
 
@@ -575,10 +581,21 @@ impl Log {
     /// ListOffsets by timestamp: the first record whose timestamp is >= `ts`, as
     /// `(offset, timestamp)`, in the first batch whose max timestamp is >= `ts`.
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>> {
+        Ok(self.find_timestamp(ts)?.map(TimestampLookup::resolve))
+    }
+
+    /// The first half of [`Log::offset_for_timestamp`]: finds and reads the batch, leaving its
+    /// records (which may need decompressing) to [`TimestampLookup::resolve`], off any lock.
+    pub fn find_timestamp(&self, ts: i64) -> Result<Option<TimestampLookup>> {
         for segment in &self.segments {
             if let Some((header, data)) = segment.find_by_timestamp(ts)? {
-                let found = first_record_at_or_after(&header, data, ts);
-                return Ok(Some((found.0.max(self.log_start_offset), found.1)));
+                return Ok(Some(TimestampLookup {
+                    fallback: (header.base_offset, header.max_timestamp),
+                    batch: Some((header, data)),
+                    ts,
+                    floor: self.log_start_offset,
+                    limit: decompression_limit(self.config.max_message_bytes),
+                }));
             }
         }
         Ok(None)
@@ -587,6 +604,11 @@ impl Log {
     /// ListOffsets MAX_TIMESTAMP: offset and timestamp of the record with the largest
     /// timestamp (the earliest such record).
     pub fn max_timestamp_offset(&self) -> Option<(i64, i64)> {
+        self.find_max_timestamp().map(TimestampLookup::resolve)
+    }
+
+    /// The first half of [`Log::max_timestamp_offset`], as [`Log::find_timestamp`].
+    pub fn find_max_timestamp(&self) -> Option<TimestampLookup> {
         let best = self
             .segments
             .iter()
@@ -597,15 +619,19 @@ impl Log {
             })?;
         let ts = best.max_timestamp();
         let offset = best.offset_of_max_timestamp();
-        match best.batch_containing(offset) {
-            Ok(Some((header, data))) => Some(first_record_at_or_after(&header, data, ts)),
-            _ => Some((offset, ts)),
-        }
+        Some(TimestampLookup {
+            fallback: (offset, ts),
+            batch: best.batch_containing(offset).ok().flatten(),
+            ts,
+            floor: i64::MIN,
+            limit: decompression_limit(self.config.max_message_bytes),
+        })
     }
 
     /// Removes everything at offsets >= `offset` (whole batches: a batch straddling
     /// `offset` goes too). Used for leader-epoch truncation.
     pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
+        self.generation += 1;
         if offset >= self.log_end_offset() {
             return Ok(());
         }
@@ -630,6 +656,7 @@ impl Log {
     /// no longer has its log end starts again at the leader's log start). The log keeps a
     /// segment at every step, so a failure leaves it usable.
     pub fn restart_at(&mut self, offset: i64) -> Result<()> {
+        self.generation += 1;
         info!(dir = %self.dir.display(), offset, "log starts afresh");
         self.delete_newest(self.segments.len() - 1)?;
         if self.segments[0].base_offset() == offset {
@@ -684,6 +711,7 @@ impl Log {
     /// Deletes the `n` oldest segments (never the active one) and moves the log start
     /// offset to the new first segment if it was below it.
     pub(crate) fn delete_oldest(&mut self, n: usize) -> Result<()> {
+        self.generation += 1;
         let n = n.min(self.segments.len() - 1);
         if n == 0 {
             return Ok(());
@@ -707,6 +735,7 @@ impl Log {
     /// Deletes the `n` newest segments (the oldest always stays) and makes that durable:
     /// recovery would otherwise bring back data after a truncation point.
     fn delete_newest(&mut self, n: usize) -> Result<()> {
+        self.generation += 1;
         let n = n.min(self.segments.len() - 1);
         if n == 0 {
             return Ok(());
@@ -784,15 +813,6 @@ impl Log {
 
     pub fn latest_epoch(&self) -> Option<i32> {
         self.epochs.latest_epoch()
-    }
-
-    /// One compaction pass (only when the cleanup policy includes Compact); see
-    /// `cleaner.rs`. Offsets of surviving records never change.
-    pub fn compact(&mut self, now_ms: i64) -> Result<crate::cleaner::CompactionStats> {
-        if !self.config.cleanup_policy.includes_compact() {
-            return Ok(Default::default());
-        }
-        crate::cleaner::compact(self, now_ms)
     }
 
     pub fn set_config(&mut self, config: LogConfig) {
@@ -921,22 +941,39 @@ fn remove_failed_rolls(
     Ok(())
 }
 
-/// Decodes `data` (one batch) to find the first record with timestamp >= `ts`; falls
-/// back to the batch's base offset and max timestamp if decoding fails or the batch
-/// uses LogAppendTime (where every record carries the batch's max timestamp).
-fn first_record_at_or_after(header: &BatchHeader, data: Vec<u8>, ts: i64) -> (i64, i64) {
-    let fallback = (header.base_offset, header.max_timestamp);
-    if header.timestamp_type_is_log_append() {
-        return fallback;
-    }
-    let mut buf = Bytes::from(data);
-    match RecordBatchDecoder::decode(&mut buf) {
-        Ok(set) => set
-            .records
-            .iter()
-            .find(|r| r.timestamp >= ts)
-            .map_or(fallback, |r| (r.offset, r.timestamp)),
-        Err(_) => fallback,
+/// A batch found by timestamp whose records are still to be searched: the search may inflate a
+/// compressed batch (bounded by `max.message.bytes` × [`crate::records::DECOMPRESSION_RATIO`]),
+/// so callers run [`TimestampLookup::resolve`] after releasing the partition's lock.
+pub struct TimestampLookup {
+    /// The answer when the records cannot be searched.
+    fallback: (i64, i64),
+    batch: Option<(BatchHeader, Vec<u8>)>,
+    ts: i64,
+    /// The log start offset: never answer below it.
+    floor: i64,
+    limit: usize,
+}
+
+impl TimestampLookup {
+    /// The first record with timestamp >= the one sought, as `(offset, timestamp)`; the batch's
+    /// base offset and max timestamp if the batch uses LogAppendTime (every record carries the
+    /// batch's) or its records cannot be walked.
+    pub fn resolve(self) -> (i64, i64) {
+        let (offset, ts) = match &self.batch {
+            Some((header, data)) if !header.timestamp_type_is_log_append() => {
+                let mut found = None;
+                let walked =
+                    walk_records(data, header, OffsetDeltas::Increasing, self.limit, |r| {
+                        let ts = header.base_timestamp.wrapping_add(r.timestamp_delta);
+                        if found.is_none() && ts >= self.ts {
+                            found = Some((header.base_offset + r.offset_delta as i64, ts));
+                        }
+                    });
+                walked.ok().and(found).unwrap_or(self.fallback)
+            }
+            _ => self.fallback,
+        };
+        (offset.max(self.floor), ts)
     }
 }
 

@@ -609,6 +609,12 @@ impl Segment {
         Ok(())
     }
 
+    /// Its files were renamed, unchanged, into `dir` (compaction builds segments aside): the
+    /// open handles followed them; later removals must find them there.
+    pub(crate) fn moved_to(&mut self, dir: &Path) {
+        self.dir = dir.to_path_buf();
+    }
+
     /// Removes the index files (before the data file is replaced by compaction).
     pub(crate) fn remove_index_files(fs: &FsRef, dir: &Path, base_offset: i64) -> io::Result<()> {
         fs.remove_file_if_exists(&index_path(dir, base_offset))?;

@@ -256,14 +256,17 @@ async fn dispatch(
             )
             .await,
         )),
-        RequestKind::ListOffsets(req) => Some(ResponseKind::ListOffsets(list_offsets::handle(
-            &broker.metadata,
-            &broker.replicas,
-            &broker.authorizer,
-            session,
-            req,
-            version,
-        ))),
+        RequestKind::ListOffsets(req) => Some(ResponseKind::ListOffsets(
+            list_offsets::handle(
+                &broker.metadata,
+                &broker.replicas,
+                &broker.authorizer,
+                session,
+                req,
+                version,
+            )
+            .await,
+        )),
         RequestKind::OffsetForLeaderEpoch(req) => Some(ResponseKind::OffsetForLeaderEpoch(
             offset_for_leader_epoch::handle(&broker.replicas, &broker.authorizer, session, req),
         )),

@@ -15,6 +15,7 @@ use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, TopicN
 use kafka_protocol::ResponseError;
 
 use super::str_bytes;
+use crate::controller::CONSUMER_OFFSETS_TOPIC;
 use crate::metadata::MetadataView;
 use crate::replica::PartitionError;
 use crate::replica::ReplicaManager;
@@ -63,6 +64,10 @@ pub async fn handle(
             Some(name) if !authorizer.topic(session, AclOperation::Write, name) => {
                 Err(ResponseError::TopicAuthorizationFailed.code())
             }
+            // Only the group coordinator writes the offsets topic (Kafka refuses clients too).
+            Some(name) if name == CONSUMER_OFFSETS_TOPIC => {
+                Err(ResponseError::InvalidTopicException.code())
+            }
             Some(name) => Ok(name.as_str()),
             None => Err(ResponseError::UnknownTopicId.code()),
         };
@@ -79,15 +84,12 @@ pub async fn handle(
                     .with_log_start_offset(-1);
                 let result = known.map(|topic| {
                     let records = p.records.clone().unwrap_or_default();
-                    replicas
-                        .append(topic, p.index, &records, acks)
-                        .map_err(|e| match e {
-                            // Not hosted because it is offline: say so (KAFKA_STORAGE_ERROR).
-                            PartitionError::UnknownTopicOrPartition => {
-                                replicas.missing(topic, p.index)
-                            }
-                            other => other,
-                        })
+                    let append = || replicas.append(topic, p.index, &records, acks);
+                    off_async_workers_if_compressed(&records, append).map_err(|e| match e {
+                        // Not hosted because it is offline: say so (KAFKA_STORAGE_ERROR).
+                        PartitionError::UnknownTopicOrPartition => replicas.missing(topic, p.index),
+                        other => other,
+                    })
                 });
                 match result {
                     Err(code) => response.with_error_code(code),
@@ -137,6 +139,21 @@ pub async fn handle(
             .with_responses(responses)
             .with_node_endpoints(node_endpoints),
     )
+}
+
+/// Runs `append` in place, or, when a batch is compressed (its records are inflated to be
+/// checked, up to 64 × max.message.bytes), as blocking work the runtime moves its other tasks
+/// away from, so no async worker stalls behind a decompression.
+fn off_async_workers_if_compressed<T>(records: &[u8], append: impl FnOnce() -> T) -> T {
+    let compressed = chronik_storage::batches(records)
+        .any(|b| b.is_ok_and(|(header, _)| header.compression() != 0));
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if compressed && multi_thread {
+        tokio::task::block_in_place(append)
+    } else {
+        append()
+    }
 }
 
 /// KIP-951: partitions answered NOT_LEADER_OR_FOLLOWER (or FENCED_LEADER_EPOCH) name their

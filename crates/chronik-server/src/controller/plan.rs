@@ -193,6 +193,17 @@ fn error(e: ResponseError, message: impl Into<String>) -> ControllerError {
     ControllerError::new(e, message)
 }
 
+/// The broker's own topics are not the clients' to delete or repartition.
+fn refuse_internal(name: &str, what: &str) -> Result<(), ControllerError> {
+    if name == super::CONSUMER_OFFSETS_TOPIC {
+        return Err(error(
+            ResponseError::InvalidTopicException,
+            format!("the internal topic {name} cannot be {what}"),
+        ));
+    }
+    Ok(())
+}
+
 fn unknown_topic(name: &str) -> ControllerError {
     error(
         ResponseError::UnknownTopicOrPartition,
@@ -348,6 +359,7 @@ fn decide(
         ControllerCall::CreateTopic(new) => create_topic(config, image, new),
         ControllerCall::DeleteTopic { name } => {
             let topic = image.topic(&name).ok_or_else(|| unknown_topic(&name))?;
+            refuse_internal(&name, "deleted")?;
             Ok((
                 vec![MetadataRecord::RemoveTopic { name }],
                 Decided::Topic((**topic).clone()),
@@ -733,6 +745,8 @@ fn create_partitions(
     validate_only: bool,
 ) -> Result<Plan, ControllerError> {
     let topic = image.topic(name).ok_or_else(|| unknown_topic(name))?;
+    // Groups map to offsets partitions by hash: another count would lose every group's offsets.
+    refuse_internal(name, "given more partitions")?;
     let current = topic.partition_count();
     if count <= current || count > MAX_PARTITIONS {
         return Err(error(

@@ -200,7 +200,10 @@ impl GroupCoordinator {
     /// Appends to the group's `__consumer_offsets` partition; returns what to wait on for
     /// durability (the partition and the end offset of the write).
     fn append(&self, group: &str, records: &[OffsetsRecord]) -> Result<(Arc<Partition>, i64), i16> {
-        let bytes = encode_batch(records, now_ms());
+        let bytes = encode_batch(records, now_ms()).map_err(|e| {
+            warn!(group, error = %e, "not writing a record that does not fit its layout");
+            ResponseError::InvalidRequest.code()
+        })?;
         let partition = self.partition_for(group);
         match self
             .replicas
@@ -665,7 +668,10 @@ impl GroupCoordinator {
             if next <= offset {
                 break;
             }
-            for record in decode_batches(read.bytes)? {
+            let records = decode_batches(&read.bytes, |at, error| {
+                warn!(partition = index, offset = at, %error, "skipping an undecodable {CONSUMER_OFFSETS_TOPIC} record");
+            });
+            for record in records {
                 offsets += self.apply_loaded(record);
             }
             offset = next;

@@ -16,9 +16,10 @@
 //! This module only encodes and decodes; appending and reading the log is the coordinator's job.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use chronik_storage::records::{decompression_limit, walk_records, OffsetDeltas};
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
 /// What one `__consumer_offsets` record says.
@@ -74,21 +75,33 @@ pub struct GroupMetadataValue {
 #[error("malformed __consumer_offsets record: {0}")]
 pub struct DecodeError(&'static str);
 
-fn put_str(buf: &mut BytesMut, s: &str) {
-    buf.put_i16(s.len() as i16);
+/// A string or byte field too long for its length prefix: writing it would corrupt the record.
+#[derive(Debug, thiserror::Error)]
+#[error("a {0}-byte field does not fit a __consumer_offsets record")]
+pub struct EncodeError(usize);
+
+fn put_str(buf: &mut BytesMut, s: &str) -> Result<(), EncodeError> {
+    let len = i16::try_from(s.len()).map_err(|_| EncodeError(s.len()))?;
+    buf.put_i16(len);
     buf.put_slice(s.as_bytes());
+    Ok(())
 }
 
-fn put_nullable_str(buf: &mut BytesMut, s: Option<&str>) {
+fn put_nullable_str(buf: &mut BytesMut, s: Option<&str>) -> Result<(), EncodeError> {
     match s {
         Some(s) => put_str(buf, s),
-        None => buf.put_i16(-1),
+        None => {
+            buf.put_i16(-1);
+            Ok(())
+        }
     }
 }
 
-fn put_bytes(buf: &mut BytesMut, b: &[u8]) {
-    buf.put_i32(b.len() as i32);
+fn put_bytes(buf: &mut BytesMut, b: &[u8]) -> Result<(), EncodeError> {
+    let len = i32::try_from(b.len()).map_err(|_| EncodeError(b.len()))?;
+    buf.put_i32(len);
     buf.put_slice(b);
+    Ok(())
 }
 
 fn need(buf: &Bytes, n: usize) -> Result<(), DecodeError> {
@@ -140,14 +153,14 @@ fn get_bytes(buf: &mut Bytes) -> Result<Bytes, DecodeError> {
 }
 
 impl OffsetValue {
-    fn encode(&self) -> Bytes {
+    fn encode(&self) -> Result<Bytes, EncodeError> {
         let mut buf = BytesMut::with_capacity(32 + self.metadata.len());
         buf.put_i16(3);
         buf.put_i64(self.offset);
         buf.put_i32(self.leader_epoch);
-        put_str(&mut buf, &self.metadata);
+        put_str(&mut buf, &self.metadata)?;
         buf.put_i64(self.commit_timestamp);
-        buf.freeze()
+        Ok(buf.freeze())
     }
 
     fn decode(mut buf: Bytes) -> Result<OffsetValue, DecodeError> {
@@ -166,26 +179,26 @@ impl OffsetValue {
 }
 
 impl GroupMetadataValue {
-    fn encode(&self) -> Bytes {
+    fn encode(&self) -> Result<Bytes, EncodeError> {
         let mut buf = BytesMut::with_capacity(128);
         buf.put_i16(3);
-        put_str(&mut buf, &self.protocol_type);
+        put_str(&mut buf, &self.protocol_type)?;
         buf.put_i32(self.generation);
-        put_nullable_str(&mut buf, self.protocol.as_deref());
-        put_nullable_str(&mut buf, self.leader.as_deref());
+        put_nullable_str(&mut buf, self.protocol.as_deref())?;
+        put_nullable_str(&mut buf, self.leader.as_deref())?;
         buf.put_i64(self.current_state_timestamp);
         buf.put_i32(self.members.len() as i32);
         for m in &self.members {
-            put_str(&mut buf, &m.member_id);
-            put_nullable_str(&mut buf, m.group_instance_id.as_deref());
-            put_str(&mut buf, &m.client_id);
-            put_str(&mut buf, &m.client_host);
+            put_str(&mut buf, &m.member_id)?;
+            put_nullable_str(&mut buf, m.group_instance_id.as_deref())?;
+            put_str(&mut buf, &m.client_id)?;
+            put_str(&mut buf, &m.client_host)?;
             buf.put_i32(m.rebalance_timeout_ms);
             buf.put_i32(m.session_timeout_ms);
-            put_bytes(&mut buf, &m.subscription);
-            put_bytes(&mut buf, &m.assignment);
+            put_bytes(&mut buf, &m.subscription)?;
+            put_bytes(&mut buf, &m.assignment)?;
         }
-        buf.freeze()
+        Ok(buf.freeze())
     }
 
     fn decode(mut buf: Bytes) -> Result<GroupMetadataValue, DecodeError> {
@@ -234,7 +247,7 @@ impl GroupMetadataValue {
 
 impl OffsetsRecord {
     /// (key, value) bytes of this record.
-    pub fn encode(&self) -> (Bytes, Option<Bytes>) {
+    pub fn encode(&self) -> Result<(Bytes, Option<Bytes>), EncodeError> {
         let mut key = BytesMut::with_capacity(64);
         match self {
             OffsetsRecord::Offset {
@@ -244,15 +257,17 @@ impl OffsetsRecord {
                 value,
             } => {
                 key.put_i16(1);
-                put_str(&mut key, group);
-                put_str(&mut key, topic);
+                put_str(&mut key, group)?;
+                put_str(&mut key, topic)?;
                 key.put_i32(*partition);
-                (key.freeze(), value.as_ref().map(OffsetValue::encode))
+                let value = value.as_ref().map(OffsetValue::encode).transpose()?;
+                Ok((key.freeze(), value))
             }
             OffsetsRecord::Group { group, value } => {
                 key.put_i16(2);
-                put_str(&mut key, group);
-                (key.freeze(), value.as_ref().map(GroupMetadataValue::encode))
+                put_str(&mut key, group)?;
+                let value = value.as_ref().map(GroupMetadataValue::encode).transpose()?;
+                Ok((key.freeze(), value))
             }
         }
     }
@@ -284,13 +299,13 @@ impl OffsetsRecord {
 }
 
 /// Encodes records into one uncompressed v2 record batch, ready for `ReplicaManager::append`.
-pub fn encode_batch(records: &[OffsetsRecord], timestamp: i64) -> Bytes {
+pub fn encode_batch(records: &[OffsetsRecord], timestamp: i64) -> Result<Bytes, EncodeError> {
     let records: Vec<Record> = records
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            let (key, value) = r.encode();
-            Record {
+            let (key, value) = r.encode()?;
+            Ok(Record {
                 transactional: false,
                 control: false,
                 delete_horizon: false,
@@ -304,9 +319,9 @@ pub fn encode_batch(records: &[OffsetsRecord], timestamp: i64) -> Bytes {
                 key: Some(key),
                 value,
                 headers: IndexMap::new(),
-            }
+            })
         })
-        .collect();
+        .collect::<Result<_, EncodeError>>()?;
     let mut buf = BytesMut::new();
     RecordBatchEncoder::encode(
         &mut buf,
@@ -317,28 +332,49 @@ pub fn encode_batch(records: &[OffsetsRecord], timestamp: i64) -> Bytes {
         },
     )
     .expect("encoding an uncompressed record batch cannot fail");
-    buf.freeze()
+    Ok(buf.freeze())
 }
 
 /// Decodes every record of `batches` (whole v2 batches as read from the log), skipping control
-/// records and records this broker does not understand.
-pub fn decode_batches(batches: Bytes) -> Result<Vec<OffsetsRecord>, DecodeError> {
-    let mut buf = batches;
-    let sets =
-        RecordBatchDecoder::decode_all(&mut buf).map_err(|_| DecodeError("bad record batch"))?;
+/// records and records this broker does not understand. A record (or the rest of a batch) that
+/// cannot be decoded is skipped and handed to `skipped` with its offset: one poison record must
+/// not keep the coordinator from loading every other group. Compressed batches inflate within
+/// the storage layer's bound.
+pub fn decode_batches(batches: &[u8], mut skipped: impl FnMut(i64, String)) -> Vec<OffsetsRecord> {
+    let limit = decompression_limit(chronik_storage::LogConfig::default().max_message_bytes);
     let mut out = Vec::new();
-    for set in sets {
-        for record in set.records {
-            if record.control {
-                continue;
+    for item in chronik_storage::batches(batches) {
+        let (header, range) = match item {
+            Ok(found) => found,
+            Err(e) => {
+                skipped(-1, e.to_string());
+                break;
             }
-            let Some(key) = record.key else { continue };
-            if let Some(parsed) = OffsetsRecord::decode(key, record.value)? {
-                out.push(parsed);
-            }
+        };
+        if header.is_control() {
+            continue;
+        }
+        let walked = walk_records(
+            &batches[range],
+            &header,
+            OffsetDeltas::Increasing,
+            limit,
+            |r| {
+                let Some(key) = r.key else { return };
+                let offset = header.base_offset + r.offset_delta as i64;
+                let key = Bytes::copy_from_slice(key);
+                match OffsetsRecord::decode(key, r.value.map(Bytes::copy_from_slice)) {
+                    Ok(Some(parsed)) => out.push(parsed),
+                    Ok(None) => {}
+                    Err(e) => skipped(offset, e.to_string()),
+                }
+            },
+        );
+        if let Err(e) = walked {
+            skipped(header.base_offset, format!("batch: {e}"));
         }
     }
-    Ok(out)
+    out
 }
 
 /// Java's `String.hashCode` over UTF-16 code units, as Kafka uses to place groups.
@@ -403,8 +439,50 @@ mod tests {
                 value: None,
             },
         ];
-        let batch = encode_batch(&records, 123);
-        assert_eq!(decode_batches(batch).unwrap(), records);
+        let batch = encode_batch(&records, 123).unwrap();
+        let decoded = decode_batches(&batch, |offset, e| panic!("skipped {offset}: {e}"));
+        assert_eq!(decoded, records);
+    }
+
+    #[test]
+    fn a_poison_record_is_skipped_and_the_rest_loads() {
+        let good = |partition| OffsetsRecord::Offset {
+            group: "g".into(),
+            topic: "t".into(),
+            partition,
+            value: None,
+        };
+        let mut bytes = encode_batch(&[good(0)], 1).unwrap().to_vec();
+        // A record whose key claims a 100-byte group name it does not hold.
+        let poison = OffsetsRecord::Group {
+            group: "x".into(),
+            value: None,
+        };
+        let mut batch = encode_batch(&[poison, good(1)], 2).unwrap().to_vec();
+        let key_at = batch
+            .windows(5)
+            .position(|w| w == [0, 2, 0, 1, b'x'])
+            .unwrap();
+        batch[key_at + 3] = 100;
+        let crc = crc32c::crc32c(&batch[21..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        bytes.extend_from_slice(&batch);
+        let mut skipped = Vec::new();
+        let decoded = decode_batches(&bytes, |offset, e| skipped.push((offset, e)));
+        assert_eq!(decoded, vec![good(0), good(1)]);
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+    }
+
+    #[test]
+    fn strings_too_long_for_their_prefix_are_refused() {
+        let record = OffsetsRecord::Offset {
+            group: "g".repeat(40_000),
+            topic: "t".into(),
+            partition: 0,
+            value: None,
+        };
+        assert!(record.encode().is_err());
+        assert!(encode_batch(&[record], 0).is_err());
     }
 
     #[test]
@@ -415,7 +493,8 @@ mod tests {
             partition: 1,
             value: None,
         }
-        .encode();
+        .encode()
+        .unwrap();
         assert_eq!(&key[..], &[0, 1, 0, 1, b'g', 0, 1, b't', 0, 0, 0, 1]);
     }
 

@@ -36,14 +36,15 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use chronik_storage::batch::{batches, validate_batch, BatchHeader};
+use chronik_storage::decompress::DecompressError;
 use chronik_storage::fs::FsRef;
 use chronik_storage::journal::{DurableListener, Journal, LogId};
+use chronik_storage::records::{check_client_batch, decompression_limit, RecordError};
 use chronik_storage::{Log, ReadResult, StorageError};
-use kafka_protocol::records::RecordBatchDecoder;
 use kafka_protocol::ResponseError;
 use parking_lot::Mutex;
 use tokio::sync::watch;
-use tracing::warn;
+use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::leader_state::LeaderState;
@@ -628,11 +629,17 @@ impl Partition {
                 });
             }
             if header.records_count <= 0 {
-                return Err(PartitionError::CorruptMessage("empty record batch".into()));
+                return Err(PartitionError::InvalidRecord {
+                    message: "empty record batch".into(),
+                    record_errors: Vec::new(),
+                });
             }
-            if compacted {
-                check_keys(&records.slice(range.clone()))?;
-            }
+            check_records(
+                &records[range.clone()],
+                &header,
+                max_message_bytes,
+                compacted,
+            )?;
             end = range.end;
             headers.push(header);
         }
@@ -880,13 +887,17 @@ impl Partition {
         timestamp: i64,
     ) -> Result<Option<(i64, i64)>, PartitionError> {
         let high_watermark = self.high_watermark();
-        let found = self.inner.lock().log.offset_for_timestamp(timestamp)?;
-        Ok(found.filter(|(offset, _)| *offset < high_watermark))
+        // The batch is read under the lock; its records are searched (maybe inflated) after.
+        let lookup = self.inner.lock().log.find_timestamp(timestamp)?;
+        Ok(lookup
+            .map(|l| l.resolve())
+            .filter(|(offset, _)| *offset < high_watermark))
     }
 
     /// ListOffsets MAX_TIMESTAMP: the record with the largest timestamp.
     pub fn max_timestamp_offset(&self) -> Option<(i64, i64)> {
-        self.inner.lock().log.max_timestamp_offset()
+        let lookup = self.inner.lock().log.find_max_timestamp();
+        lookup.map(|l| l.resolve())
     }
 
     /// OffsetForLeaderEpoch: (epoch, end offset) as Kafka defines it.
@@ -905,11 +916,30 @@ impl Partition {
         Ok(inner.log.delete_records_before(target)?)
     }
 
-    /// Retention and compaction; called by the background log cleaner.
+    /// Retention and compaction; called by the background log cleaner. Compaction holds the
+    /// lock only to plan and to swap the cleaned segments in (`chronik_storage::cleaner`): its
+    /// reading, decompressing, writing and fsyncing run without it, so produce, fetch and
+    /// offset commits go on meanwhile.
     pub fn clean(&self, now_ms: i64) -> Result<(), PartitionError> {
-        let mut inner = self.inner.lock();
-        inner.log.enforce_retention(now_ms)?;
-        inner.log.compact(now_ms)?;
+        let plan = {
+            let mut inner = self.inner.lock();
+            inner.log.enforce_retention(now_ms)?;
+            inner.log.plan_compaction(now_ms)
+        };
+        let Some(plan) = plan else {
+            return Ok(());
+        };
+        let started = std::time::Instant::now();
+        let mut cleaned = plan.build()?;
+        let installing = std::time::Instant::now();
+        let stats = self.inner.lock().log.install_compaction(&mut cleaned)?;
+        let locked = installing.elapsed();
+        cleaned.finish()?;
+        if stats.segments_cleaned > 0 {
+            info!(topic = %self.topic, partition = self.index, segments = stats.segments_cleaned,
+                removed = stats.records_removed, pass_ms = started.elapsed().as_millis() as u64,
+                locked_ms = locked.as_millis() as u64, "compaction pass");
+        }
         Ok(())
     }
 
@@ -1008,33 +1038,44 @@ fn advance(watermark: &watch::Sender<i64>, candidate: i64) {
     });
 }
 
-/// A compacted topic keeps the latest record per key, so a record without a key could never be
-/// cleaned: Kafka refuses it (INVALID_RECORD, with the offending records named per KIP-467).
-/// Only compacted topics pay for decoding the records here.
-fn check_keys(batch: &Bytes) -> Result<(), PartitionError> {
-    let mut buf = batch.clone();
-    let set = RecordBatchDecoder::decode(&mut buf)
-        .map_err(|e| PartitionError::CorruptMessage(e.to_string()))?;
-    let record_errors: Vec<(i32, String)> = set
-        .records
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.key.is_none())
-        .map(|(i, _)| {
-            (
-                i as i32,
-                "compacted topic cannot accept a record without a key".into(),
-            )
-        })
-        .collect();
-    if record_errors.is_empty() {
+/// Kafka's record checks on a producer's batch (`records::check_client_batch`: count, lengths,
+/// offset deltas; compressed batches inflated at most `max.message.bytes` × 64). A compacted
+/// topic keeps the latest record per key, so a record without a key could never be cleaned:
+/// Kafka refuses it (INVALID_RECORD, with the offending records named per KIP-467).
+fn check_records(
+    batch: &[u8],
+    header: &BatchHeader,
+    max_message_bytes: i32,
+    compacted: bool,
+) -> Result<(), PartitionError> {
+    let mut keyless = Vec::new();
+    let mut index = 0;
+    check_client_batch(batch, header, decompression_limit(max_message_bytes), |r| {
+        if compacted && r.key.is_none() {
+            keyless.push((
+                index,
+                "compacted topic cannot accept a record without a key".to_string(),
+            ));
+        }
+        index += 1;
+    })
+    .map_err(|e| match e {
+        RecordError::Decompress(DecompressError::Corrupt(_) | DecompressError::UnknownCodec(_)) => {
+            PartitionError::CorruptMessage(e.to_string())
+        }
+        other => PartitionError::InvalidRecord {
+            message: other.to_string(),
+            record_errors: Vec::new(),
+        },
+    })?;
+    if keyless.is_empty() {
         return Ok(());
     }
     Err(PartitionError::InvalidRecord {
         message: format!(
             "{} record(s) without a key in a batch for a compacted topic",
-            record_errors.len()
+            keyless.len()
         ),
-        record_errors,
+        record_errors: keyless,
     })
 }
