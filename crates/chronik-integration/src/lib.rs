@@ -58,7 +58,9 @@ pub fn free_port() -> u16 {
     let span = u32::from(TEST_PORTS.end - TEST_PORTS.start);
     for _ in 0..span {
         // Processes start at different points of the range, so they rarely contend.
-        let n = pid.wrapping_mul(7919).wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed));
+        let n = pid
+            .wrapping_mul(7919)
+            .wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed));
         let port = TEST_PORTS.start + (n % span) as u16;
         if claim_port(&claims.join(port.to_string()), pid)
             && TcpListener::bind(("127.0.0.1", port)).is_ok()

@@ -82,6 +82,28 @@ pub fn describe(
     response.with_results(results)
 }
 
+/// `user`'s changes, with the mechanism a deletion or upsertion names when it may change it:
+/// a known mechanism, not named for this user before in the request (else the user is refused).
+fn named_change<'a>(
+    users: &'a mut BTreeMap<String, UserChanges>,
+    named: &mut BTreeSet<(String, ScramMechanism)>,
+    user: &str,
+    wire_mechanism: i8,
+) -> (&'a mut UserChanges, Option<ScramMechanism>) {
+    let changes = users.entry(user.to_string()).or_default();
+    let Some(mechanism) = ScramMechanism::from_wire(wire_mechanism) else {
+        let message = "Unknown SCRAM mechanism".to_string();
+        refuse(changes, ResponseError::UnsupportedSaslMechanism, message);
+        return (changes, None);
+    };
+    if !named.insert((user.to_string(), mechanism)) {
+        let message = "A user credential cannot be altered twice in the same request";
+        refuse(changes, ResponseError::DuplicateResource, message.into());
+        return (changes, None);
+    }
+    (changes, Some(mechanism))
+}
+
 /// Keeps the first reason a user's changes are refused.
 fn refuse(changes: &mut UserChanges, error: ResponseError, message: String) {
     changes.refused.get_or_insert((error, message));
@@ -108,16 +130,11 @@ pub async fn alter(
     // (user, mechanism) pairs already named, deletions and upsertions together.
     let mut named = BTreeSet::new();
     for d in &request.deletions {
-        let changes = users.entry(d.name.to_string()).or_default();
-        let Some(mechanism) = ScramMechanism::from_wire(d.mechanism) else {
-            let message = "Unknown SCRAM mechanism".to_string();
-            refuse(changes, ResponseError::UnsupportedSaslMechanism, message);
+        let (changes, Some(mechanism)) = named_change(&mut users, &mut named, &d.name, d.mechanism)
+        else {
             continue;
         };
-        if !named.insert((d.name.to_string(), mechanism)) {
-            let message = "A user credential cannot be altered twice in the same request";
-            refuse(changes, ResponseError::DuplicateResource, message.into());
-        } else if !image
+        if !image
             .scram_credentials
             .get(d.name.as_str())
             .is_some_and(|c| c.contains_key(&mechanism))
@@ -128,16 +145,11 @@ pub async fn alter(
         changes.deletions.push(mechanism);
     }
     for u in &request.upsertions {
-        let changes = users.entry(u.name.to_string()).or_default();
-        let Some(mechanism) = ScramMechanism::from_wire(u.mechanism) else {
-            let message = "Unknown SCRAM mechanism".to_string();
-            refuse(changes, ResponseError::UnsupportedSaslMechanism, message);
+        let (changes, Some(mechanism)) = named_change(&mut users, &mut named, &u.name, u.mechanism)
+        else {
             continue;
         };
-        if !named.insert((u.name.to_string(), mechanism)) {
-            let message = "A user credential cannot be altered twice in the same request";
-            refuse(changes, ResponseError::DuplicateResource, message.into());
-        } else if let Err(message) = check_iterations(u.iterations) {
+        if let Err(message) = check_iterations(u.iterations) {
             refuse(changes, ResponseError::UnacceptableCredential, message);
         } else if u.salt.is_empty() || u.salted_password.is_empty() {
             let message = "Salt and salted password must not be empty".to_string();
