@@ -46,6 +46,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# User + system CPU of process $1, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+ticks_per_sec=$(getconf CLK_TCK)
+
 # run VARIANT ROUND: starts the variant's broker on a fresh data dir and runs the load
 # (report in $work/VARIANT-ROUND.json). Not in a subshell, so the EXIT trap stops its broker.
 run() {
@@ -60,6 +64,7 @@ run() {
   pid=$!
   for _ in $(seq 1 300); do grep -q "broker started" "$work/$variant-$round.log" && break; sleep 0.1; done
   grep -q "broker started" "$work/$variant-$round.log" || die "$variant broker did not start"
+  cpu_before=$(cpu_ticks "$pid")
   if [[ $variant == metrics ]]; then
     ( while sleep 5; do curl -sf "http://127.0.0.1:$((port + 1))/metrics" >/dev/null || true; done ) &
     scraper=$!
@@ -69,23 +74,34 @@ run() {
     --json-output "$work/$variant-$round.json" >"$work/$variant-$round.txt" 2>&1 ||
     { cat "$work/$variant-$round.txt" >&2; die "$variant round $round failed"; }
   [[ -n "$scraper" ]] && { kill "$scraper" 2>/dev/null; wait "$scraper" 2>/dev/null || true; scraper=""; }
+  echo $(( $(cpu_ticks "$pid") - cpu_before )) >"$work/$variant-$round.cpu"
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
   jq -e '(.failures|length) == 0' "$work/$variant-$round.json" >/dev/null ||
     die "$variant round $round did not validate: $(jq -c .failures "$work/$variant-$round.json")"
 }
 
-declare -A total=([baseline]=0 [metrics]=0)
-printf '%-6s %-9s %10s\n' round variant msg/s
+declare -A total=([baseline]=0 [metrics]=0) cpu_total=([baseline]=0 [metrics]=0)
+declare -A msgs_total=([baseline]=0 [metrics]=0)
+# cpu_us: the broker's CPU over the whole run (produce, then the read-back) per message
+# produced; less disturbed by other load on the machine than msg/s.
+printf '%-6s %-9s %10s %8s\n' round variant msg/s cpu_us
 for round in $(seq 1 "$rounds"); do
   # Alternate which goes first, so drift on the shared machine hits both alike.
   order=(baseline metrics); (( round % 2 == 0 )) && order=(metrics baseline)
   for variant in "${order[@]}"; do
     run "$variant" "$round"
     rate=$(jq -r '.msgs_per_sec|floor' "$work/$variant-$round.json")
+    msgs=$(jq -r '.acknowledged // .messages' "$work/$variant-$round.json")
+    ticks=$(cat "$work/$variant-$round.cpu")
     total[$variant]=$(( ${total[$variant]} + rate ))
-    printf '%-6s %-9s %10s\n' "$round" "$variant" "$rate"
+    cpu_total[$variant]=$(( ${cpu_total[$variant]} + ticks ))
+    msgs_total[$variant]=$(( ${msgs_total[$variant]} + msgs ))
+    printf '%-6s %-9s %10s %8s\n' "$round" "$variant" "$rate" \
+      "$(awk -v t="$ticks" -v h="$ticks_per_sec" -v n="$msgs" 'BEGIN { printf "%.2f", t / h * 1e6 / n }')"
   done
 done
 b=$(( ${total[baseline]} / rounds )); m=$(( ${total[metrics]} / rounds ))
 echo "mean: baseline $b msg/s, metrics $m msg/s, metrics/baseline $(awk -v m="$m" -v b="$b" 'BEGIN { printf "%.3f", m / b }')"
+cpu_per_msg() { awk -v t="${cpu_total[$1]}" -v h="$ticks_per_sec" -v n="${msgs_total[$1]}" 'BEGIN { printf "%.3f", t / h * 1e6 / n }'; }
+echo "broker CPU per message: baseline $(cpu_per_msg baseline) us, metrics $(cpu_per_msg metrics) us, metrics/baseline $(awk -v m="$(cpu_per_msg metrics)" -v b="$(cpu_per_msg baseline)" 'BEGIN { printf "%.3f", m / b }')"
 echo "($concurrency producers x in-flight 1, 256 B, acks=1, $duration after 2 s warm-up, every acknowledged message read back)"
