@@ -179,8 +179,11 @@ async fn read_requests(
             }
         };
         // A throttled client's next request waits out its throttle time.
+        // Only a throttled connection waits (a timer per request would cost every request).
         let until = *muted_until.lock();
-        tokio::time::sleep_until(until).await;
+        if until > Instant::now() {
+            tokio::time::sleep_until(until).await;
+        }
         // A refused frame is answered by closing; stop reading after it. (The walk is cheap:
         // strings and record sets are skipped by length.)
         let refused = super::request_bounds::check_frame(&frame.body).is_err();
