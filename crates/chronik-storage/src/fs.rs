@@ -31,6 +31,11 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
     fn len(&self) -> io::Result<u64>;
     /// Makes the file's written bytes (and its length) durable.
     fn sync_data(&self) -> io::Result<()>;
+    /// Starts writing the file's dirty pages out without waiting for them: a hint that
+    /// spreads a later `sync_data`'s work over time (it promises nothing by itself).
+    fn start_writeback(&self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A shared open file.
@@ -127,6 +132,17 @@ impl StorageFile for RealFile {
     }
     fn sync_data(&self) -> io::Result<()> {
         self.0.sync_data()
+    }
+    #[cfg(target_os = "linux")]
+    fn start_writeback(&self) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: the descriptor is open for as long as `self`; no memory is passed.
+        let rc =
+            unsafe { libc::sync_file_range(self.0.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+        match rc {
+            0 => Ok(()),
+            _ => Err(io::Error::last_os_error()),
+        }
     }
 }
 
