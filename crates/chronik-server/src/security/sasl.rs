@@ -13,6 +13,7 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
+use tracing::debug;
 
 use super::scram::{ScramCredential, ScramMechanism, MIN_ITERATIONS};
 use super::scram_server::{parse_client_first, ScramExchange};
@@ -149,8 +150,12 @@ impl Authentication {
         match (self.mechanism, self.scram.take()) {
             (SaslMechanism::Plain, _) => plain(settings, image, text).await,
             (SaslMechanism::Scram(m), None) => {
-                let Ok(first) = parse_client_first(text) else {
-                    return Step::Failed;
+                let first = match parse_client_first(text) {
+                    Ok(first) => first,
+                    Err(e) => {
+                        debug!(?e, "SCRAM client-first refused");
+                        return Step::Failed;
+                    }
                 };
                 let credential = settings.credential(image, m, &first.user);
                 let (exchange, server_first) = ScramExchange::start(m, &first, credential);
@@ -164,7 +169,11 @@ impl Authentication {
                         user,
                         token: server_final.into_bytes(),
                     },
-                    Err(_) => Step::Failed,
+                    // The kind of failure only: never a token or key.
+                    Err(e) => {
+                        debug!(?e, "SCRAM client-final refused");
+                        Step::Failed
+                    }
                 }
             }
         }

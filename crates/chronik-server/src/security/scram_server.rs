@@ -136,7 +136,11 @@ impl ScramExchange {
         if fields.next().and_then(|f| f.strip_prefix("c=")) != Some(&self.channel_binding) {
             return Err(ScramError::Malformed("channel binding differs"));
         }
-        if fields.next().and_then(|f| f.strip_prefix("r=")) != Some(&self.nonce) {
+        // Kafka checks only that the nonce ends with ours (fresh, so no replay; the proof covers
+        // the message as sent): librdkafka up to 2.0 (Debian's kcat) repeats its own nonce
+        // in front of it.
+        let echoed = fields.next().and_then(|f| f.strip_prefix("r="));
+        if !echoed.is_some_and(|r| r.ends_with(&self.nonce)) {
             return Err(ScramError::Malformed("nonce differs"));
         }
         let proof = BASE64

@@ -315,6 +315,48 @@ mod tests {
     }
 
     #[test]
+    fn a_certificate_subject_prints_as_kafka_prints_it() {
+        // Outermost first in the certificate; printed last.
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "acme");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "alice");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let der = CertificateDer::from(cert.der().to_vec());
+        assert_eq!(subject_dn(&der).unwrap(), "CN=alice,O=acme");
+        let files = TlsFiles {
+            certificate: PathBuf::new(),
+            key: PathBuf::new(),
+            ca: None,
+            client_auth: ClientAuth::None,
+        };
+        let source = TlsSource {
+            files,
+            rules: PrincipalRules::parse("RULE:^CN=(.*?),.*$/$1/,DEFAULT").unwrap(),
+            current: Mutex::new(Loaded {
+                stamps: Vec::new(),
+                acceptor: TlsAcceptor::from(Arc::new(
+                    ServerConfig::builder_with_provider(provider())
+                        .with_safe_default_protocol_versions()
+                        .unwrap()
+                        .with_no_client_auth()
+                        .with_single_cert(
+                            vec![der.clone()],
+                            PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+                        )
+                        .unwrap(),
+                )),
+            }),
+        };
+        assert_eq!(source.principal(&[der]).as_deref(), Some("User:alice"));
+    }
+
+    #[test]
     fn dn_values_are_escaped() {
         assert_eq!(escape_dn_value("a,b+c"), "a\\,b\\+c");
         assert_eq!(escape_dn_value(" x "), "\\ x\\ ");
