@@ -704,3 +704,64 @@ fn certificates_are_reloaded_when_their_files_change() {
         s.broker.log()
     );
 }
+
+/// KIP-368: with `connections_max_reauth_ms` the session lifetime is told, a request after it
+/// closes the connection, and a re-authentication on the same connection extends it.
+#[test]
+fn sessions_expire_unless_they_re_authenticate() {
+    let s = Secured::start(
+        &["SASL_PLAINTEXT"],
+        "connections_max_reauth_ms = 1500",
+        &[("alice", "SCRAM-SHA-256", "alice-secret")],
+    );
+    let addr = s.addr("SASL_PLAINTEXT");
+    let metadata = |stream: &mut TcpStream| {
+        stream
+            .write_all(&request_frame(
+                ApiKey::Metadata,
+                12,
+                7,
+                &MetadataRequest::default(),
+            ))
+            .unwrap();
+        read_frame(stream).is_ok()
+    };
+
+    let (mut lapsed, response) = raw_plain(&addr, "alice", "alice-secret");
+    assert_eq!(
+        (response.error_code, response.session_lifetime_ms),
+        (0, 1500)
+    );
+    assert!(metadata(&mut lapsed));
+
+    let (mut renewed, _) = raw_plain(&addr, "alice", "alice-secret");
+    std::thread::sleep(Duration::from_millis(1000));
+    let handshake: SaslHandshakeResponse = exchange_on(
+        &mut renewed,
+        ApiKey::SaslHandshake,
+        1,
+        &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+    )
+    .unwrap();
+    assert_eq!(handshake.error_code, 0);
+    let again: SaslAuthenticateResponse = exchange_on(
+        &mut renewed,
+        ApiKey::SaslAuthenticate,
+        2,
+        &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from("\0alice\0alice-secret")),
+    )
+    .unwrap();
+    assert_eq!((again.error_code, again.session_lifetime_ms), (0, 1500));
+    std::thread::sleep(Duration::from_millis(800));
+
+    assert!(metadata(&mut renewed), "re-authenticated: still served");
+    lapsed
+        .write_all(&request_frame(
+            ApiKey::Metadata,
+            12,
+            8,
+            &MetadataRequest::default(),
+        ))
+        .unwrap();
+    assert_closed(&mut lapsed, "a request after the session ended");
+}
