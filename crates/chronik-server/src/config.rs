@@ -732,6 +732,53 @@ mod tests {
     use super::*;
 
     #[test]
+    fn listen_alone_is_one_plaintext_listener_and_listeners_are_checked() {
+        let single = BrokerConfig {
+            advertised_address: Some("broker.example:19092".into()),
+            ..Default::default()
+        };
+        let listeners = single.listener_configs().unwrap();
+        assert_eq!(listeners.len(), 1);
+        assert_eq!(listeners[0].name, "PLAINTEXT");
+        assert_eq!(listeners[0].bind, single.listen);
+        assert_eq!(listeners[0].advertised, ("broker.example".into(), 19092));
+
+        let named = BrokerConfig {
+            listeners: Some("INTERNAL://127.0.0.1:19092,SASL_PLAINTEXT://127.0.0.1:19093".into()),
+            listener_security_protocol_map: Some("INTERNAL:PLAINTEXT".into()),
+            inter_broker_listener_name: Some("internal".into()),
+            ..Default::default()
+        };
+        assert_eq!(named.inter_broker_listener().unwrap().name, "INTERNAL");
+        assert!(named.validate().is_ok());
+        for broken in [
+            // Replica fetchers speak neither SASL nor TLS.
+            BrokerConfig {
+                inter_broker_listener_name: Some("SASL_PLAINTEXT".into()),
+                ..named.clone()
+            },
+            BrokerConfig {
+                inter_broker_listener_name: Some("OTHER".into()),
+                ..named.clone()
+            },
+            BrokerConfig {
+                listeners: Some("PLAINTEXT://127.0.0.1:1,SSL://127.0.0.1:2".into()),
+                ..Default::default()
+            },
+            BrokerConfig {
+                sasl_enabled_mechanisms: "PLAIN,GSSAPI".into(),
+                ..Default::default()
+            },
+            BrokerConfig {
+                advertised_listeners: Some("PLAINTEXT://h:1".into()),
+                ..Default::default()
+            },
+        ] {
+            assert!(broken.validate().is_err(), "{broken:?}");
+        }
+    }
+
+    #[test]
     fn flags_override_file_and_file_overrides_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("chronik.toml");

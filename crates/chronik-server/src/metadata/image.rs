@@ -265,6 +265,38 @@ mod tests {
     use super::*;
     use crate::security::acl::{AclOperation, PatternType, PermissionType, ResourceType};
 
+    #[test]
+    fn clients_get_the_endpoint_of_the_listener_they_use() {
+        let endpoint = |name: &str, port| Endpoint {
+            name: name.into(),
+            host: "h".into(),
+            port,
+        };
+        let mut broker = BrokerRegistration {
+            id: 1,
+            epoch: 1,
+            host: "h".into(),
+            port: 9092,
+            listeners: vec![endpoint("INTERNAL", 9092), endpoint("SASL_SSL", 9093)],
+            fenced: false,
+            in_controlled_shutdown: false,
+        };
+        assert_eq!(broker.endpoint("SASL_SSL"), Some(("h", 9093)));
+        assert_eq!(broker.endpoint("INTERNAL"), Some(("h", 9092)));
+        assert_eq!(
+            broker.endpoint("PLAINTEXT"),
+            None,
+            "no such listener: not listed"
+        );
+        // Registered before listeners: its address is the PLAINTEXT listener's.
+        broker.listeners.clear();
+        assert_eq!(broker.endpoint("PLAINTEXT"), Some(("h", 9092)));
+        assert_eq!(broker.endpoint("SASL_SSL"), None);
+        let old = r#"{"id":1,"epoch":1,"host":"h","port":9092,"fenced":false}"#;
+        let old: BrokerRegistration = serde_json::from_str(old).unwrap();
+        assert!(old.listeners.is_empty());
+    }
+
     fn batch(records: Vec<MetadataRecord>) -> MetadataBatch {
         MetadataBatch::new(records)
     }
