@@ -765,3 +765,45 @@ fn sessions_expire_unless_they_re_authenticate() {
         .unwrap();
     assert_closed(&mut lapsed, "a request after the session ended");
 }
+
+/// SaslHandshake v0: the tokens that follow are raw (size-prefixed, no Kafka header), and so
+/// are the broker's answers.
+#[test]
+fn a_v0_handshake_takes_raw_tokens() {
+    let s = Secured::start(
+        &["SASL_PLAINTEXT"],
+        "",
+        &[("alice", "SCRAM-SHA-256", "alice-secret")],
+    );
+    let addr = s.addr("SASL_PLAINTEXT");
+    let raw = |password: &str| {
+        let mut stream = TcpStream::connect(&addr).unwrap();
+        let handshake: SaslHandshakeResponse = exchange_on(
+            &mut stream,
+            ApiKey::SaslHandshake,
+            0,
+            &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+        )
+        .unwrap();
+        assert_eq!(handshake.error_code, 0);
+        let token = format!("\0alice\0{password}");
+        let mut frame = (token.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(token.as_bytes());
+        stream.write_all(&frame).unwrap();
+        stream
+    };
+    let mut ok = raw("alice-secret");
+    ok.set_read_timeout(Some(T)).unwrap();
+    let mut size = [0u8; 4];
+    ok.read_exact(&mut size).unwrap();
+    assert_eq!(u32::from_be_bytes(size), 0, "PLAIN's empty last token");
+    ok.write_all(&request_frame(
+        ApiKey::Metadata,
+        12,
+        3,
+        &MetadataRequest::default(),
+    ))
+    .unwrap();
+    assert!(read_frame(&mut ok).is_ok(), "authenticated: served");
+    assert_closed(&mut raw("wrong"), "a failed raw authentication");
+}

@@ -94,9 +94,14 @@ async fn connect(
         protocol,
         certificate_principal: None,
     };
-    let Some(tls) = broker.tls.as_ref().filter(|_| protocol.uses_tls()) else {
+    if !protocol.uses_tls() {
         let (read, write) = stream.into_split();
         super::connection::run(read, write, Some(peer), listening, broker, memory).await;
+        return;
+    }
+    // Never plaintext on a TLS listener (the configuration check makes this unreachable).
+    let Some(tls) = broker.tls.as_ref() else {
+        warn!(%peer, "no TLS configuration for a TLS listener; closing");
         return;
     };
     let timeout = Duration::from_millis(broker.config.request_frame_timeout_ms);
