@@ -175,6 +175,11 @@ pub fn describe(
             defaults.node_id.to_string(),
         ),
         (
+            "connections.max.reauth.ms",
+            config.connections_max_reauth_ms.to_string(),
+            defaults.connections_max_reauth_ms.to_string(),
+        ),
+        (
             "controller.quorum.voters",
             config.controller_quorum_voters.clone().unwrap_or_default(),
             String::new(),
@@ -183,6 +188,14 @@ pub fn describe(
             "default.replication.factor",
             config.default_replication_factor.to_string(),
             defaults.default_replication_factor.to_string(),
+        ),
+        (
+            "inter.broker.listener.name",
+            config
+                .inter_broker_listener()
+                .map(|l| l.name)
+                .unwrap_or_default(),
+            String::new(),
         ),
         (
             "listeners",
@@ -257,6 +270,11 @@ pub fn describe(
             "offsets.topic.num.partitions",
             config.offsets_topic_num_partitions.to_string(),
             defaults.offsets_topic_num_partitions.to_string(),
+        ),
+        (
+            "sasl.enabled.mechanisms",
+            config.sasl_enabled_mechanisms.clone(),
+            defaults.sasl_enabled_mechanisms.clone(),
         ),
         (
             "sasl.kerberos.min.time.before.relogin",
