@@ -807,3 +807,60 @@ fn a_v0_handshake_takes_raw_tokens() {
     assert!(read_frame(&mut ok).is_ok(), "authenticated: served");
     assert_closed(&mut raw("wrong"), "a failed raw authentication");
 }
+
+/// Three brokers with an INTERNAL (plaintext, inter-broker) and a SASL_PLAINTEXT listener each:
+/// a client that bootstraps on one SASL port is told every broker's SASL port and produces to
+/// leaders on all of them (acks=all: the followers replicate over INTERNAL), and reads back.
+#[tokio::test]
+async fn a_cluster_answers_each_client_on_its_listener() {
+    let sasl_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let cluster = chronik_integration::Cluster::start_with_node_args(3, &[], |id, port| {
+        let sasl = sasl_ports[(id - 1) as usize];
+        [
+            "--listeners",
+            &format!("INTERNAL://127.0.0.1:{port},SASL_PLAINTEXT://127.0.0.1:{sasl}"),
+            "--listener-security-protocol-map",
+            "INTERNAL:PLAINTEXT",
+            "--inter-broker-listener-name",
+            "INTERNAL",
+        ]
+        .map(str::to_string)
+        .to_vec()
+    });
+    let internal = cluster.bootstrap();
+    let mut admin = TcpStream::connect(internal.split(',').next().unwrap()).unwrap();
+    let altered: AlterUserScramCredentialsResponse = exchange_on(
+        &mut admin,
+        ApiKey::AlterUserScramCredentials,
+        0,
+        &AlterUserScramCredentialsRequest::default()
+            .with_upsertions(vec![upsertion("alice", "alice-secret")]),
+    )
+    .unwrap();
+    assert_eq!(altered.results[0].error_code, 0, "{altered:?}");
+    core_util::create_replicated_topic(&internal, "spread", 3, 3, &[]).await;
+
+    let addr = format!("127.0.0.1:{}", sasl_ports[0]);
+    let config = sasl_config(&addr, "PLAIN", "alice", "alice-secret");
+    let producer: BaseProducer = config.create().unwrap();
+    let metadata = producer.client().fetch_metadata(Some("spread"), T).unwrap();
+    let mut ports: Vec<u16> = metadata.brokers().iter().map(|b| b.port() as u16).collect();
+    ports.sort();
+    let mut expected = sasl_ports.clone();
+    expected.sort();
+    assert_eq!(ports, expected, "every broker at its SASL listener");
+
+    let producer: FutureProducer = config.clone().set("acks", "all").create().unwrap();
+    for partition in 0..3 {
+        producer
+            .send(
+                FutureRecord::<str, str>::to("spread")
+                    .partition(partition)
+                    .payload("spread"),
+                T,
+            )
+            .await
+            .unwrap_or_else(|(e, _)| panic!("partition {partition}: {e}"));
+    }
+    assert_eq!(consume_one(&config, "spread"), "spread");
+}
