@@ -16,7 +16,8 @@ const API_KEYS: usize = 128;
 const ERROR_CODES: usize = 160;
 
 pub struct RequestMetrics {
-    /// Open client connections, and those accepted since start (one listener: PLAINTEXT).
+    /// Open client connections, and those accepted since start, over all listeners (exported
+    /// as listener="PLAINTEXT"; not yet counted per listener).
     pub connections: AtomicI64,
     pub connections_created: AtomicU64,
     per_api: Box<[Option<ApiMetrics>]>,
