@@ -212,48 +212,37 @@ async fn read_requests<R: FrameSource>(
             None => -1,
         };
         if let Some(auth) = auth.as_mut() {
-            match auth.admit(api_key) {
-                Admit::Dispatch => {}
-                Admit::Close(reason) => {
-                    let held = Held {
-                        _memory: frame.memory,
-                        _slot: slot,
-                        _fetch: None,
-                    };
-                    let _ = queue.send(answered(Outcome::Close(reason), held)).await;
-                    return;
-                }
-                Admit::Authenticate => {
-                    let held = Held {
-                        _memory: frame.memory,
-                        _slot: slot,
-                        _fetch: None,
-                    };
-                    let (outcome, event) = auth.handle(&broker, frame.body).await;
-                    // After a failure the reader stops: the connection closes once the
-                    // answer is written.
-                    let failed = matches!(event, Event::Failed);
-                    let outcome = match event {
-                        Event::Continue => outcome,
-                        Event::Authenticated(principal) => {
+            let admit = auth.admit(api_key);
+            if !matches!(admit, Admit::Dispatch) {
+                let held = Held {
+                    _memory: frame.memory,
+                    _slot: slot,
+                    _fetch: None,
+                };
+                // After a failure the reader stops: the connection closes once the answer is
+                // written.
+                let (outcome, failed) = match admit {
+                    Admit::Close(reason) => (Outcome::Close(reason), true),
+                    _ => match auth.handle(&broker, frame.body).await {
+                        (outcome, Event::Continue) => (outcome, false),
+                        (outcome, Event::Authenticated(principal)) => {
                             session = Arc::new(session.with_principal(principal));
                             frames.set_max_frame(broker.config.socket_request_max_bytes);
-                            outcome
+                            (outcome, false)
                         }
                         // Answered after the failure delay (the writer waits, reading
                         // nothing), then closed.
-                        Event::Failed => match outcome {
-                            Outcome::Respond(frame) => {
-                                Outcome::Throttled(Some(frame), broker.sasl.failure_delay)
-                            }
-                            outcome => outcome,
-                        },
-                    };
-                    if queue.send(answered(outcome, held)).await.is_err() || failed {
-                        return;
-                    }
-                    continue;
+                        (Outcome::Respond(frame), Event::Failed) => (
+                            Outcome::Throttled(Some(frame), broker.sasl.failure_delay),
+                            true,
+                        ),
+                        (outcome, Event::Failed) => (outcome, true),
+                    },
+                };
+                if queue.send(answered(outcome, held)).await.is_err() || failed {
+                    return;
                 }
+                continue;
             }
         }
         // A refused frame is answered by closing; stop reading after it. (The walk is cheap:
