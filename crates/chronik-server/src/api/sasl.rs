@@ -63,6 +63,7 @@ pub struct ConnectionAuth {
 }
 
 impl ConnectionAuth {
+    /// Who answers a frame with this API key now.
     pub fn admit(&self, api_key: i16) -> Admit {
         if self.raw && self.pending.is_some() {
             return Admit::Authenticate;
@@ -82,10 +83,6 @@ impl ConnectionAuth {
             }
             _ => Admit::Dispatch,
         }
-    }
-
-    pub fn authenticated(&self) -> bool {
-        self.principal.is_some()
     }
 
     /// Answers one SASL frame (or raw token).

@@ -62,7 +62,7 @@ pub struct Endpoint {
 
 /// `NAME://host:port` entries of a comma-separated list, in order; names are upper-cased and
 /// may appear once. An empty host means all interfaces, as in Kafka.
-pub fn parse_list(setting: &str, list: &str) -> anyhow::Result<Vec<(String, String, u16)>> {
+fn parse_list(setting: &str, list: &str) -> anyhow::Result<Vec<(String, String, u16)>> {
     let mut entries: Vec<(String, String, u16)> = Vec::new();
     for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
         let (name, address) = entry
@@ -87,7 +87,7 @@ pub fn parse_list(setting: &str, list: &str) -> anyhow::Result<Vec<(String, Stri
 }
 
 /// `NAME:PROTOCOL,...` (Kafka's `listener.security.protocol.map`) on top of the standard names.
-pub fn parse_protocol_map(map: Option<&str>) -> anyhow::Result<BTreeMap<String, SecurityProtocol>> {
+fn parse_protocol_map(map: Option<&str>) -> anyhow::Result<BTreeMap<String, SecurityProtocol>> {
     let mut protocols: BTreeMap<String, SecurityProtocol> =
         ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
             .into_iter()
