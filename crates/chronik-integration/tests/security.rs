@@ -240,6 +240,16 @@ async fn scram_and_plain_round_trips_over_sasl_plaintext() {
         .unwrap();
     let metadata = plain.client().fetch_metadata(None, T).unwrap();
     assert_eq!(metadata.brokers()[0].port() as u16, s.broker.port());
+    // Connections are counted per listener.
+    let (_, metrics) = s.broker.http_get("/metrics").unwrap();
+    for listener in ["PLAINTEXT", "SASL_PLAINTEXT"] {
+        assert!(
+            metrics.contains(&format!(
+                "connection_creation_total{{listener=\"{listener}\"}}"
+            )),
+            "{listener} in:\n{metrics}"
+        );
+    }
 }
 
 #[test]

@@ -224,6 +224,9 @@ impl Broker {
                 .with_super_users(&config.super_users),
             sasl: SaslSettings::from_config(&config)?,
             tls: config.tls_source()?,
+            requests: RequestMetrics::for_listeners(
+                config.listener_configs()?.into_iter().map(|l| l.name),
+            ),
             config,
             metadata,
             replicas,
@@ -232,7 +235,6 @@ impl Broker {
             broker_epoch,
             fetchers,
             quotas: Default::default(),
-            requests: RequestMetrics::default(),
             heartbeats: parking_lot::Mutex::new(Some(heartbeats)),
             stopping: Default::default(),
         }))

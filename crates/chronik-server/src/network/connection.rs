@@ -63,6 +63,8 @@ struct Held {
 
 /// The listener a connection came in on.
 pub struct Listening {
+    /// Its place in the configuration (the metrics count connections per listener).
+    pub index: usize,
     pub name: Arc<str>,
     pub protocol: SecurityProtocol,
     /// The principal of a verified TLS client certificate.
@@ -103,7 +105,7 @@ pub async fn run<R: FrameSource, W: AsyncWrite + Unpin>(
     let slots = Arc::new(Semaphore::new(max_in_flight));
     let muted_until = Arc::new(Mutex::new(Instant::now()));
     let metrics = broker.clone();
-    let _open = metrics.requests.connection_opened();
+    let _open = metrics.requests.connection_opened(listener.index);
     let reader = tokio::spawn(read_requests(
         frames,
         queue,

@@ -15,7 +15,7 @@ use tracing::{debug, warn};
 
 use super::connection::Listening;
 use super::connection_limits::ConnectionLimits;
-use super::listener::{ListenerConfig, SecurityProtocol};
+use super::listener::ListenerConfig;
 use super::request_memory::RequestMemory;
 use crate::broker::Broker;
 
@@ -58,9 +58,14 @@ pub async fn serve(
                         continue;
                     };
                     let (broker, memory) = (broker.clone(), memory.clone());
-                    let (name, protocol) = (names[index].clone(), listeners[index].config.protocol);
+                    let listening = Listening {
+                        index,
+                        name: names[index].clone(),
+                        protocol: listeners[index].config.protocol,
+                        certificate_principal: None,
+                    };
                     connections.spawn(async move {
-                        connect(stream, peer, name, protocol, broker, memory).await;
+                        connect(stream, peer, listening, broker, memory).await;
                         drop(admission);
                     });
                 }
@@ -83,18 +88,12 @@ pub async fn serve(
 async fn connect(
     stream: TcpStream,
     peer: SocketAddr,
-    name: Arc<str>,
-    protocol: SecurityProtocol,
+    mut listening: Listening,
     broker: Arc<Broker>,
     memory: RequestMemory,
 ) {
     let _ = stream.set_nodelay(true);
-    let mut listening = Listening {
-        name,
-        protocol,
-        certificate_principal: None,
-    };
-    if !protocol.uses_tls() {
+    if !listening.protocol.uses_tls() {
         let (read, write) = stream.into_split();
         super::connection::run(read, write, Some(peer), listening, broker, memory).await;
         return;
