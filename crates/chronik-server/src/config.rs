@@ -5,13 +5,15 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
+use crate::network::client::{ClientSecurity, SaslCredentials};
 use crate::network::listener::{self, ListenerConfig, SecurityProtocol};
 use crate::security::sasl::SaslMechanism;
-use crate::security::tls::{ClientAuth, TlsFiles, TlsSource};
+use crate::security::tls::{self, ClientAuth, TlsFiles, TlsSource};
 
 /// When appended data reaches the disk before a produce is acknowledged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -31,6 +33,17 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line (tracing-subscriber's JSON layout).
     Json,
+}
+
+/// A setting never printed: the effective configuration is logged at start.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
 }
 
 /// The effective broker configuration, logged at start.
@@ -53,6 +66,11 @@ pub struct BrokerConfig {
     pub listener_security_protocol_map: Option<String>,
     /// The listener other brokers' replica fetchers connect to; defaults to the first one.
     pub inter_broker_listener_name: Option<String>,
+    /// How this broker authenticates on a SASL inter-broker listener (PLAIN, SCRAM-SHA-256,
+    /// SCRAM-SHA-512), as whom, and the password (TOML only; never logged).
+    pub inter_broker_sasl_mechanism: String,
+    pub inter_broker_sasl_username: Option<String>,
+    pub inter_broker_sasl_password: Option<Secret>,
     /// SASL mechanisms offered on SASL listeners, comma-separated (PLAIN, SCRAM-SHA-256,
     /// SCRAM-SHA-512).
     pub sasl_enabled_mechanisms: String,
@@ -237,6 +255,9 @@ impl Default for BrokerConfig {
             advertised_listeners: None,
             listener_security_protocol_map: None,
             inter_broker_listener_name: None,
+            inter_broker_sasl_mechanism: "SCRAM-SHA-512".into(),
+            inter_broker_sasl_username: None,
+            inter_broker_sasl_password: None,
             sasl_enabled_mechanisms: "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512".into(),
             super_users: String::new(),
             connection_failed_authentication_delay_ms: 100,
@@ -548,7 +569,7 @@ impl BrokerConfig {
             bail!("leader_imbalance_check_interval_seconds must be at least 1");
         }
         self.advertised_host_port()?;
-        self.inter_broker_listener()?;
+        self.inter_broker_client()?;
         self.sasl_mechanisms()?;
         self.tls_source()?;
         self.metrics_addr()?;
@@ -647,8 +668,7 @@ impl BrokerConfig {
         }
     }
 
-    /// The listener other brokers reach this one on. Replica fetchers speak neither TLS nor
-    /// SASL yet, so it must be a PLAINTEXT listener.
+    /// The listener other brokers reach this one on.
     pub fn inter_broker_listener(&self) -> anyhow::Result<ListenerConfig> {
         let listeners = self.listener_configs()?;
         let chosen = match &self.inter_broker_listener_name {
@@ -660,13 +680,54 @@ impl BrokerConfig {
                 })?,
             None => listeners.into_iter().next().context("no listeners")?,
         };
-        if chosen.protocol != SecurityProtocol::Plaintext {
-            bail!(
-                "the inter-broker listener {} must be PLAINTEXT (replica fetchers do not speak TLS or SASL yet)",
-                chosen.name
-            );
-        }
         Ok(chosen)
+    }
+
+    /// How this broker's replica fetchers connect to the others' inter-broker listener: TLS
+    /// trusting `ssl_ca_file` (and showing this broker's certificate), SASL as
+    /// `inter_broker_sasl_username`.
+    pub fn inter_broker_client(&self) -> anyhow::Result<ClientSecurity> {
+        let listener = self.inter_broker_listener()?;
+        let tls = match listener.protocol.uses_tls() {
+            false => None,
+            true => {
+                let (Some(certificate), Some(key)) =
+                    (&self.ssl_certificate_file, &self.ssl_key_file)
+                else {
+                    bail!(
+                        "a TLS inter-broker listener needs ssl_certificate_file and ssl_key_file"
+                    );
+                };
+                let ca = self.ssl_ca_file.as_ref().context(
+                    "a TLS inter-broker listener needs ssl_ca_file to verify the other brokers",
+                )?;
+                Some(Arc::new(tls::client_config(certificate, key, ca)?))
+            }
+        };
+        let sasl = match listener.protocol.uses_sasl() {
+            false => None,
+            true => {
+                let (Some(user), Some(password)) = (
+                    &self.inter_broker_sasl_username,
+                    &self.inter_broker_sasl_password,
+                ) else {
+                    bail!("a SASL inter-broker listener needs inter_broker_sasl_username and inter_broker_sasl_password");
+                };
+                let mechanism = SaslMechanism::from_name(&self.inter_broker_sasl_mechanism)
+                    .with_context(|| {
+                        format!(
+                            "inter_broker_sasl_mechanism {} is not supported",
+                            self.inter_broker_sasl_mechanism
+                        )
+                    })?;
+                Some(SaslCredentials {
+                    mechanism,
+                    user: user.clone(),
+                    password: password.0.clone(),
+                })
+            }
+        };
+        Ok(ClientSecurity { tls, sasl })
     }
 
     /// What SSL and SASL_SSL listeners serve, if any listener uses TLS (checked: the files
@@ -751,11 +812,23 @@ mod tests {
         };
         assert_eq!(named.inter_broker_listener().unwrap().name, "INTERNAL");
         assert!(named.validate().is_ok());
+        let sasl_between_brokers = BrokerConfig {
+            inter_broker_listener_name: Some("SASL_PLAINTEXT".into()),
+            inter_broker_sasl_username: Some("broker".into()),
+            inter_broker_sasl_password: Some(Secret("broker-secret".into())),
+            ..named.clone()
+        };
+        assert!(sasl_between_brokers.validate().is_ok());
+        assert!(!format!("{sasl_between_brokers:?}").contains("broker-secret"));
         for broken in [
-            // Replica fetchers speak neither SASL nor TLS.
+            // A SASL inter-broker listener needs this broker's credentials.
             BrokerConfig {
                 inter_broker_listener_name: Some("SASL_PLAINTEXT".into()),
                 ..named.clone()
+            },
+            BrokerConfig {
+                inter_broker_sasl_mechanism: "GSSAPI".into(),
+                ..sasl_between_brokers.clone()
             },
             BrokerConfig {
                 inter_broker_listener_name: Some("OTHER".into()),

@@ -11,6 +11,7 @@ pub mod acl;
 pub mod authorizer;
 pub mod sasl;
 pub mod scram;
+pub mod scram_client;
 pub mod scram_server;
 pub mod tls;
 

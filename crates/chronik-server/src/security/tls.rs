@@ -147,6 +147,30 @@ fn server_config(files: &TlsFiles) -> anyhow::Result<ServerConfig> {
         .context("the certificate does not go with the key")
 }
 
+/// What this broker's replica fetchers use on a TLS inter-broker listener: the other brokers
+/// are verified against `ca`, and this broker shows its own certificate (for mTLS). Read once,
+/// at start.
+pub fn client_config(
+    certificate: &Path,
+    key: &Path,
+    ca: &Path,
+) -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    for cert in read_certificates(ca)? {
+        roots
+            .add(cert)
+            .with_context(|| format!("a CA certificate of {}", ca.display()))?;
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("reading a private key from {}", key.display()))?;
+    rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .context("TLS protocol versions")?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(read_certificates(certificate)?, key)
+        .context("the certificate does not go with the key")
+}
+
 fn read_certificates(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let certs = CertificateDer::pem_file_iter(path)
         .with_context(|| format!("reading {}", path.display()))?
