@@ -510,6 +510,10 @@ fn kcat(settings: &[(&str, String)], args: &[&str], input: &str) -> (bool, Strin
 /// A broker with SASL_SSL and SSL listeners (client certificates requested, verified against
 /// the test CA, principal = the CN), and the CA.
 fn tls_broker(users: &[(&str, &str, &str)]) -> (Secured, Ca) {
+    tls_broker_with(users, "requested")
+}
+
+fn tls_broker_with(users: &[(&str, &str, &str)], client_auth: &str) -> (Secured, Ca) {
     let ca = ca("chronik test CA");
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = leaf(&ca, &["localhost"], "broker", false);
@@ -519,7 +523,7 @@ fn tls_broker(users: &[(&str, &str, &str)]) -> (Secured, Ca) {
     write(&paths[2], &ca.cert.pem());
     let toml = format!(
         "ssl_certificate_file = {:?}\nssl_key_file = {:?}\nssl_ca_file = {:?}\n\
-         ssl_client_auth = \"requested\"\n\
+         ssl_client_auth = {client_auth:?}\n\
          ssl_principal_mapping_rules = \"RULE:^CN=(.*?),.*$/$1/,DEFAULT\"",
         paths[0], paths[1], paths[2]
     );
@@ -950,4 +954,33 @@ async fn brokers_replicate_over_a_sasl_ssl_inter_broker_listener() {
         "acks=all waited {:?}: followers did not fetch",
         started.elapsed()
     );
+}
+
+/// `ssl_client_auth = "required"`: a client without a certificate from the CA is refused at
+/// the handshake; one with it is served.
+#[test]
+fn required_client_certificates() {
+    if !kcat_installed() {
+        eprintln!("kcat is not installed: skipped");
+        return;
+    }
+    let (s, test_ca) = tls_broker_with(&[], "required");
+    let ca_location = s.path("ca.pem").display().to_string();
+    let addr = s.addr("SSL");
+    let list = ["-b", addr.as_str(), "-L", "-m", "3"];
+    let without = vec![
+        ("security.protocol", "SSL".to_string()),
+        ("ssl.ca.location", ca_location.clone()),
+    ];
+    let (ok, out) = kcat(&without, &list, "");
+    assert!(!ok, "no client certificate: {out}");
+    let stranger = ca("another CA");
+    let mut foreign = without.clone();
+    foreign.extend(client_files(&s, &stranger, "mallory"));
+    let (ok, out) = kcat(&foreign, &list, "");
+    assert!(!ok, "a certificate from another CA: {out}");
+    let mut with = without.clone();
+    with.extend(client_files(&s, &test_ca, "alice"));
+    let (ok, out) = kcat(&with, &list, "");
+    assert!(ok, "alice's certificate: {out}; log:\n{}", s.broker.log());
 }
