@@ -314,6 +314,16 @@ fn failed_authentications_do_not_say_whether_the_user_exists() {
     assert_eq!(handshake.error_code, 33, "UNSUPPORTED_SASL_MECHANISM");
     assert_eq!(handshake.mechanisms.len(), 3);
     assert_closed(&mut stream, "after an unsupported mechanism");
+    // A PLAINTEXT listener answers the SASL APIs with ILLEGAL_SASL_STATE.
+    let mut plain = TcpStream::connect(s.broker.bootstrap()).unwrap();
+    let handshake: SaslHandshakeResponse = exchange_on(
+        &mut plain,
+        ApiKey::SaslHandshake,
+        1,
+        &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+    )
+    .unwrap();
+    assert_eq!(handshake.error_code, 34, "ILLEGAL_SASL_STATE");
     // The log holds no password.
     assert!(!s.broker.log().contains("alice-secret"));
 }
