@@ -148,7 +148,10 @@ make_plan() {
     python3 - "$TESTS_DIR/test.c" "$SKIP_FILE" "$SELECT" "$([[ -z $BROKER ]] && echo 1 || echo 0)" <<'PY'
 import re, sys
 testc, skipf, select, own_broker = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == '1'
-SCENARIOS = {'noautocreate'}  # non-default scenarios the script can set up
+SCENARIOS = {'noautocreate', 'sasl'}  # non-default scenarios the script can set up
+# Test numbers that need a broker configured for them, a scenario of this script (the
+# test-runner itself runs them as "default"): SASL credentials against a SASL_PLAINTEXT listener.
+CHRONIK_SCENARIOS = {'0135': 'sasl'}
 src = open(testc).read()
 body = src[src.index('struct test tests[] = {'):]
 body = body[:body.index('{NULL}};')]
@@ -179,6 +182,7 @@ for num, name, flags, scenario in tests:
         continue
     scens = scenario.split(',')
     scen = 'default' if 'default' in scens else scens[0]
+    scen = CHRONIK_SCENARIOS.get(num, scen)
     if name in skips:
         reason = skips[name]
     elif num in skips:
@@ -190,7 +194,7 @@ for num, name, flags, scenario in tests:
     elif scen != 'default' and scen not in SCENARIOS:
         reason = 'test-runner: needs scenario %s' % scen
     elif scen != 'default' and not own_broker:
-        reason = 'needs scenario %s (a broker with auto-create off), only set up when the script starts the brokers' % scen
+        reason = 'needs scenario %s (a broker configured for it), only set up when the script starts the brokers' % scen
     else:
         reason = ''
     bynum.setdefault((num, scen), []).append((name, 'TEST_F_LOCAL' in flags, reason))
@@ -293,11 +297,15 @@ PY
 # ----------------------------------------------------------------- broker
 # Brokers, per scenario: "default" (auto-create on) and, for the tests of
 # librdkafka's "noautocreate" scenario, a second one with auto-create off.
-# Both use num.partitions=4 like librdkafka's trivup scenarios
+# All use num.partitions=4 like librdkafka's trivup scenarios
 # (tests/scenarios/*.json), which many tests rely on for auto-created topics.
+# "sasl" adds a SASL_PLAINTEXT listener (its tests connect there, BADDR stays the PLAINTEXT
+# one) and a SCRAM user made with `chronik-server users add` before its first start.
 declare -A BPID=() BDATA=() BADDR=() RUNNING=()
 BROKER_ARGS_default="--num-partitions 4 --auto-create-topics true"
 BROKER_ARGS_noautocreate="--num-partitions 4 --auto-create-topics false"
+BROKER_ARGS_sasl="--num-partitions 4 --auto-create-topics true"
+SASL_PORT="" SASL_USER=rdkafkatest SASL_PASSWORD=rdkafkatest-secret SASL_MECHANISM=SCRAM-SHA-512
 kill_tree() { # pid: the process and its descendants, by id
     local c
     for c in $(pgrep -P "$1" 2>/dev/null); do kill_tree "$c"; done
@@ -344,6 +352,14 @@ start_broker() { # scenario; (re)starts it on its previous port and data dir
     [[ -n $port ]] || port=$(free_port)
     var=BROKER_ARGS_$scen
     args="${!var} ${LIBRDKAFKA_SUITE_BROKER_ARGS:-}"
+    if [[ $scen == sasl ]]; then
+        [[ -n $SASL_PORT ]] || SASL_PORT=$(free_port)
+        args+=" --listeners PLAINTEXT://127.0.0.1:$port,SASL_PLAINTEXT://127.0.0.1:$SASL_PORT"
+        printf '%s' "$SASL_PASSWORD" >"$RUN_DIR/sasl-password"
+        "$bin" users add "$SASL_USER" --mechanism "$SASL_MECHANISM" \
+            --password-file "$RUN_DIR/sasl-password" --data-dir "${BDATA[$scen]}" ||
+            die "chronik-server users add failed"
+    fi
     # shellcheck disable=SC2086
     CHRONIK_METRICS_LISTEN=${CHRONIK_METRICS_LISTEN:-off} \
         "$bin" start --listen "127.0.0.1:$port" --data-dir "${BDATA[$scen]}" $args \
@@ -358,8 +374,14 @@ start_broker() { # scenario; (re)starts it on its previous port and data dir
 }
 
 write_conf() { # scenario file
-    sed -e "s|@BROKERS@|${BADDR[$1]}|" -e "s|@TIMEOUT_MULTIPLIER@|$TIMEOUT_MULTIPLIER|" \
+    local brokers=${BADDR[$1]}
+    [[ $1 == sasl ]] && brokers=127.0.0.1:$SASL_PORT
+    sed -e "s|@BROKERS@|$brokers|" -e "s|@TIMEOUT_MULTIPLIER@|$TIMEOUT_MULTIPLIER|" \
         "$CONF_TMPL" >"$2"
+    if [[ $1 == sasl ]]; then
+        printf '%s\n' "security.protocol=SASL_PLAINTEXT" "sasl.mechanism=$SASL_MECHANISM" \
+            "sasl.username=$SASL_USER" "sasl.password=$SASL_PASSWORD" >>"$2"
+    fi
 }
 
 # The main part is one brace group: bash parses it whole before running it,
@@ -426,12 +448,14 @@ while IFS=$'\t' read -r kind a b c d e; do
     [[ $kind == V && $c == skip ]] && emit "SKIP $b (${e:-})"
 done <<<"$PLAN"
 
+# This script's own scenarios are librdkafka's "default" to the test-runner.
+declare -A RUNNER_SCENARIO=([sasl]=default)
 attempt() { # key log-file result-file
     local key=$1 logf=$2 rc timed_out=0
     (
         cd "$TESTS_DIR" &&
         env -u CI -u KAFKA_PATH -u ZK_ADDRESS -u BROKERS -u TEST_DEBUG \
-            TESTS="${NUMOF[$key]}" TEST_SCENARIO="${SCENOF[$key]}" \
+            TESTS="${NUMOF[$key]}" TEST_SCENARIO="${RUNNER_SCENARIO[${SCENOF[$key]}]:-${SCENOF[$key]}}" \
             TEST_KAFKA_VERSION="$KAFKA_VERSION" TEST_LEVEL=2 \
             RDKAFKA_TEST_CONF="${CONF[${SCENOF[$key]}]}" \
             timeout -k 15 "${LONG_TEST_TIMEOUT[${NUMOF[$key]}]:-$PER_TEST_TIMEOUT}" \

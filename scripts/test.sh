@@ -12,10 +12,12 @@ cd "$(dirname "$0")/.."
 quick=false
 [ "${1:-}" = "--quick" ] && quick=true
 
-echo "== Debian tools the cargo tests use: promtool (checks /metrics), headless chromium (console page)"
+echo "== Debian tools the cargo tests use: promtool (checks /metrics), headless chromium (console page), kcat (SCRAM and TLS clients), openssl (test certificates of the Python tests)"
 missing=()
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v chromium >/dev/null || missing+=(chromium)
+command -v kcat >/dev/null || missing+=(kcat)
+command -v openssl >/dev/null || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
   $SUDO apt-get update -qq

@@ -26,8 +26,8 @@ def free_port() -> int:
 
 
 class BrokerProcess:
-    def __init__(self, data_dir: Path, extra_args=()):
-        self.port = free_port()
+    def __init__(self, data_dir: Path, extra_args=(), port=None):
+        self.port = port or free_port()
         self.data_dir = data_dir
         self.extra_args = list(extra_args)
         self.proc = None

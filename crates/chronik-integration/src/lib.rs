@@ -143,6 +143,16 @@ fn distinct_free_ports(n: usize) -> Vec<u16> {
 impl Cluster {
     /// Starts `n` nodes (ids 1..=n) with extra `chronik-server start` flags for each.
     pub fn start(n: usize, extra_args: &[&str]) -> Cluster {
+        Cluster::start_with_node_args(n, extra_args, |_, _| Vec::new())
+    }
+
+    /// Like [`Cluster::start`], with more flags per node: `node_args(id, kafka port)` (e.g.
+    /// named listeners, which include the harness's port).
+    pub fn start_with_node_args(
+        n: usize,
+        extra_args: &[&str],
+        node_args: impl Fn(i32, u16) -> Vec<String>,
+    ) -> Cluster {
         let ports = distinct_free_ports(2 * n);
         let (kafka, controller) = ports.split_at(n);
         let voters = controller
@@ -152,7 +162,11 @@ impl Cluster {
             .collect::<Vec<_>>()
             .join(",");
         let args: Vec<Vec<String>> = (0..n)
-            .map(|_| vec!["--controller-quorum-voters".to_string(), voters.clone()])
+            .map(|i| {
+                let mut args = vec!["--controller-quorum-voters".to_string(), voters.clone()];
+                args.extend(node_args(i as i32 + 1, kafka[i]));
+                args
+            })
             .collect();
         Cluster::spawn_nodes(kafka, args, extra_args, None)
     }

@@ -31,11 +31,14 @@ use crate::controller::{Controller, ControllerCall, Decided};
 use crate::coordinator::GroupCoordinator;
 use crate::metadata::publisher::Publisher;
 use crate::metadata::{legacy, MetadataImage, MetadataView};
+use crate::network::listener::Endpoint;
+use crate::network::server::BoundListener;
 use crate::observe::http::HttpState;
 use crate::observe::requests::RequestMetrics;
 use crate::producer_ids::ProducerIdManager;
 use crate::quorum::{Quorum, RaftTiming};
 use crate::replica::{IsrProposal, ReplicaFetchers, ReplicaManager};
+use crate::security::sasl::SaslSettings;
 use crate::security::{AclStore, Authorizer};
 
 /// How long a starting broker waits for the controller quorum before it gives up.
@@ -47,8 +50,12 @@ const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Everything a request handler may reach, shared by all connections.
 pub struct Broker {
     pub config: Arc<BrokerConfig>,
-    /// (host, port) advertised to clients.
+    /// (host, port) of the inter-broker listener, as registered.
     pub advertised: (String, i32),
+    /// SASL mechanisms and timings of the SASL listeners.
+    pub sasl: crate::security::sasl::SaslSettings,
+    /// TLS of the SSL and SASL_SSL listeners, if any.
+    pub tls: Option<crate::security::tls::TlsSource>,
     /// The metadata image as this broker last published it.
     pub metadata: MetadataView,
     pub replicas: Arc<ReplicaManager>,
@@ -178,11 +185,21 @@ impl Broker {
             crate::users::committed(&meta_dir).context("removing the committed pending users")?;
             info!(count, "committed the users added before start");
         }
-        let advertised = config.advertised_host_port()?;
+        let advertised = config.inter_broker_listener()?.advertised;
+        let listeners = config
+            .listener_configs()?
+            .into_iter()
+            .map(|l| Endpoint {
+                name: l.name,
+                host: l.advertised.0,
+                port: l.advertised.1,
+            })
+            .collect();
         let register = ControllerCall::RegisterBroker {
             id: node_id,
             host: advertised.0.clone(),
             port: advertised.1,
+            listeners,
         };
         let Decided::BrokerEpoch(broker_epoch) =
             call_at_startup(&controller, register, deadline).await?
@@ -203,7 +220,13 @@ impl Broker {
         Ok(Arc::new(Broker {
             advertised,
             producer_ids: ProducerIdManager::new(node_id),
-            authorizer: Authorizer::new(acls, config.allow_everyone_if_no_acl_found),
+            authorizer: Authorizer::new(acls, config.allow_everyone_if_no_acl_found)
+                .with_super_users(&config.super_users),
+            sasl: SaslSettings::from_config(&config)?,
+            tls: config.tls_source()?,
+            requests: RequestMetrics::for_listeners(
+                config.listener_configs()?.into_iter().map(|l| l.name),
+            ),
             config,
             metadata,
             replicas,
@@ -212,7 +235,6 @@ impl Broker {
             broker_epoch,
             fetchers,
             quotas: Default::default(),
-            requests: RequestMetrics::default(),
             heartbeats: parking_lot::Mutex::new(Some(heartbeats)),
             stopping: Default::default(),
         }))
@@ -338,9 +360,16 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     info!(config = ?config, "effective configuration");
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
+    let mut listeners = Vec::new();
+    for listener in config.listener_configs()? {
+        let socket = TcpListener::bind(listener.bind)
+            .await
+            .with_context(|| format!("binding listener {} at {}", listener.name, listener.bind))?;
+        listeners.push(BoundListener {
+            socket,
+            config: listener,
+        });
+    }
     // Up before the broker joins its cluster, so /health answers and /ready says not yet.
     let http = Arc::new(HttpState::default());
     let http_server = match config.metrics_addr()? {
@@ -359,7 +388,7 @@ pub async fn run(
     let broker = Broker::open(config).await?;
     http.set_broker(broker.clone());
     info!(
-        listen = %broker.config.listen,
+        listeners = ?listeners.iter().map(|l| (&l.config.name, l.config.bind)).collect::<Vec<_>>(),
         advertised = ?broker.advertised,
         node_id = broker.config.node_id,
         broker_epoch = broker.broker_epoch,
@@ -404,7 +433,7 @@ pub async fn run(
             broker.controlled_shutdown().await;
         }
     };
-    crate::network::serve(listener, broker.clone(), controlled).await;
+    crate::network::serve(listeners, broker.clone(), controlled).await;
     if let Some(server) = http_server {
         server.abort();
     }

@@ -5,9 +5,15 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
+
+use crate::network::client::{ClientSecurity, SaslCredentials};
+use crate::network::listener::{self, ListenerConfig, SecurityProtocol};
+use crate::security::sasl::SaslMechanism;
+use crate::security::tls::{self, ClientAuth, TlsFiles, TlsSource};
 
 /// When appended data reaches the disk before a produce is acknowledged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -29,16 +35,64 @@ pub enum LogFormat {
     Json,
 }
 
+/// A setting never printed: the effective configuration is logged at start.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
 /// The effective broker configuration, logged at start.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BrokerConfig {
     /// Broker id, as shown in Metadata responses.
     pub node_id: i32,
-    /// Address the Kafka listener binds.
+    /// Address the Kafka listener binds, when `listeners` is unset: one PLAINTEXT listener.
     pub listen: SocketAddr,
-    /// `host:port` clients are told to connect to; defaults to `listen`.
+    /// `host:port` clients are told to connect to; defaults to `listen` (with `listen` only).
     pub advertised_address: Option<String>,
+    /// Named listeners, `NAME://host:port,...` (Kafka's listeners); replaces `listen`.
+    pub listeners: Option<String>,
+    /// Where clients of each listener connect, `NAME://host:port,...`; a listener not named
+    /// here is advertised at its bind address.
+    pub advertised_listeners: Option<String>,
+    /// Security protocol of custom listener names, `NAME:PROTOCOL,...` (PLAINTEXT, SSL,
+    /// SASL_PLAINTEXT, SASL_SSL name themselves).
+    pub listener_security_protocol_map: Option<String>,
+    /// The listener other brokers' replica fetchers connect to; defaults to the first one.
+    pub inter_broker_listener_name: Option<String>,
+    /// How this broker authenticates on a SASL inter-broker listener (PLAIN, SCRAM-SHA-256,
+    /// SCRAM-SHA-512), as whom, and the password (TOML only; never logged).
+    pub inter_broker_sasl_mechanism: String,
+    pub inter_broker_sasl_username: Option<String>,
+    pub inter_broker_sasl_password: Option<Secret>,
+    /// SASL mechanisms offered on SASL listeners, comma-separated (PLAIN, SCRAM-SHA-256,
+    /// SCRAM-SHA-512).
+    pub sasl_enabled_mechanisms: String,
+    /// Principals that bypass ACLs, `User:admin;User:ops` (Kafka's super.users).
+    pub super_users: String,
+    /// A failed authentication is answered, and its connection closed, after this delay
+    /// (Kafka's connection.failed.authentication.delay.ms).
+    pub connection_failed_authentication_delay_ms: u64,
+    /// A SASL session lasts this long and must re-authenticate before it ends (KIP-368,
+    /// Kafka's connections.max.reauth.ms); 0: sessions do not expire.
+    pub connections_max_reauth_ms: u64,
+    /// PEM certificate chain of SSL and SASL_SSL listeners (re-read when it changes).
+    pub ssl_certificate_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, or RSA / EC) of that certificate.
+    pub ssl_key_file: Option<PathBuf>,
+    /// PEM CA certificates that client certificates are verified against (mTLS).
+    pub ssl_ca_file: Option<PathBuf>,
+    /// none, requested or required (Kafka's ssl.client.auth).
+    pub ssl_client_auth: ClientAuth,
+    /// How a client certificate's subject becomes a principal name (Kafka's
+    /// ssl.principal.mapping.rules), e.g. `RULE:^CN=(.*?),.*$/$1/,DEFAULT`.
+    pub ssl_principal_mapping_rules: String,
     /// Where logs and metadata live.
     pub data_dir: PathBuf,
     /// Cluster id reported to clients (generated once and kept in the data dir when unset).
@@ -197,6 +251,22 @@ impl Default for BrokerConfig {
             node_id: 1,
             listen: "127.0.0.1:9092".parse().expect("static address"),
             advertised_address: None,
+            listeners: None,
+            advertised_listeners: None,
+            listener_security_protocol_map: None,
+            inter_broker_listener_name: None,
+            inter_broker_sasl_mechanism: "SCRAM-SHA-512".into(),
+            inter_broker_sasl_username: None,
+            inter_broker_sasl_password: None,
+            sasl_enabled_mechanisms: "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512".into(),
+            super_users: String::new(),
+            connection_failed_authentication_delay_ms: 100,
+            connections_max_reauth_ms: 0,
+            ssl_certificate_file: None,
+            ssl_key_file: None,
+            ssl_ca_file: None,
+            ssl_client_auth: ClientAuth::None,
+            ssl_principal_mapping_rules: "DEFAULT".into(),
             data_dir: PathBuf::from("./data"),
             cluster_id: None,
             auto_create_topics: true,
@@ -253,6 +323,35 @@ pub struct StartArgs {
     /// host:port advertised to clients.
     #[arg(long, env = "CHRONIK_ADVERTISED_ADDRESS")]
     pub advertised_address: Option<String>,
+    /// Named listeners, e.g. PLAINTEXT://127.0.0.1:9092,SASL_SSL://0.0.0.0:9093.
+    #[arg(long, env = "CHRONIK_LISTENERS")]
+    pub listeners: Option<String>,
+    #[arg(long, env = "CHRONIK_ADVERTISED_LISTENERS")]
+    pub advertised_listeners: Option<String>,
+    /// e.g. INTERNAL:PLAINTEXT,EXTERNAL:SASL_SSL.
+    #[arg(long, env = "CHRONIK_LISTENER_SECURITY_PROTOCOL_MAP")]
+    pub listener_security_protocol_map: Option<String>,
+    #[arg(long, env = "CHRONIK_INTER_BROKER_LISTENER_NAME")]
+    pub inter_broker_listener_name: Option<String>,
+    #[arg(long, env = "CHRONIK_SASL_ENABLED_MECHANISMS")]
+    pub sasl_enabled_mechanisms: Option<String>,
+    /// e.g. "User:admin;User:ops".
+    #[arg(long, env = "CHRONIK_SUPER_USERS")]
+    pub super_users: Option<String>,
+    #[arg(long, env = "CHRONIK_CONNECTION_FAILED_AUTHENTICATION_DELAY_MS")]
+    pub connection_failed_authentication_delay_ms: Option<u64>,
+    #[arg(long, env = "CHRONIK_CONNECTIONS_MAX_REAUTH_MS")]
+    pub connections_max_reauth_ms: Option<u64>,
+    #[arg(long, env = "CHRONIK_SSL_CERTIFICATE_FILE")]
+    pub ssl_certificate_file: Option<PathBuf>,
+    #[arg(long, env = "CHRONIK_SSL_KEY_FILE")]
+    pub ssl_key_file: Option<PathBuf>,
+    #[arg(long, env = "CHRONIK_SSL_CA_FILE")]
+    pub ssl_ca_file: Option<PathBuf>,
+    #[arg(long, env = "CHRONIK_SSL_CLIENT_AUTH", value_enum)]
+    pub ssl_client_auth: Option<ClientAuth>,
+    #[arg(long, env = "CHRONIK_SSL_PRINCIPAL_MAPPING_RULES")]
+    pub ssl_principal_mapping_rules: Option<String>,
     #[arg(long, env = "CHRONIK_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     #[arg(long, env = "CHRONIK_AUTO_CREATE_TOPICS")]
@@ -378,7 +477,29 @@ impl BrokerConfig {
             leader_imbalance_check_interval_seconds,
             leader_imbalance_per_broker_percentage,
             metrics_listen,
-            log_format
+            log_format,
+            sasl_enabled_mechanisms,
+            super_users,
+            connection_failed_authentication_delay_ms,
+            connections_max_reauth_ms,
+            ssl_client_auth,
+            ssl_principal_mapping_rules
+        );
+        macro_rules! override_optional {
+            ($($field:ident),*) => {$(
+                if args.$field.is_some() {
+                    config.$field = args.$field.clone();
+                }
+            )*};
+        }
+        override_optional!(
+            listeners,
+            advertised_listeners,
+            listener_security_protocol_map,
+            inter_broker_listener_name,
+            ssl_certificate_file,
+            ssl_key_file,
+            ssl_ca_file
         );
         if args.peer_kafka_addresses.is_some() {
             config.peer_kafka_addresses = args.peer_kafka_addresses.clone();
@@ -448,6 +569,9 @@ impl BrokerConfig {
             bail!("leader_imbalance_check_interval_seconds must be at least 1");
         }
         self.advertised_host_port()?;
+        self.inter_broker_client()?;
+        self.sasl_mechanisms()?;
+        self.tls_source()?;
         self.metrics_addr()?;
         self.voters()?;
         self.peer_kafka_addresses()?;
@@ -520,6 +644,133 @@ impl BrokerConfig {
         }
     }
 
+    /// The Kafka listeners: `listeners` when set, else one PLAINTEXT listener on `listen`.
+    pub fn listener_configs(&self) -> anyhow::Result<Vec<ListenerConfig>> {
+        match &self.listeners {
+            Some(list) => listener::resolve(
+                list,
+                self.advertised_listeners.as_deref(),
+                self.listener_security_protocol_map.as_deref(),
+            ),
+            None => {
+                if self.advertised_listeners.is_some() {
+                    bail!(
+                        "advertised_listeners needs listeners (use advertised_address with listen)"
+                    );
+                }
+                Ok(vec![ListenerConfig {
+                    name: "PLAINTEXT".into(),
+                    protocol: SecurityProtocol::Plaintext,
+                    bind: self.listen,
+                    advertised: self.advertised_host_port()?,
+                }])
+            }
+        }
+    }
+
+    /// The listener other brokers reach this one on.
+    pub fn inter_broker_listener(&self) -> anyhow::Result<ListenerConfig> {
+        let listeners = self.listener_configs()?;
+        let chosen = match &self.inter_broker_listener_name {
+            Some(name) => listeners
+                .into_iter()
+                .find(|l| l.name.eq_ignore_ascii_case(name))
+                .with_context(|| {
+                    format!("inter_broker_listener_name {name} is not among listeners")
+                })?,
+            None => listeners.into_iter().next().context("no listeners")?,
+        };
+        Ok(chosen)
+    }
+
+    /// How this broker's replica fetchers connect to the others' inter-broker listener: TLS
+    /// trusting `ssl_ca_file` (and showing this broker's certificate), SASL as
+    /// `inter_broker_sasl_username`.
+    pub fn inter_broker_client(&self) -> anyhow::Result<ClientSecurity> {
+        let listener = self.inter_broker_listener()?;
+        let tls = match listener.protocol.uses_tls() {
+            false => None,
+            true => {
+                let (Some(certificate), Some(key)) =
+                    (&self.ssl_certificate_file, &self.ssl_key_file)
+                else {
+                    bail!(
+                        "a TLS inter-broker listener needs ssl_certificate_file and ssl_key_file"
+                    );
+                };
+                let ca = self.ssl_ca_file.as_ref().context(
+                    "a TLS inter-broker listener needs ssl_ca_file to verify the other brokers",
+                )?;
+                Some(Arc::new(tls::client_config(certificate, key, ca)?))
+            }
+        };
+        let sasl = match listener.protocol.uses_sasl() {
+            false => None,
+            true => {
+                let (Some(user), Some(password)) = (
+                    &self.inter_broker_sasl_username,
+                    &self.inter_broker_sasl_password,
+                ) else {
+                    bail!("a SASL inter-broker listener needs inter_broker_sasl_username and inter_broker_sasl_password");
+                };
+                let mechanism = SaslMechanism::from_name(&self.inter_broker_sasl_mechanism)
+                    .with_context(|| {
+                        format!(
+                            "inter_broker_sasl_mechanism {} is not supported",
+                            self.inter_broker_sasl_mechanism
+                        )
+                    })?;
+                Some(SaslCredentials {
+                    mechanism,
+                    user: user.clone(),
+                    password: password.0.clone(),
+                })
+            }
+        };
+        Ok(ClientSecurity { tls, sasl })
+    }
+
+    /// What SSL and SASL_SSL listeners serve, if any listener uses TLS (checked: the files
+    /// load).
+    pub fn tls_source(&self) -> anyhow::Result<Option<TlsSource>> {
+        if !self
+            .listener_configs()?
+            .iter()
+            .any(|l| l.protocol.uses_tls())
+        {
+            return Ok(None);
+        }
+        let (Some(certificate), Some(key)) = (&self.ssl_certificate_file, &self.ssl_key_file)
+        else {
+            bail!("SSL and SASL_SSL listeners need ssl_certificate_file and ssl_key_file");
+        };
+        let files = TlsFiles {
+            certificate: certificate.clone(),
+            key: key.clone(),
+            ca: self.ssl_ca_file.clone(),
+            client_auth: self.ssl_client_auth,
+        };
+        TlsSource::new(files, &self.ssl_principal_mapping_rules).map(Some)
+    }
+
+    /// `sasl_enabled_mechanisms`, checked.
+    pub fn sasl_mechanisms(&self) -> anyhow::Result<Vec<SaslMechanism>> {
+        let mechanisms = self
+            .sasl_enabled_mechanisms
+            .split(',')
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(|m| {
+                SaslMechanism::from_name(m)
+                    .with_context(|| format!("sasl_enabled_mechanisms: {m} is not supported"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if mechanisms.is_empty() {
+            bail!("sasl_enabled_mechanisms is empty");
+        }
+        Ok(mechanisms)
+    }
+
     /// The (host, port) clients are told to use.
     pub fn advertised_host_port(&self) -> anyhow::Result<(String, i32)> {
         match &self.advertised_address {
@@ -540,6 +791,65 @@ impl BrokerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listen_alone_is_one_plaintext_listener_and_listeners_are_checked() {
+        let single = BrokerConfig {
+            advertised_address: Some("broker.example:19092".into()),
+            ..Default::default()
+        };
+        let listeners = single.listener_configs().unwrap();
+        assert_eq!(listeners.len(), 1);
+        assert_eq!(listeners[0].name, "PLAINTEXT");
+        assert_eq!(listeners[0].bind, single.listen);
+        assert_eq!(listeners[0].advertised, ("broker.example".into(), 19092));
+
+        let named = BrokerConfig {
+            listeners: Some("INTERNAL://127.0.0.1:19092,SASL_PLAINTEXT://127.0.0.1:19093".into()),
+            listener_security_protocol_map: Some("INTERNAL:PLAINTEXT".into()),
+            inter_broker_listener_name: Some("internal".into()),
+            ..Default::default()
+        };
+        assert_eq!(named.inter_broker_listener().unwrap().name, "INTERNAL");
+        assert!(named.validate().is_ok());
+        let sasl_between_brokers = BrokerConfig {
+            inter_broker_listener_name: Some("SASL_PLAINTEXT".into()),
+            inter_broker_sasl_username: Some("broker".into()),
+            inter_broker_sasl_password: Some(Secret("broker-secret".into())),
+            ..named.clone()
+        };
+        assert!(sasl_between_brokers.validate().is_ok());
+        assert!(!format!("{sasl_between_brokers:?}").contains("broker-secret"));
+        for broken in [
+            // A SASL inter-broker listener needs this broker's credentials.
+            BrokerConfig {
+                inter_broker_listener_name: Some("SASL_PLAINTEXT".into()),
+                ..named.clone()
+            },
+            BrokerConfig {
+                inter_broker_sasl_mechanism: "GSSAPI".into(),
+                ..sasl_between_brokers.clone()
+            },
+            BrokerConfig {
+                inter_broker_listener_name: Some("OTHER".into()),
+                ..named.clone()
+            },
+            BrokerConfig {
+                listeners: Some("PLAINTEXT://127.0.0.1:1,SSL://127.0.0.1:2".into()),
+                ..Default::default()
+            },
+            BrokerConfig {
+                sasl_enabled_mechanisms: "PLAIN,GSSAPI".into(),
+                ..Default::default()
+            },
+            BrokerConfig {
+                advertised_listeners: Some("PLAINTEXT://h:1".into()),
+                ..Default::default()
+            },
+        ] {
+            assert!(broken.validate().is_err(), "{broken:?}");
+        }
+    }
 
     #[test]
     fn flags_override_file_and_file_overrides_defaults() {

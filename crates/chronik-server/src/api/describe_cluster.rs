@@ -31,12 +31,15 @@ pub fn handle(
         .brokers
         .values()
         .filter(|b| with_fenced || !b.fenced)
-        .map(|b| {
-            DescribeClusterBroker::default()
-                .with_broker_id(BrokerId(b.id))
-                .with_host(str_bytes(&b.host))
-                .with_port(b.port)
-                .with_is_fenced(version >= 2 && b.fenced)
+        .filter_map(|b| {
+            let (host, port) = b.endpoint(&session.listener)?;
+            Some(
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(b.id))
+                    .with_host(str_bytes(host))
+                    .with_port(port)
+                    .with_is_fenced(version >= 2 && b.fenced),
+            )
         })
         .collect();
     DescribeClusterResponse::default()

@@ -153,6 +153,7 @@ mod tests {
                 epoch: 1,
                 host: "h".into(),
                 port: 9000 + id,
+                listeners: Vec::new(),
             });
             records.push(MetadataRecord::BrokerFencing {
                 id,

@@ -135,7 +135,12 @@ pub async fn handle(
                     // KIP-951: where the leader is, so the client re-routes at once.
                     let hint = super::wants_leader_hint(code)
                         .then(|| {
-                            super::leader_hint(metadata, topic_name.as_deref().unwrap_or(""), index)
+                            super::leader_hint(
+                                metadata,
+                                &session.listener,
+                                topic_name.as_deref().unwrap_or(""),
+                                index,
+                            )
                         })
                         .flatten();
                     let current_leader = hint.as_ref().map_or_else(Default::default, |h| {

@@ -25,6 +25,7 @@ async fn lookup(
     metadata: &MetadataView,
     groups: &GroupCoordinator,
     controller: &Controller,
+    listener: &str,
     key_type: i8,
     key: &str,
 ) -> Result<(i32, String, i32), (i16, &'static str)> {
@@ -40,7 +41,10 @@ async fn lookup(
                 .partition(CONSUMER_OFFSETS_TOPIC, partition)
                 .and_then(|p| image.brokers.get(&p.leader))
                 .filter(|b| !b.fenced)
-                .map(|b| (b.id, b.host.clone(), b.port))
+                .and_then(|b| {
+                    let (host, port) = b.endpoint(listener)?;
+                    Some((b.id, host.to_string(), port))
+                })
                 .ok_or((
                     ResponseError::CoordinatorNotAvailable.code(),
                     "the group's offsets partition has no live leader",
@@ -92,7 +96,15 @@ pub async fn handle(
         for key in request.coordinator_keys {
             let result = match authorize(authorizer, session, request.key_type, key.as_str()) {
                 Ok(()) => {
-                    lookup(metadata, groups, controller, request.key_type, key.as_str()).await
+                    lookup(
+                        metadata,
+                        groups,
+                        controller,
+                        &session.listener,
+                        request.key_type,
+                        key.as_str(),
+                    )
+                    .await
                 }
                 Err(e) => Err(e),
             };
@@ -119,6 +131,7 @@ pub async fn handle(
                 metadata,
                 groups,
                 controller,
+                &session.listener,
                 request.key_type,
                 request.key.as_str(),
             )

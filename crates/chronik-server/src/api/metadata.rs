@@ -105,7 +105,7 @@ pub async fn handle(
     };
     let image = metadata.image();
     MetadataResponse::default()
-        .with_brokers(live_brokers(&image))
+        .with_brokers(live_brokers(&image, &session.listener))
         .with_cluster_id(Some(str_bytes(&image.cluster_id)))
         // KIP-590: any broker forwards admin requests to the controller, so clients are
         // pointed at this one (reachable, unlike a dead Raft leader); DescribeCluster names
@@ -120,15 +120,19 @@ pub fn controller_id(controller: &Controller) -> i32 {
     controller.quorum().leader().map_or(-1, |id| id as i32)
 }
 
-/// Every unfenced broker, as clients should see the cluster.
-pub fn live_brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
+/// Every unfenced broker with the listener the client connected on, as it should see the
+/// cluster (a broker without that listener is left out, as in Kafka).
+pub fn live_brokers(image: &MetadataImage, listener: &str) -> Vec<MetadataResponseBroker> {
     image
         .live_brokers()
-        .map(|b| {
-            MetadataResponseBroker::default()
-                .with_node_id(BrokerId(b.id))
-                .with_host(str_bytes(&b.host))
-                .with_port(b.port)
+        .filter_map(|b| {
+            let (host, port) = b.endpoint(listener)?;
+            Some(
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(b.id))
+                    .with_host(str_bytes(host))
+                    .with_port(port),
+            )
         })
         .collect()
 }

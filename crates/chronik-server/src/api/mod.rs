@@ -54,6 +54,7 @@ mod offset_delete;
 mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
+pub mod sasl;
 #[cfg(test)]
 mod scram_api_tests;
 mod sync_group;
@@ -133,6 +134,8 @@ pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
             | ApiKey::DescribeClientQuotas
             | ApiKey::AlterClientQuotas
             | ApiKey::DescribeLogDirs
+            | ApiKey::SaslHandshake
+            | ApiKey::SaslAuthenticate
     );
     // `valid_versions` includes response-only versions for a few keys (OffsetCommit and
     // OffsetFetch v10, InitProducerId v6) whose requests kafka-protocol cannot decode.
@@ -520,6 +523,10 @@ async fn dispatch(
         RequestKind::DescribeLogDirs(req) => Some(ResponseKind::DescribeLogDirs(
             describe_log_dirs::handle(&broker.replicas, &broker.authorizer, session, req, version),
         )),
+        // SASL listeners answer these before the API layer (`sasl::ConnectionAuth`).
+        RequestKind::SaslHandshake(_) | RequestKind::SaslAuthenticate(_) => {
+            sasl::illegal_state(api_key)
+        }
         _ => return Outcome::Close("API not implemented"),
     };
     let throttle = throttle::count(
@@ -552,7 +559,12 @@ async fn dispatch(
 
 /// Encodes the size prefix, the response header (its version depends on the API key and
 /// version, never on the connection) and the body.
-fn respond(correlation_id: i32, api_key: ApiKey, version: i16, response: ResponseKind) -> Outcome {
+pub(crate) fn respond(
+    correlation_id: i32,
+    api_key: ApiKey,
+    version: i16,
+    response: ResponseKind,
+) -> Outcome {
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     let header_version = api_key.response_header_version(version);
     // Sized up front: a fetch response carries megabytes, and growing the buffer by doubling
@@ -598,6 +610,7 @@ pub(crate) struct LeaderHint {
 
 pub(crate) fn leader_hint(
     metadata: &MetadataView,
+    listener: &str,
     topic: &str,
     partition: i32,
 ) -> Option<LeaderHint> {
@@ -607,7 +620,10 @@ pub(crate) fn leader_hint(
         .brokers
         .get(&state.leader)
         .filter(|b| !b.fenced)
-        .map(|b| (b.id, b.host.clone(), b.port));
+        .and_then(|b| {
+            let (host, port) = b.endpoint(listener)?;
+            Some((b.id, host.to_string(), port))
+        });
     Some(LeaderHint {
         leader: state.leader,
         leader_epoch: state.leader_epoch,

@@ -133,7 +133,7 @@ pub async fn handle(
             partition.base_offset = -1;
         }
     }
-    let node_endpoints = add_leader_hints(metadata, &mut responses);
+    let node_endpoints = add_leader_hints(metadata, &session.listener, &mut responses);
     Answer::Respond(
         ProduceResponse::default()
             .with_responses(responses)
@@ -160,6 +160,7 @@ fn off_async_workers_if_compressed<T>(records: &[u8], append: impl FnOnce() -> T
 /// current leader, and the response lists those leaders' endpoints (v10+ carries them).
 fn add_leader_hints(
     metadata: &MetadataView,
+    listener: &str,
     responses: &mut [TopicProduceResponse],
 ) -> Vec<NodeEndpoint> {
     let mut endpoints: Vec<NodeEndpoint> = Vec::new();
@@ -169,7 +170,7 @@ fn add_leader_hints(
             if !super::wants_leader_hint(partition.error_code) {
                 continue;
             }
-            let Some(hint) = super::leader_hint(metadata, &name, partition.index) else {
+            let Some(hint) = super::leader_hint(metadata, listener, &name, partition.index) else {
                 continue;
             };
             partition.current_leader = LeaderIdAndEpoch::default()

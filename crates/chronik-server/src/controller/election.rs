@@ -301,6 +301,7 @@ mod tests {
                 epoch: 1,
                 host: "h".into(),
                 port: 1,
+                listeners: Vec::new(),
             });
             records.push(MetadataRecord::BrokerFencing {
                 id: *id,

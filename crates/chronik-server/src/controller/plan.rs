@@ -20,6 +20,7 @@ use crate::metadata::image::TopicImage;
 use crate::metadata::records::{MetadataRecord, PartitionState};
 use crate::metadata::topic_config::validate_all;
 use crate::metadata::MetadataImage;
+use crate::network::listener::Endpoint;
 use crate::security::scram::{ScramCredential, ScramMechanism};
 use crate::security::{AclBinding, AclBindingFilter};
 
@@ -36,8 +37,12 @@ pub enum ControllerCall {
     /// A broker process started; answered with its new epoch.
     RegisterBroker {
         id: i32,
+        /// The inter-broker listener's address.
         host: String,
         port: i32,
+        /// Every advertised listener.
+        #[serde(default)]
+        listeners: Vec<Endpoint>,
     },
     /// A broker is alive; answered with whether it is fenced.
     BrokerHeartbeat {
@@ -254,7 +259,12 @@ fn decide(
     call: ControllerCall,
 ) -> Result<Plan, ControllerError> {
     match call {
-        ControllerCall::RegisterBroker { id, host, port } => {
+        ControllerCall::RegisterBroker {
+            id,
+            host,
+            port,
+            listeners,
+        } => {
             // Larger than any epoch this id had, and than any log index so far.
             let epoch = image
                 .brokers
@@ -267,6 +277,7 @@ fn decide(
                 epoch,
                 host,
                 port,
+                listeners,
             }];
             // A new incarnation may have lost what the old one had (a wiped disk, a kill -9
             // before a flush): it leads nothing and rejoins ISRs only when a leader adds it
@@ -852,6 +863,7 @@ mod tests {
                     epoch: 1,
                     host: "127.0.0.1".into(),
                     port: 9092 + id,
+                    listeners: Vec::new(),
                 },
                 MetadataRecord::BrokerFencing {
                     id: *id,
@@ -1006,6 +1018,7 @@ mod tests {
             id: 1,
             host: "h".into(),
             port: 1,
+            listeners: Vec::new(),
         };
         let Decided::BrokerEpoch(first) = run(&mut image, register()).unwrap() else {
             panic!()
@@ -1264,6 +1277,7 @@ mod tests {
             id: 1,
             host: "h".into(),
             port: 1,
+            listeners: Vec::new(),
         };
         run(&mut image, register).unwrap();
         assert!(!image.brokers[&1].in_controlled_shutdown);
@@ -1276,6 +1290,7 @@ mod tests {
             id: 1,
             host: "h".into(),
             port: 1,
+            listeners: Vec::new(),
         };
         let Decided::BrokerEpoch(epoch) = run(&mut image, register).unwrap() else {
             panic!()

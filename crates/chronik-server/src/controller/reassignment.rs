@@ -318,6 +318,7 @@ mod tests {
                 epoch: 1,
                 host: "h".into(),
                 port: 9092 + id,
+                listeners: Vec::new(),
             });
             records.push(MetadataRecord::BrokerFencing {
                 id,

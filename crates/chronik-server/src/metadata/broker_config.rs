@@ -145,21 +145,25 @@ pub fn describe(
     image: &MetadataImage,
     node_id: i32,
 ) -> Vec<(String, String, i8, bool)> {
-    let advertised = image
-        .brokers
-        .get(&node_id)
-        .map(|b| (b.host.clone(), b.port))
-        .or_else(|| config.advertised_host_port().ok())
-        .unwrap_or_default();
+    let own = config.listener_configs().unwrap_or_default();
+    let advertised = match image.brokers.get(&node_id) {
+        Some(b) if !b.listeners.is_empty() => b
+            .listeners
+            .iter()
+            .map(|e| format!("{}://{}:{}", e.name, e.host, e.port))
+            .collect::<Vec<_>>(),
+        Some(b) => vec![format!("PLAINTEXT://{}:{}", b.host, b.port)],
+        None => own
+            .iter()
+            .map(|l| format!("{}://{}:{}", l.name, l.advertised.0, l.advertised.1))
+            .collect(),
+    }
+    .join(",");
     let defaults = BrokerConfig::default();
     let static_log = &config.log;
     let statics: Vec<(&str, String, String)> = vec![
         ("background.threads", "10".into(), "10".into()),
-        (
-            "advertised.listeners",
-            format!("PLAINTEXT://{}:{}", advertised.0, advertised.1),
-            String::new(),
-        ),
+        ("advertised.listeners", advertised, String::new()),
         (
             "auto.create.topics.enable",
             config.auto_create_topics.to_string(),
@@ -169,6 +173,11 @@ pub fn describe(
             "broker.id",
             config.node_id.to_string(),
             defaults.node_id.to_string(),
+        ),
+        (
+            "connections.max.reauth.ms",
+            config.connections_max_reauth_ms.to_string(),
+            defaults.connections_max_reauth_ms.to_string(),
         ),
         (
             "controller.quorum.voters",
@@ -181,8 +190,19 @@ pub fn describe(
             defaults.default_replication_factor.to_string(),
         ),
         (
+            "inter.broker.listener.name",
+            config
+                .inter_broker_listener()
+                .map(|l| l.name)
+                .unwrap_or_default(),
+            String::new(),
+        ),
+        (
             "listeners",
-            format!("PLAINTEXT://{}", config.listen),
+            own.iter()
+                .map(|l| format!("{}://{}", l.name, l.bind))
+                .collect::<Vec<_>>()
+                .join(","),
             String::new(),
         ),
         (
@@ -250,6 +270,11 @@ pub fn describe(
             "offsets.topic.num.partitions",
             config.offsets_topic_num_partitions.to_string(),
             defaults.offsets_topic_num_partitions.to_string(),
+        ),
+        (
+            "sasl.enabled.mechanisms",
+            config.sasl_enabled_mechanisms.clone(),
+            defaults.sasl_enabled_mechanisms.clone(),
         ),
         (
             "sasl.kerberos.min.time.before.relogin",

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::client_quotas::ClientQuotas;
 use super::records::{MetadataBatch, MetadataRecord, PartitionState};
+use crate::network::listener::Endpoint;
 use crate::security::scram::{ScramCredential, ScramMechanism};
 use crate::security::AclBinding;
 
@@ -24,14 +25,32 @@ pub struct BrokerRegistration {
     pub id: i32,
     /// New for every process start: tells a restarted broker from its previous life.
     pub epoch: u64,
+    /// The inter-broker listener's address (replica fetchers connect there).
     pub host: String,
     pub port: i32,
+    /// Every advertised listener. (Default: registrations from before listeners.)
+    #[serde(default)]
+    pub listeners: Vec<Endpoint>,
     /// Fenced brokers get no new replicas and are not listed to clients.
     pub fenced: bool,
     /// Between its controlled-shutdown request and the end of its session: shown to operators
     /// as "shutting down" rather than "fenced". (Default: snapshots from before the field.)
     #[serde(default)]
     pub in_controlled_shutdown: bool,
+}
+
+impl BrokerRegistration {
+    /// Where clients of `listener` reach this broker; None if it has no such listener.
+    /// A registration from before listeners has only its PLAINTEXT address.
+    pub fn endpoint(&self, listener: &str) -> Option<(&str, i32)> {
+        if self.listeners.is_empty() {
+            return (listener == "PLAINTEXT").then_some((self.host.as_str(), self.port));
+        }
+        self.listeners
+            .iter()
+            .find(|e| e.name == listener)
+            .map(|e| (e.host.as_str(), e.port))
+    }
 }
 
 /// One topic and its partitions.
@@ -125,6 +144,7 @@ impl MetadataImage {
                 epoch,
                 host,
                 port,
+                listeners,
             } => {
                 self.brokers.insert(
                     *id,
@@ -133,6 +153,7 @@ impl MetadataImage {
                         epoch: *epoch,
                         host: host.clone(),
                         port: *port,
+                        listeners: listeners.clone(),
                         fenced: true,
                         in_controlled_shutdown: false,
                     },
@@ -244,6 +265,38 @@ mod tests {
     use super::*;
     use crate::security::acl::{AclOperation, PatternType, PermissionType, ResourceType};
 
+    #[test]
+    fn clients_get_the_endpoint_of_the_listener_they_use() {
+        let endpoint = |name: &str, port| Endpoint {
+            name: name.into(),
+            host: "h".into(),
+            port,
+        };
+        let mut broker = BrokerRegistration {
+            id: 1,
+            epoch: 1,
+            host: "h".into(),
+            port: 9092,
+            listeners: vec![endpoint("INTERNAL", 9092), endpoint("SASL_SSL", 9093)],
+            fenced: false,
+            in_controlled_shutdown: false,
+        };
+        assert_eq!(broker.endpoint("SASL_SSL"), Some(("h", 9093)));
+        assert_eq!(broker.endpoint("INTERNAL"), Some(("h", 9092)));
+        assert_eq!(
+            broker.endpoint("PLAINTEXT"),
+            None,
+            "no such listener: not listed"
+        );
+        // Registered before listeners: its address is the PLAINTEXT listener's.
+        broker.listeners.clear();
+        assert_eq!(broker.endpoint("PLAINTEXT"), Some(("h", 9092)));
+        assert_eq!(broker.endpoint("SASL_SSL"), None);
+        let old = r#"{"id":1,"epoch":1,"host":"h","port":9092,"fenced":false}"#;
+        let old: BrokerRegistration = serde_json::from_str(old).unwrap();
+        assert!(old.listeners.is_empty());
+    }
+
     fn batch(records: Vec<MetadataRecord>) -> MetadataBatch {
         MetadataBatch::new(records)
     }
@@ -342,6 +395,7 @@ mod tests {
             epoch,
             host: "h".into(),
             port: 9092,
+            listeners: Vec::new(),
         };
         let fence = |epoch, fenced| MetadataRecord::BrokerFencing {
             id: 1,

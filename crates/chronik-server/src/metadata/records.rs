@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::client_quotas::QuotaEntity;
+use crate::network::listener::Endpoint;
 use crate::security::scram::{ScramCredential, ScramMechanism};
 use crate::security::AclBinding;
 
@@ -29,6 +30,10 @@ pub enum MetadataRecord {
         epoch: u64,
         host: String,
         port: i32,
+        /// Every advertised listener (records from before listeners had only host and port,
+        /// the PLAINTEXT listener's).
+        #[serde(default)]
+        listeners: Vec<Endpoint>,
     },
     /// The controller stopped hearing from the broker (`fenced`) or heard from it again.
     BrokerFencing { id: i32, epoch: u64, fenced: bool },

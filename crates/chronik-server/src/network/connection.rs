@@ -19,7 +19,12 @@
 //!
 //! A frame with an absurd length, a request the API layer refuses, or a write error ends
 //! this connection only. Frames are checked by `request_bounds` before the API layer decodes them.
+//!
+//! On a SASL listener the reader authenticates the connection first (`api::sasl`): until then
+//! frames are bounded by `MAX_UNAUTHENTICATED_FRAME` and only ApiVersions and the SASL APIs are
+//! read; the session's principal becomes the authenticated user. Other listeners skip this.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,14 +33,15 @@ use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
 use kafka_protocol::messages::ApiKey;
 use parking_lot::Mutex;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::frame_reader::FrameReader;
+use super::frame_reader::{FrameReader, FrameSource};
+use super::listener::SecurityProtocol;
 use super::request_memory::{RequestMemory, Reservation};
+use crate::api::sasl::{Admit, ConnectionAuth, Event, MAX_UNAUTHENTICATED_FRAME};
 use crate::api::{self, Outcome};
 use crate::broker::Broker;
 use crate::observe::timing::{self, RequestTiming};
@@ -55,31 +61,57 @@ struct Held {
     _fetch: Option<OwnedSemaphorePermit>,
 }
 
-pub async fn run(stream: TcpStream, broker: Arc<Broker>, memory: RequestMemory) {
-    let peer = stream.peer_addr().ok();
-    let _ = stream.set_nodelay(true);
+/// The listener a connection came in on.
+pub struct Listening {
+    /// Its place in the configuration (the metrics count connections per listener).
+    pub index: usize,
+    pub name: Arc<str>,
+    pub protocol: SecurityProtocol,
+    /// The principal of a verified TLS client certificate.
+    pub certificate_principal: Option<String>,
+}
+
+/// Serves one connection, plain or after its TLS handshake (`peer` is its address).
+pub async fn run<R: FrameSource, W: AsyncWrite + Unpin>(
+    read_half: R,
+    mut write_half: W,
+    peer: Option<SocketAddr>,
+    listener: Listening,
+    broker: Arc<Broker>,
+    memory: RequestMemory,
+) {
     let config = &broker.config;
     let idle = Duration::from_millis(config.connections_max_idle_ms);
     let max_in_flight = config.queued_max_requests_per_connection;
-    let (read_half, mut write_half) = stream.into_split();
+    let auth = listener.protocol.uses_sasl().then(ConnectionAuth::default);
+    let max_frame = match auth {
+        Some(_) => MAX_UNAUTHENTICATED_FRAME.min(config.socket_request_max_bytes),
+        None => config.socket_request_max_bytes,
+    };
     let frames = FrameReader::new(
         read_half,
         memory,
-        config.socket_request_max_bytes,
+        max_frame,
         Duration::from_millis(config.request_frame_timeout_ms),
     );
     let (queue, mut requests) = mpsc::channel::<BoxFuture<'static, Answered>>(max_in_flight);
-    // PLAINTEXT without SASL: the principal is User:ANONYMOUS, the host the peer's address.
-    let session = Arc::new(Session::anonymous(peer));
+    // User:ANONYMOUS until SASL authenticates it, or the client certificate's principal; the
+    // host is the peer's address.
+    let mut session = Session::on_listener(listener.name, peer);
+    if let Some(principal) = listener.certificate_principal {
+        session.principal = principal;
+    }
+    let session = Arc::new(session);
     let slots = Arc::new(Semaphore::new(max_in_flight));
     let muted_until = Arc::new(Mutex::new(Instant::now()));
     let metrics = broker.clone();
-    let _open = metrics.requests.connection_opened();
+    let _open = metrics.requests.connection_opened(listener.index);
     let reader = tokio::spawn(read_requests(
         frames,
         queue,
         broker,
         session,
+        auth,
         slots,
         muted_until.clone(),
     ));
@@ -145,11 +177,12 @@ pub async fn run(stream: TcpStream, broker: Arc<Broker>, memory: RequestMemory) 
     let _ = write_half.shutdown().await;
 }
 
-async fn read_requests(
-    mut frames: FrameReader,
+async fn read_requests<R: FrameSource>(
+    mut frames: FrameReader<R>,
     queue: mpsc::Sender<BoxFuture<'static, Answered>>,
     broker: Arc<Broker>,
-    session: Arc<Session>,
+    mut session: Arc<Session>,
+    mut auth: Option<ConnectionAuth>,
     slots: Arc<Semaphore>,
     muted_until: Arc<Mutex<Instant>>,
 ) {
@@ -166,15 +199,7 @@ async fn read_requests(
                     _slot: slot,
                     _fetch: None,
                 };
-                let _ = queue
-                    .send(Box::pin(async move {
-                        Answered {
-                            outcome: Outcome::Close(reason),
-                            timing: None,
-                            _held: held,
-                        }
-                    }))
-                    .await;
+                let _ = queue.send(answered(Outcome::Close(reason), held)).await;
                 return;
             }
         };
@@ -184,11 +209,48 @@ async fn read_requests(
         if until > Instant::now() {
             tokio::time::sleep_until(until).await;
         }
+        let api_key = match frame.body.get(..2) {
+            Some(key) => i16::from_be_bytes([key[0], key[1]]),
+            None => -1,
+        };
+        if let Some(auth) = auth.as_mut() {
+            let admit = auth.admit(api_key);
+            if !matches!(admit, Admit::Dispatch) {
+                let held = Held {
+                    _memory: frame.memory,
+                    _slot: slot,
+                    _fetch: None,
+                };
+                // After a failure the reader stops: the connection closes once the answer is
+                // written.
+                let (outcome, failed) = match admit {
+                    Admit::Close(reason) => (Outcome::Close(reason), true),
+                    _ => match auth.handle(&broker, frame.body).await {
+                        (outcome, Event::Continue) => (outcome, false),
+                        (outcome, Event::Authenticated(principal)) => {
+                            session = Arc::new(session.with_principal(principal));
+                            frames.set_max_frame(broker.config.socket_request_max_bytes);
+                            (outcome, false)
+                        }
+                        // Answered after the failure delay (the writer waits, reading
+                        // nothing), then closed.
+                        (Outcome::Respond(frame), Event::Failed) => (
+                            Outcome::Throttled(Some(frame), broker.sasl.failure_delay),
+                            true,
+                        ),
+                        (outcome, Event::Failed) => (outcome, true),
+                    },
+                };
+                if queue.send(answered(outcome, held)).await.is_err() || failed {
+                    return;
+                }
+                continue;
+            }
+        }
         // A refused frame is answered by closing; stop reading after it. (The walk is cheap:
         // strings and record sets are skipped by length.)
         let refused = super::request_bounds::check_frame(&frame.body).is_err();
-        let is_fetch = frame.body.len() >= 2
-            && i16::from_be_bytes([frame.body[0], frame.body[1]]) == ApiKey::Fetch as i16;
+        let is_fetch = api_key == ApiKey::Fetch as i16;
         // Taken here, in request order, and held until the response is written: a second
         // Fetch is not read while the first one's response is unwritten.
         let fetch = match is_fetch {
@@ -203,10 +265,6 @@ async fn read_requests(
         };
         let (broker, session) = (broker.clone(), session.clone());
         let received = std::time::Instant::now();
-        let api_key = match frame.body.get(..2) {
-            Some(key) => i16::from_be_bytes([key[0], key[1]]),
-            None => -1,
-        };
         let answer = async move {
             let handler = handle_untrusted_frame(broker, session, frame.body);
             let (outcome, timing) = timing::measure(api_key, received, handler).await;
@@ -224,6 +282,17 @@ async fn read_requests(
             return;
         }
     }
+}
+
+/// An outcome known at once (no API handler ran: no timing).
+fn answered(outcome: Outcome, held: Held) -> BoxFuture<'static, Answered> {
+    Box::pin(async move {
+        Answered {
+            outcome,
+            timing: None,
+            _held: held,
+        }
+    })
 }
 
 /// What the connection does with one frame off the socket: the pre-decode bounds check, then

@@ -8,8 +8,10 @@
 
 use std::time::Duration;
 
+use std::future::Future;
+
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::time::Instant;
 
@@ -18,26 +20,42 @@ use super::request_memory::{RequestMemory, Reservation};
 /// The first allocation of a large body; later ones double it.
 const FIRST_CHUNK: usize = 64 * 1024;
 
+/// What frames are read from: a plain socket's read half, or a TLS stream's behind a small
+/// buffer. Generic, so the plaintext path stays what it was.
+pub trait FrameSource: AsyncRead + Unpin + Send + 'static {
+    /// Waits until bytes (or the end of the stream) can be read, reading none.
+    fn ready(&mut self) -> impl Future<Output = std::io::Result<()>> + Send;
+}
+
+impl FrameSource for OwnedReadHalf {
+    async fn ready(&mut self) -> std::io::Result<()> {
+        self.readable().await
+    }
+}
+
+/// TLS: readiness of the socket says nothing about decrypted bytes, so wait for some to be
+/// buffered.
+impl<R: AsyncRead + Unpin + Send + 'static> FrameSource for BufReader<R> {
+    async fn ready(&mut self) -> std::io::Result<()> {
+        self.fill_buf().await.map(|_| ())
+    }
+}
+
 /// A request frame (without its size prefix) and the pool memory it holds.
 pub struct Frame {
     pub body: Bytes,
     pub memory: Reservation,
 }
 
-pub struct FrameReader {
-    half: OwnedReadHalf,
+pub struct FrameReader<R> {
+    half: R,
     memory: RequestMemory,
     max_frame: usize,
     frame_timeout: Duration,
 }
 
-impl FrameReader {
-    pub fn new(
-        half: OwnedReadHalf,
-        memory: RequestMemory,
-        max_frame: usize,
-        frame_timeout: Duration,
-    ) -> Self {
+impl<R: FrameSource> FrameReader<R> {
+    pub fn new(half: R, memory: RequestMemory, max_frame: usize, frame_timeout: Duration) -> Self {
         FrameReader {
             half,
             memory,
@@ -46,11 +64,17 @@ impl FrameReader {
         }
     }
 
+    /// Frames above `max_frame` close the connection from now on (lower before a SASL
+    /// connection has authenticated).
+    pub fn set_max_frame(&mut self, max_frame: usize) {
+        self.max_frame = max_frame;
+    }
+
     /// The next frame; Ok(None) at a clean end of stream (between frames).
     pub async fn next(&mut self) -> Result<Option<Frame>, &'static str> {
         // Between frames a connection may wait as long as it likes (the idle timeout is the
         // writer's); the deadline starts with the frame's first byte.
-        self.half.readable().await.map_err(|_| "read error")?;
+        self.half.ready().await.map_err(|_| "read error")?;
         let deadline = Instant::now() + self.frame_timeout;
         match tokio::time::timeout_at(deadline, self.read_frame()).await {
             Ok(result) => result,
@@ -79,7 +103,7 @@ impl FrameReader {
         while body.len() < size {
             if body.len() == body.capacity() {
                 // Only once more bytes are there: a silent client holds no buffer.
-                self.half.readable().await.map_err(|_| "read error")?;
+                self.half.ready().await.map_err(|_| "read error")?;
                 let target = size.min((body.capacity() * 2).max(FIRST_CHUNK));
                 self.memory
                     .reserve(target - memory.bytes(), &mut memory)

@@ -160,20 +160,27 @@ impl Collector for BrokerCollector {
 fn encode_requests(broker: &Broker, enc: &mut DescriptorEncoder) -> Fmt {
     use std::sync::atomic::Ordering::Relaxed;
     let requests = &broker.requests;
-    let listener = [("listener", "PLAINTEXT")];
     family(
         enc,
         "kafka_server_socketservermetrics_connections",
         "Open client connections",
         MetricType::Gauge,
-        [(listener, requests.connections.load(Relaxed))],
+        requests
+            .listeners
+            .iter()
+            .map(|l| ([("listener", l.name.as_str())], l.open.load(Relaxed))),
     )?;
     family(
         enc,
         "kafka_server_socketservermetrics_connection_creation",
         "Client connections accepted",
         MetricType::Counter,
-        [(listener, requests.connections_created.load(Relaxed) as i64)],
+        requests.listeners.iter().map(|l| {
+            (
+                [("listener", l.name.as_str())],
+                l.created.load(Relaxed) as i64,
+            )
+        }),
     )?;
     let used: Vec<(String, &super::requests::ApiMetrics)> = requests
         .used()

@@ -16,10 +16,16 @@ const API_KEYS: usize = 128;
 const ERROR_CODES: usize = 160;
 
 pub struct RequestMetrics {
-    /// Open client connections, and those accepted since start (one listener: PLAINTEXT).
-    pub connections: AtomicI64,
-    pub connections_created: AtomicU64,
+    /// Open client connections, and those accepted since start, per listener (in the order of
+    /// the configuration, which connections name by index).
+    pub listeners: Box<[ListenerConnections]>,
     per_api: Box<[Option<ApiMetrics>]>,
+}
+
+pub struct ListenerConnections {
+    pub name: String,
+    pub open: AtomicI64,
+    pub created: AtomicU64,
 }
 
 pub struct ApiMetrics {
@@ -57,8 +63,15 @@ impl ApiMetrics {
     }
 }
 
+/// One PLAINTEXT listener (what tests of the API layer need).
 impl Default for RequestMetrics {
     fn default() -> Self {
+        RequestMetrics::for_listeners(["PLAINTEXT".to_string()])
+    }
+}
+
+impl RequestMetrics {
+    pub fn for_listeners(names: impl IntoIterator<Item = String>) -> Self {
         let per_api = (0..API_KEYS)
             .map(|key| {
                 ApiKey::try_from(key as i16)
@@ -67,11 +80,15 @@ impl Default for RequestMetrics {
                     .map(|_| ApiMetrics::new())
             })
             .collect();
-        RequestMetrics {
-            connections: AtomicI64::new(0),
-            connections_created: AtomicU64::new(0),
-            per_api,
-        }
+        let listeners = names
+            .into_iter()
+            .map(|name| ListenerConnections {
+                name,
+                open: AtomicI64::new(0),
+                created: AtomicU64::new(0),
+            })
+            .collect();
+        RequestMetrics { listeners, per_api }
     }
 }
 
@@ -157,11 +174,12 @@ impl RequestMetrics {
         self.error(m, code);
     }
 
-    /// Counts an open connection until the guard drops.
-    pub fn connection_opened(&self) -> ConnectionGuard<'_> {
-        self.connections.fetch_add(1, Ordering::Relaxed);
-        self.connections_created.fetch_add(1, Ordering::Relaxed);
-        ConnectionGuard(&self.connections)
+    /// Counts an open connection of listener `index` until the guard drops.
+    pub fn connection_opened(&self, index: usize) -> ConnectionGuard<'_> {
+        let listener = &self.listeners[index];
+        listener.open.fetch_add(1, Ordering::Relaxed);
+        listener.created.fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard(&listener.open)
     }
 }
 

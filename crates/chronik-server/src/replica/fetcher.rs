@@ -31,7 +31,7 @@ use super::partition::Partition;
 use super::ReplicaManager;
 use crate::config::BrokerConfig;
 use crate::metadata::MetadataImage;
-use crate::network::client::KafkaClient;
+use crate::network::client::{ClientSecurity, KafkaClient};
 
 /// Fetch v12: leader epochs, last fetched epoch and DivergingEpoch; topics by name.
 const FETCH_VERSION: i16 = 12;
@@ -73,6 +73,8 @@ pub struct ReplicaFetchers {
     limits: Limits,
     /// Brokers reached elsewhere than at their advertised address (`peer_kafka_addresses`).
     peer_addresses: HashMap<i32, String>,
+    /// TLS and SASL of the inter-broker listener.
+    security: Arc<ClientSecurity>,
     replicas: Arc<ReplicaManager>,
     /// Fetchers per leader (Kafka's num.replica.fetchers); a partition always uses the same.
     per_leader: usize,
@@ -90,6 +92,7 @@ impl ReplicaFetchers {
             },
             // Validated when the configuration was loaded.
             peer_addresses: config.peer_kafka_addresses().unwrap_or_default(),
+            security: Arc::new(config.inter_broker_client().unwrap_or_default()),
             replicas,
             per_leader: config.num_replica_fetchers.max(1),
             fetchers: Mutex::new(HashMap::new()),
@@ -174,6 +177,7 @@ impl ReplicaFetchers {
         let task = tokio::spawn(run_fetcher(
             id,
             self.limits,
+            self.security.clone(),
             address.clone(),
             partitions.clone(),
             changed.clone(),
@@ -197,6 +201,7 @@ impl ReplicaFetchers {
 async fn run_fetcher(
     (leader, fetcher): FetcherId,
     limits: Limits,
+    security: Arc<ClientSecurity>,
     address: Arc<Mutex<String>>,
     partitions: Arc<Mutex<HashMap<Key, Followed>>>,
     changed: Arc<Notify>,
@@ -217,7 +222,8 @@ async fn run_fetcher(
         }
         let target = address.lock().clone();
         if connection.as_ref().is_none_or(|(a, _)| *a != target) {
-            match KafkaClient::connect(&target, &client_id, Duration::from_secs(5)).await {
+            match KafkaClient::connect(&target, &client_id, Duration::from_secs(5), &security).await
+            {
                 Ok(client) => connection = Some((target.clone(), client)),
                 Err(e) => {
                     if !failing {

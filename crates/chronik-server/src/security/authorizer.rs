@@ -23,6 +23,8 @@ use super::Session;
 pub struct Authorizer {
     acls: Arc<AclStore>,
     allow_everyone_if_no_acl_found: bool,
+    /// Principals allowed everything (Kafka's super.users); a handful at most.
+    super_users: Vec<String>,
 }
 
 impl Authorizer {
@@ -30,7 +32,23 @@ impl Authorizer {
         Authorizer {
             acls,
             allow_everyone_if_no_acl_found,
+            super_users: Vec::new(),
         }
+    }
+
+    /// With `super_users` as Kafka's `super.users` spells them: `User:admin;User:ops`.
+    pub fn with_super_users(mut self, super_users: &str) -> Authorizer {
+        self.super_users = super_users
+            .split(';')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect();
+        self
+    }
+
+    fn is_super_user(&self, session: &Session) -> bool {
+        self.super_users.contains(&session.principal)
     }
 
     pub fn acls(&self) -> &AclStore {
@@ -45,6 +63,9 @@ impl Authorizer {
         resource_type: ResourceType,
         name: &str,
     ) -> bool {
+        if self.is_super_user(session) {
+            return true;
+        }
         if self.acls.is_empty() {
             return self.allow_everyone_if_no_acl_found;
         }
@@ -94,6 +115,9 @@ impl Authorizer {
         operation: AclOperation,
         resource_type: ResourceType,
     ) -> bool {
+        if self.is_super_user(session) {
+            return true;
+        }
         if self.acls.is_empty() {
             return self.allow_everyone_if_no_acl_found;
         }

@@ -7,6 +7,7 @@ fn session(principal: &str, host: &str) -> Session {
     Session {
         principal: principal.into(),
         host: host.into(),
+        listener: Arc::from("PLAINTEXT"),
     }
 }
 
@@ -263,4 +264,22 @@ fn by_resource_type_follows_kafkas_rule() {
     // Another principal's ALLOW does not count.
     let other = acl(Topic, "t", Literal, "User:bob", "*", Write, Allow);
     assert!(!by_type(&[other], false));
+}
+
+#[test]
+fn super_users_bypass_acls() {
+    let (_dir, authorizer) = authorizer(&[], false);
+    let authorizer = authorizer.with_super_users("User:admin; User:ops;");
+    for (principal, allowed) in [
+        ("User:admin", true),
+        ("User:ops", true),
+        ("User:bob", false),
+    ] {
+        let s = session(principal, "10.0.0.1");
+        assert_eq!(authorizer.topic(&s, AclOperation::Write, "t"), allowed);
+        assert_eq!(
+            authorizer.authorize_by_resource_type(&s, AclOperation::Write, ResourceType::Topic),
+            allowed
+        );
+    }
 }

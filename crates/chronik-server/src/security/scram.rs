@@ -51,7 +51,7 @@ impl ScramMechanism {
     }
 
     /// HMAC with this mechanism's hash.
-    fn hmac(self, key: &[u8], message: &[u8]) -> Vec<u8> {
+    pub(crate) fn hmac(self, key: &[u8], message: &[u8]) -> Vec<u8> {
         match self {
             ScramMechanism::Sha256 => {
                 let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key");
@@ -66,7 +66,7 @@ impl ScramMechanism {
         }
     }
 
-    fn hash(self, data: &[u8]) -> Vec<u8> {
+    pub(crate) fn hash(self, data: &[u8]) -> Vec<u8> {
         match self {
             ScramMechanism::Sha256 => Sha256::digest(data).to_vec(),
             ScramMechanism::Sha512 => Sha512::digest(data).to_vec(),
