@@ -32,7 +32,7 @@ cargo test --workspace --no-fail-fast
 
 if [ "$quick" = true ]; then exit 0; fi
 
-echo "== Python client tests (kafka-python)"
+echo "== Python client tests (kafka-python, confluent-kafka)"
 venv=target/pyenv
 if [ ! -x "$venv/bin/python" ]; then python3 -m venv "$venv"; fi
 "$venv/bin/pip" install -q -r tests/python/requirements.txt

@@ -118,3 +118,106 @@ def test_deleted_users_and_wrong_passwords_are_refused_alike(secured, caplog):
     a.alter_user_scram_credentials([UserScramCredentialDeletion("carol", "SCRAM-SHA-256")])
     a.close()
     assert auth_errors(carol, caplog) == wrong
+
+
+# confluent-kafka (librdkafka of the PyPI wheel, built with OpenSSL and SASL): the same promises
+# through the client most Python users run, and ACLs acting on the authenticated principal.
+
+def confluent_config(broker, mechanism, user, password, **extra):
+    return {"bootstrap.servers": broker.sasl_ssl, "security.protocol": "SASL_SSL",
+            "ssl.ca.location": broker.ca, "sasl.mechanism": mechanism,
+            "sasl.username": user, "sasl.password": password, **extra}
+
+
+def confluent_admin(broker):
+    from confluent_kafka.admin import AdminClient
+    return AdminClient(confluent_config(broker, "SCRAM-SHA-512", "admin", "admin-secret"))
+
+
+def confluent_upsert(broker, user, password, mechanisms=("SCRAM-SHA-256", "SCRAM-SHA-512")):
+    from confluent_kafka.admin import (ScramCredentialInfo, ScramMechanism,
+                                       UserScramCredentialUpsertion)
+    upserts = [UserScramCredentialUpsertion(
+        user, ScramCredentialInfo(getattr(ScramMechanism, m.replace("-", "_")), 4096),
+        password.encode()) for m in mechanisms]
+    # The client must outlive its futures: destroyed, it fails them.
+    client = confluent_admin(broker)
+    for future in client.alter_user_scram_credentials(upserts).values():
+        future.result(timeout=20)
+
+
+def confluent_round_trip(config, topic):
+    from confluent_kafka import Consumer, Producer
+    delivered = []
+    producer = Producer({**config, "acks": "all"})
+    producer.produce(topic, b"confluent over sasl_ssl",
+                     on_delivery=lambda err, msg: delivered.append(err))
+    assert producer.flush(20) == 0
+    assert delivered == [None]
+    consumer = Consumer({**config, "group.id": f"g-{topic}", "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    deadline, values = time.time() + 30, []
+    while not values and time.time() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is not None and msg.error() is None:
+            values.append(msg.value())
+    consumer.close()
+    assert values == [b"confluent over sasl_ssl"]
+
+
+def confluent_auth_error(config):
+    """The authentication error librdkafka reports for this config (through error_cb)."""
+    from confluent_kafka import KafkaError as CKafkaError, Producer
+    errors = []
+    producer = Producer({**config, "error_cb": errors.append})
+    deadline = time.time() + 15
+    while time.time() < deadline and not any(
+            e.code() == CKafkaError._AUTHENTICATION for e in errors):
+        producer.poll(0.2)
+    auth = [e.str() for e in errors if e.code() == CKafkaError._AUTHENTICATION]
+    assert auth, f"no authentication error, only {errors}"
+    # Strip librdkafka's "host:port/bootstrap: " prefix and its timing suffix.
+    return {re.sub(r"^.*?: ", "", a).split(" (after ")[0] for a in auth}
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"])
+def test_confluent_kafka_round_trips_over_sasl_ssl(secured, mechanism):
+    confluent_upsert(secured, "dave", "dave-secret")
+    confluent_round_trip(confluent_config(secured, mechanism, "dave", "dave-secret"),
+                         f"cfk-sasl-{mechanism.lower()}")
+
+
+def test_confluent_kafka_wrong_password_and_unknown_user_fail_alike(secured):
+    confluent_upsert(secured, "erin", "erin-secret", mechanisms=("SCRAM-SHA-256",))
+    wrong = confluent_auth_error(confluent_config(secured, "SCRAM-SHA-256", "erin", "nope"))
+    unknown = confluent_auth_error(confluent_config(secured, "SCRAM-SHA-256", "nobody", "x"))
+    assert len(wrong) == 1 and "Authentication failed" in next(iter(wrong)), wrong
+    assert wrong == unknown, (wrong, unknown)
+
+
+def test_acls_act_on_the_authenticated_principal(secured):
+    """An ACL allowing User:alice to write and read a topic lets alice in and keeps bob out."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType,
+                                       NewTopic, ResourcePatternType, ResourceType)
+    confluent_upsert(secured, "alice", "alice-secret")
+    confluent_upsert(secured, "bob", "bob-secret")
+    admin_client = confluent_admin(secured)
+    topic = "cfk-acl"
+    admin_client.create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=20)
+    bindings = [AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL,
+                           "User:alice", "*", op, AclPermissionType.ALLOW)
+                for op in (AclOperation.WRITE, AclOperation.READ, AclOperation.DESCRIBE)]
+    bindings.append(AclBinding(ResourceType.GROUP, f"g-{topic}", ResourcePatternType.LITERAL,
+                               "User:alice", "*", AclOperation.READ, AclPermissionType.ALLOW))
+    for future in admin_client.create_acls(bindings).values():
+        future.result(timeout=20)
+    confluent_round_trip(confluent_config(secured, "SCRAM-SHA-256", "alice", "alice-secret"),
+                         topic)
+    bob = Producer(confluent_config(secured, "SCRAM-SHA-256", "bob", "bob-secret",
+                                    **{"acks": "all", "message.timeout.ms": 10000}))
+    failures = []
+    bob.produce(topic, b"from bob", on_delivery=lambda err, msg: failures.append(err))
+    bob.flush(20)
+    assert len(failures) == 1 and failures[0] is not None
+    assert failures[0].name() == "TOPIC_AUTHORIZATION_FAILED", failures[0]
