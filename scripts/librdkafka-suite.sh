@@ -364,10 +364,10 @@ make_certs() {
     # Explicit extensions: webpki (rustls) takes only X.509 v3 certificates.
     printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$d/broker.ext"
     printf 'extendedKeyUsage=clientAuth\n' >"$d/client.ext"
-    # The broker's key is RSA 4096, slower to sign with: a broker that answers the ClientHello
-    # before librdkafka's first SSL_connect() reads (about 1 ms on loopback, as rustls does with
-    # a 2048-bit key) makes the client report a certificate it rejects as a transport error
-    # (rd_kafka_transport_ssl_connect) instead of _SSL, which 0097 counts as a failure.
+    # The broker's key is RSA 4096, slower to sign with: a broker whose answer to the ClientHello
+    # is there at librdkafka's first read, about 1 ms later on loopback (rustls with a 2048-bit
+    # key is that fast), makes the client report a broker certificate it rejects as a transport
+    # error (rd_kafka_transport_ssl_connect) instead of _SSL, which 0097 counts as a failure.
     ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:4096 -out "$d/broker.key"
     ossl req -new -key "$d/broker.key" -subj "$subj=broker" -out "$d/broker.req"
     ossl x509 -req -in "$d/broker.req" -CA "$d/ca.pem" -CAkey "$d/ca.key" \
