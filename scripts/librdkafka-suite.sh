@@ -77,8 +77,9 @@ die() { echo "error: $*" >&2; exit 2; }
 ensure_debs() {
     # rapidjson-dev: the tests verify stats JSON with it (0053_stats,
     # 0110_batch_size); without it they skip themselves.
+    # openssl: the "ssl" scenario makes its certificates with it.
     local want=(build-essential pkg-config zlib1g-dev libssl-dev libsasl2-dev
-                libzstd-dev liblz4-dev rapidjson-dev)
+                libzstd-dev liblz4-dev rapidjson-dev openssl)
     local missing=() p
     for p in "${want[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
@@ -148,10 +149,11 @@ make_plan() {
     python3 - "$TESTS_DIR/test.c" "$SKIP_FILE" "$SELECT" "$([[ -z $BROKER ]] && echo 1 || echo 0)" <<'PY'
 import re, sys
 testc, skipf, select, own_broker = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == '1'
-SCENARIOS = {'noautocreate', 'sasl'}  # non-default scenarios the script can set up
+SCENARIOS = {'noautocreate', 'sasl', 'ssl'}  # non-default scenarios the script can set up
 # Test numbers that need a broker configured for them, a scenario of this script (the
-# test-runner itself runs them as "default"): SASL credentials against a SASL_PLAINTEXT listener.
-CHRONIK_SCENARIOS = {'0135': 'sasl'}
+# test-runner itself runs them as "default"): SASL credentials against a SASL_PLAINTEXT listener,
+# certificates against an SSL listener that verifies client certificates.
+CHRONIK_SCENARIOS = {'0135': 'sasl', '0097': 'ssl'}
 src = open(testc).read()
 body = src[src.index('struct test tests[] = {'):]
 body = body[:body.index('{NULL}};')]
@@ -301,11 +303,14 @@ PY
 # (tests/scenarios/*.json), which many tests rely on for auto-created topics.
 # "sasl" adds a SASL_PLAINTEXT listener (its tests connect there, BADDR stays the PLAINTEXT
 # one) and a SCRAM user made with `chronik-server users add` before its first start.
+# "ssl" adds an SSL listener (likewise) with certificates made at run time by make_certs.
 declare -A BPID=() BDATA=() BADDR=() RUNNING=()
 BROKER_ARGS_default="--num-partitions 4 --auto-create-topics true"
 BROKER_ARGS_noautocreate="--num-partitions 4 --auto-create-topics false"
 BROKER_ARGS_sasl="--num-partitions 4 --auto-create-topics true"
+BROKER_ARGS_ssl="--num-partitions 4 --auto-create-topics true"
 SASL_PORT="" SASL_USER=rdkafkatest SASL_PASSWORD=rdkafkatest-secret SASL_MECHANISM=SCRAM-SHA-512
+SSL_PORT="" SSL_PASSWORD=rdkafkatest-keypass
 kill_tree() { # pid: the process and its descendants, by id
     local c
     for c in $(pgrep -P "$1" 2>/dev/null); do kill_tree "$c"; done
@@ -340,6 +345,48 @@ wait_port() { # host port seconds [pid that must stay alive]
     return 1
 }
 
+# make_certs <dir>: what trivup's SslApp makes for 0097_ssl_verify, with openssl. Two CAs (the
+# first unused, so that all_cas.pem holds several), the client's certificate signed by the
+# second in PEM, DER and a PKCS#12 keystore (with both CAs), its key as PKCS#8 PEM encrypted
+# with SSL_PASSWORD (ssl.key.password) and as DER, and the broker's certificate for 127.0.0.1.
+# Nothing else signs with these CAs: librdkafka's fixtures/ssl/client2.* keys stay untrusted.
+make_certs() {
+    local d=$1 subj="/C=NN/ST=ST/L=L/O=Chronik librdkafka suite/CN" ca
+    command -v openssl >/dev/null || ensure_debs
+    mkdir -p "$d"
+    ossl() { openssl "$@" >>"$d/openssl.log" 2>&1 || die "openssl $1 failed (log: $d/openssl.log)"; }
+    for ca in ca_unused ca; do
+        ossl req -new -x509 -newkey rsa:2048 -days 30 -subj "$subj=$ca" \
+            -keyout "$d/$ca.key" -passout "pass:$SSL_PASSWORD" -out "$d/$ca.pem"
+        ossl x509 -in "$d/$ca.pem" -outform der -out "$d/$ca.der"
+    done
+    cat "$d/ca_unused.pem" "$d/ca.pem" >"$d/all_cas.pem"
+    # Explicit extensions: webpki (rustls) takes only X.509 v3 certificates.
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$d/broker.ext"
+    printf 'extendedKeyUsage=clientAuth\n' >"$d/client.ext"
+    # The broker's key is RSA 4096, slower to sign with: a broker whose answer to the ClientHello
+    # is there at librdkafka's first read, about 1 ms later on loopback (rustls with a 2048-bit
+    # key is that fast), makes the client report a broker certificate it rejects as a transport
+    # error (rd_kafka_transport_ssl_connect) instead of _SSL, which 0097 counts as a failure.
+    ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:4096 -out "$d/broker.key"
+    ossl req -new -key "$d/broker.key" -subj "$subj=broker" -out "$d/broker.req"
+    ossl x509 -req -in "$d/broker.req" -CA "$d/ca.pem" -CAkey "$d/ca.key" \
+        -passin "pass:$SSL_PASSWORD" -CAcreateserial -days 30 -extfile "$d/broker.ext" \
+        -out "$d/broker.pem"
+    ossl genpkey -algorithm RSA -aes256 -pass "pass:$SSL_PASSWORD" -out "$d/client-priv.pem"
+    ossl pkey -in "$d/client-priv.pem" -passin "pass:$SSL_PASSWORD" -outform der \
+        -out "$d/client-priv.der"
+    ossl req -new -key "$d/client-priv.pem" -passin "pass:$SSL_PASSWORD" -subj "$subj=client" \
+        -out "$d/client.req"
+    ossl x509 -req -in "$d/client.req" -CA "$d/ca.pem" -CAkey "$d/ca.key" \
+        -passin "pass:$SSL_PASSWORD" -CAserial "$d/ca.srl" -days 30 -extfile "$d/client.ext" \
+        -out "$d/client-pub.pem"
+    ossl x509 -in "$d/client-pub.pem" -outform der -out "$d/client-pub.der"
+    ossl pkcs12 -export -inkey "$d/client-priv.pem" -in "$d/client-pub.pem" \
+        -certfile "$d/all_cas.pem" -passin "pass:$SSL_PASSWORD" -passout "pass:$SSL_PASSWORD" \
+        -out "$d/client.p12"
+}
+
 start_broker() { # scenario; (re)starts it on its previous port and data dir
     local scen=$1 bin=$ROOT/target/debug/chronik-server port args var
     if [[ $BUILD_BROKER -eq 1 || ! -x $bin ]]; then
@@ -360,6 +407,18 @@ start_broker() { # scenario; (re)starts it on its previous port and data dir
             --password-file "$RUN_DIR/sasl-password" --data-dir "${BDATA[$scen]}" ||
             die "chronik-server users add failed"
     fi
+    if [[ $scen == ssl ]]; then
+        [[ -n $SSL_PORT ]] || SSL_PORT=$(free_port)
+        [[ -f $RUN_DIR/ssl/client.p12 ]] || make_certs "$RUN_DIR/ssl"
+        # "requested", not "required": 0097's untrusted-client-key cases then expect the
+        # connection to succeed without a client certificate (librdkafka withholds one the
+        # broker's CA list does not name). Under "required" they expect the refusal the way a
+        # Java broker on TLS 1.2 gives it, a bad_certificate alert during the handshake; rustls
+        # sends certificate_required, after the handshake on TLS 1.3.
+        args+=" --listeners PLAINTEXT://127.0.0.1:$port,SSL://127.0.0.1:$SSL_PORT"
+        args+=" --ssl-certificate-file $RUN_DIR/ssl/broker.pem --ssl-key-file $RUN_DIR/ssl/broker.key"
+        args+=" --ssl-ca-file $RUN_DIR/ssl/ca.pem --ssl-client-auth requested"
+    fi
     # shellcheck disable=SC2086
     CHRONIK_METRICS_LISTEN=${CHRONIK_METRICS_LISTEN:-off} \
         "$bin" start --listen "127.0.0.1:$port" --data-dir "${BDATA[$scen]}" $args \
@@ -376,11 +435,17 @@ start_broker() { # scenario; (re)starts it on its previous port and data dir
 write_conf() { # scenario file
     local brokers=${BADDR[$1]}
     [[ $1 == sasl ]] && brokers=127.0.0.1:$SASL_PORT
+    [[ $1 == ssl ]] && brokers=127.0.0.1:$SSL_PORT
     sed -e "s|@BROKERS@|$brokers|" -e "s|@TIMEOUT_MULTIPLIER@|$TIMEOUT_MULTIPLIER|" \
         "$CONF_TMPL" >"$2"
     if [[ $1 == sasl ]]; then
         printf '%s\n' "security.protocol=SASL_PLAINTEXT" "sasl.mechanism=$SASL_MECHANISM" \
             "sasl.username=$SASL_USER" "sasl.password=$SASL_PASSWORD" >>"$2"
+    fi
+    if [[ $1 == ssl ]]; then
+        printf '%s\n' "security.protocol=SSL" "ssl.ca.location=$RUN_DIR/ssl/ca.pem" \
+            "ssl.certificate.location=$RUN_DIR/ssl/client-pub.pem" \
+            "ssl.key.location=$RUN_DIR/ssl/client-priv.pem" "ssl.key.password=$SSL_PASSWORD" >>"$2"
     fi
 }
 
@@ -449,12 +514,22 @@ while IFS=$'\t' read -r kind a b c d e; do
 done <<<"$PLAN"
 
 # This script's own scenarios are librdkafka's "default" to the test-runner.
-declare -A RUNNER_SCENARIO=([sasl]=default)
+declare -A RUNNER_SCENARIO=([sasl]=default [ssl]=default)
+# The "ssl" scenario's tests also get the certificate files in trivup's SSL_* variables;
+# SSL_client_auth tells 0097 the broker's ssl_client_auth.
+SSL_ENV=()
+[[ -n $SSL_PORT ]] && SSL_ENV=(
+    SSL_pkcs="$RUN_DIR/ssl/client.p12" SSL_password="$SSL_PASSWORD"
+    SSL_pub_pem="$RUN_DIR/ssl/client-pub.pem" SSL_pub_der="$RUN_DIR/ssl/client-pub.der"
+    SSL_priv_pem="$RUN_DIR/ssl/client-priv.pem" SSL_priv_der="$RUN_DIR/ssl/client-priv.der"
+    SSL_ca_der="$RUN_DIR/ssl/ca.der" SSL_all_cas_pem="$RUN_DIR/ssl/all_cas.pem"
+    SSL_client_auth=requested)
 attempt() { # key log-file result-file
-    local key=$1 logf=$2 rc timed_out=0
+    local key=$1 logf=$2 rc timed_out=0 extra_env=()
+    [[ ${SCENOF[$key]} == ssl ]] && extra_env=("${SSL_ENV[@]}")
     (
         cd "$TESTS_DIR" &&
-        env -u CI -u KAFKA_PATH -u ZK_ADDRESS -u BROKERS -u TEST_DEBUG \
+        env -u CI -u KAFKA_PATH -u ZK_ADDRESS -u BROKERS -u TEST_DEBUG "${extra_env[@]}" \
             TESTS="${NUMOF[$key]}" TEST_SCENARIO="${RUNNER_SCENARIO[${SCENOF[$key]}]:-${SCENOF[$key]}}" \
             TEST_KAFKA_VERSION="$KAFKA_VERSION" TEST_LEVEL=2 \
             RDKAFKA_TEST_CONF="${CONF[${SCENOF[$key]}]}" \
