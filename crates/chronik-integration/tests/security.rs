@@ -328,6 +328,16 @@ fn failed_authentications_do_not_say_whether_the_user_exists() {
     assert!(!s.broker.log().contains("alice-secret"));
 }
 
+/// Sends AlterUserScramCredentials over `stream`; every alteration must succeed.
+fn alter_users(stream: &mut TcpStream, request: AlterUserScramCredentialsRequest) {
+    let altered: AlterUserScramCredentialsResponse =
+        exchange_on(stream, ApiKey::AlterUserScramCredentials, 0, &request).unwrap();
+    assert!(
+        !altered.results.is_empty() && altered.results.iter().all(|r| r.error_code == 0),
+        "{altered:?}"
+    );
+}
+
 /// A SCRAM-SHA-256 upsertion as a client computes it (the password never leaves it).
 fn upsertion(user: &str, password: &str) -> ScramCredentialUpsertion {
     let salt: [u8; 16] = *b"0123456789abcdef";
@@ -350,15 +360,11 @@ async fn users_altered_through_the_api_take_effect_at_once() {
     let addr = s.addr("SASL_PLAINTEXT");
     let (mut admin, response) = raw_plain(&addr, "admin", "admin-secret");
     assert_eq!(response.error_code, 0);
-    let altered: AlterUserScramCredentialsResponse = exchange_on(
+    alter_users(
         &mut admin,
-        ApiKey::AlterUserScramCredentials,
-        0,
-        &AlterUserScramCredentialsRequest::default()
+        AlterUserScramCredentialsRequest::default()
             .with_upsertions(vec![upsertion("carol", "carol-secret")]),
-    )
-    .unwrap();
-    assert_eq!(altered.results[0].error_code, 0, "{altered:?}");
+    );
     let carol = sasl_config(&addr, "PLAIN", "carol", "carol-secret");
     produce(&carol, "carols", "hello").await.unwrap();
     if kcat_installed() {
@@ -369,14 +375,10 @@ async fn users_altered_through_the_api_take_effect_at_once() {
     let deletion = ScramCredentialDeletion::default()
         .with_name(StrBytes::from_static_str("carol"))
         .with_mechanism(1);
-    let altered: AlterUserScramCredentialsResponse = exchange_on(
+    alter_users(
         &mut admin,
-        ApiKey::AlterUserScramCredentials,
-        0,
-        &AlterUserScramCredentialsRequest::default().with_deletions(vec![deletion]),
-    )
-    .unwrap();
-    assert_eq!(altered.results[0].error_code, 0, "{altered:?}");
+        AlterUserScramCredentialsRequest::default().with_deletions(vec![deletion]),
+    );
     assert!(!connects(&carol), "a deleted user cannot connect");
 }
 
@@ -853,15 +855,11 @@ async fn a_cluster_answers_each_client_on_its_listener() {
     });
     let internal = cluster.bootstrap();
     let mut admin = TcpStream::connect(internal.split(',').next().unwrap()).unwrap();
-    let altered: AlterUserScramCredentialsResponse = exchange_on(
+    alter_users(
         &mut admin,
-        ApiKey::AlterUserScramCredentials,
-        0,
-        &AlterUserScramCredentialsRequest::default()
+        AlterUserScramCredentialsRequest::default()
             .with_upsertions(vec![upsertion("alice", "alice-secret")]),
-    )
-    .unwrap();
-    assert_eq!(altered.results[0].error_code, 0, "{altered:?}");
+    );
     core_util::create_replicated_topic(&internal, "spread", 3, 3, &[]).await;
 
     let addr = format!("127.0.0.1:{}", sasl_ports[0]);
@@ -928,15 +926,11 @@ async fn brokers_replicate_over_a_sasl_ssl_inter_broker_listener() {
     });
     let bootstrap = cluster.bootstrap();
     let mut admin = TcpStream::connect(bootstrap.split(',').next().unwrap()).unwrap();
-    let altered: AlterUserScramCredentialsResponse = exchange_on(
+    alter_users(
         &mut admin,
-        ApiKey::AlterUserScramCredentials,
-        0,
-        &AlterUserScramCredentialsRequest::default()
+        AlterUserScramCredentialsRequest::default()
             .with_upsertions(vec![upsertion("broker", "broker-secret")]),
-    )
-    .unwrap();
-    assert_eq!(altered.results[0].error_code, 0, "{altered:?}");
+    );
     core_util::create_replicated_topic(&bootstrap, "replicated", 3, 3, &[]).await;
 
     let producer: FutureProducer = core_util::config(
