@@ -154,6 +154,10 @@ pub struct BrokerConfig {
     /// Fetchers per leader broker, each pulling its share of the partitions with its own
     /// fetch in flight (Kafka's num.replica.fetchers).
     pub num_replica_fetchers: usize,
+    /// Threads that run the broker's requests, replication and coordinators (the async
+    /// runtime's workers); 0 means one per core. Brokers sharing a machine do better with
+    /// their share of its cores: each worker more is more wakeups across threads.
+    pub num_worker_threads: usize,
     /// Bytes a follower fetches per partition per request (at least one batch).
     pub replica_fetch_max_bytes: i32,
     /// Bytes a follower fetches per request over all partitions.
@@ -292,6 +296,7 @@ impl Default for BrokerConfig {
             replica_lag_time_max_ms: 30_000,
             replica_fetch_max_wait_ms: 500,
             num_replica_fetchers: 1,
+            num_worker_threads: 0,
             replica_high_watermark_checkpoint_interval_ms: 5000,
             replica_fetch_max_bytes: 1 << 20,
             replica_fetch_response_max_bytes: 10 << 20,
@@ -388,6 +393,8 @@ pub struct StartArgs {
     pub replica_lag_time_max_ms: Option<i64>,
     #[arg(long, env = "CHRONIK_NUM_REPLICA_FETCHERS")]
     pub num_replica_fetchers: Option<usize>,
+    #[arg(long, env = "CHRONIK_NUM_WORKER_THREADS")]
+    pub num_worker_threads: Option<usize>,
     /// Where replica fetchers reach other brokers, e.g. 2=10.0.0.2:9092,3=10.0.0.3:9092.
     #[arg(long, env = "CHRONIK_PEER_KAFKA_ADDRESSES")]
     pub peer_kafka_addresses: Option<String>,
@@ -471,6 +478,7 @@ impl BrokerConfig {
             allow_everyone_if_no_acl_found,
             replica_lag_time_max_ms,
             num_replica_fetchers,
+            num_worker_threads,
             broker_session_timeout_ms,
             default_replication_factor,
             auto_leader_rebalance_enable,
@@ -857,7 +865,7 @@ mod tests {
         let path = dir.path().join("chronik.toml");
         std::fs::write(
             &path,
-            "node_id = 7\nnum_partitions = 3\nadvertised_address = \"broker.example:19092\"\n[log]\nretention_ms = 1000\n",
+            "node_id = 7\nnum_partitions = 3\nnum_worker_threads = 2\nadvertised_address = \"broker.example:19092\"\n[log]\nretention_ms = 1000\n",
         )
         .unwrap();
         let args = StartArgs {
@@ -868,6 +876,17 @@ mod tests {
         let config = BrokerConfig::load(&args).unwrap();
         assert_eq!(config.node_id, 7);
         assert_eq!(config.num_partitions, 5);
+        assert_eq!(config.num_worker_threads, 2);
+        let flagged = StartArgs {
+            num_worker_threads: Some(1),
+            ..args
+        };
+        assert_eq!(BrokerConfig::load(&flagged).unwrap().num_worker_threads, 1);
+        assert_eq!(
+            BrokerConfig::default().num_worker_threads,
+            0,
+            "one per core"
+        );
         assert_eq!(config.log.retention_ms, 1000);
         assert_eq!(
             config.advertised_host_port().unwrap(),

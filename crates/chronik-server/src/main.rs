@@ -194,9 +194,11 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Start(_) => {
             let config = config.expect("loaded above for start");
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
+            let mut runtime = tokio::runtime::Builder::new_multi_thread();
+            if config.num_worker_threads > 0 {
+                runtime.worker_threads(config.num_worker_threads);
+            }
+            let runtime = runtime.enable_all().build()?;
             runtime.block_on(chronik_server::broker::run(config, shutdown_signal()))
         }
     }
