@@ -142,7 +142,13 @@ pub async fn run<R: FrameSource, W: AsyncWrite + Unpin>(
                     tokio::time::sleep(delay).await;
                 }
                 if let Some(frame) = frame {
-                    match tokio::time::timeout(idle, write_half.write_all(&frame)).await {
+                    // Flushed: a TLS stream may keep what the socket did not take yet (a
+                    // plain socket's flush does nothing).
+                    let written = async {
+                        write_half.write_all(&frame).await?;
+                        write_half.flush().await
+                    };
+                    match tokio::time::timeout(idle, written).await {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => {
                             debug!(?peer, error = %e, "write failed; closing");
