@@ -102,14 +102,16 @@ fn run(fixture: &Fixture, frame: &[u8]) -> (Outcome, usize) {
     WATCH.with(|w| w.set(true));
     let outcome = fixture.runtime.block_on(async {
         // Bounded wait: a fetch may long-poll up to its max_wait_ms.
-        tokio::time::timeout(
-            std::time::Duration::from_millis(200),
-            handle_untrusted_frame(
+        tokio::time::timeout(std::time::Duration::from_millis(200), async {
+            match handle_untrusted_frame(
                 fixture.broker.clone(),
                 Arc::new(Session::anonymous(None)),
                 Bytes::copy_from_slice(frame),
-            ),
-        )
+            ) {
+                Ok(handler) => handler.await,
+                Err(reason) => Outcome::Close(reason),
+            }
+        })
         .await
         .unwrap_or(Outcome::NoResponse)
     });

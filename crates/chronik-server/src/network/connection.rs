@@ -24,6 +24,7 @@
 //! frames are bounded by `MAX_UNAUTHENTICATED_FRAME` and only ApiVersions and the SASL APIs are
 //! read; the session's principal becomes the authenticated user. Other listeners skip this.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,7 +39,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::frame_reader::{FrameReader, FrameSource};
+use super::frame_reader::{Frame, FrameReader, FrameSource};
 use super::listener::SecurityProtocol;
 use super::request_memory::{RequestMemory, Reservation};
 use crate::api::sasl::{Admit, ConnectionAuth, Event, MAX_UNAUTHENTICATED_FRAME};
@@ -253,9 +254,20 @@ async fn read_requests<R: FrameSource>(
                 continue;
             }
         }
-        // A refused frame is answered by closing; stop reading after it. (The walk is cheap:
-        // strings and record sets are skipped by length.)
-        let refused = super::request_bounds::check_frame(&frame.body).is_err();
+        let Frame { body, memory } = frame;
+        let handler = match handle_untrusted_frame(broker.clone(), session.clone(), body) {
+            Ok(handler) => handler,
+            Err(reason) => {
+                // Refused: answered by closing, and nothing more is read.
+                let held = Held {
+                    _memory: memory,
+                    _slot: slot,
+                    _fetch: None,
+                };
+                let _ = queue.send(answered(Outcome::Close(reason), held)).await;
+                return;
+            }
+        };
         let is_fetch = api_key == ApiKey::Fetch as i16;
         // Taken here, in request order, and held until the response is written: a second
         // Fetch is not read while the first one's response is unwritten.
@@ -269,22 +281,20 @@ async fn read_requests<R: FrameSource>(
             ),
             false => None,
         };
-        let (broker, session) = (broker.clone(), session.clone());
         let received = std::time::Instant::now();
         let answer = async move {
-            let handler = handle_untrusted_frame(broker, session, frame.body);
             let (outcome, timing) = timing::measure(api_key, received, handler).await;
             Answered {
                 outcome,
                 timing: Some(timing),
                 _held: Held {
-                    _memory: frame.memory,
+                    _memory: memory,
                     _slot: slot,
                     _fetch: fetch,
                 },
             }
         };
-        if queue.send(Box::pin(answer)).await.is_err() || refused {
+        if queue.send(Box::pin(answer)).await.is_err() {
             return;
         }
     }
@@ -301,15 +311,17 @@ fn answered(outcome: Outcome, held: Held) -> BoxFuture<'static, Answered> {
     })
 }
 
-/// What the connection does with one frame off the socket: the pre-decode bounds check, then
-/// the API layer. A refused frame closes the connection.
-pub async fn handle_untrusted_frame(
+/// What the connection does with one frame off the socket: the pre-decode bounds check (the
+/// walk is cheap: strings and record sets are skipped by length), done at once so that the
+/// reader stops after a refused frame, then the API layer's handling, returned to be run.
+/// Err is the reason to close the connection.
+pub fn handle_untrusted_frame(
     broker: Arc<Broker>,
     session: Arc<Session>,
     frame: Bytes,
-) -> Outcome {
+) -> Result<impl Future<Output = Outcome> + Send + 'static, &'static str> {
     match super::request_bounds::check_frame(&frame) {
-        Err(refused) => Outcome::Close(refused.reason()),
-        Ok(()) => api::handle_frame(broker, session, frame).await,
+        Err(refused) => Err(refused.reason()),
+        Ok(()) => Ok(api::handle_frame(broker, session, frame)),
     }
 }

@@ -245,6 +245,9 @@ mod tests {
         client.write_all(&bytes).await.unwrap();
         drop(client);
         assert!(reader.next().await.unwrap().is_some());
-        assert_eq!(reader.next().await.err(), Some("connection closed mid-frame"));
+        assert_eq!(
+            reader.next().await.err(),
+            Some("connection closed mid-frame")
+        );
     }
 }
