@@ -1061,9 +1061,20 @@ mod tests {
     }
 
     fn append_and_wait(journal: &Journal, log: LogId, end: i64, data: &[u8]) -> io::Result<()> {
+        append_files_and_wait(journal, log, end, data, &SyncHandle::default())
+    }
+
+    /// Appends `data`, written to `files`, and waits until the round is durable.
+    fn append_files_and_wait(
+        journal: &Journal,
+        log: LogId,
+        end: i64,
+        data: &[u8],
+        files: &SyncHandle,
+    ) -> io::Result<()> {
         let (tx, rx) = mpsc::channel();
         let listener: Arc<dyn DurableListener> = Arc::new(Notify(Mutex::new(tx)));
-        journal.append(log, end, data, &SyncHandle::default(), &listener, true);
+        journal.append(log, end, data, files, &listener, true);
         assert_eq!(rx.recv().unwrap()?, end);
         Ok(())
     }
@@ -1198,21 +1209,17 @@ mod tests {
         journal.finish_replay([], false).unwrap();
         let busy = Arc::new(CountingFile::default());
         let quiet = Arc::new(CountingFile::default());
-        let (tx, rx) = mpsc::channel();
-        let listener: Arc<dyn DurableListener> = Arc::new(Notify(Mutex::new(tx)));
+        let busy_files = SyncHandle::new(vec![busy.clone()]);
+        let quiet_files = SyncHandle::new(vec![quiet.clone()]);
         let chunk = vec![7u8; 17 << 10];
         // Three times WRITEBACK_EVERY from the busy log (a writeback is due at the first round
         // that reaches it), a few small appends from the quiet one.
         let rounds = 3 * (WRITEBACK_EVERY as usize / chunk.len() + 1);
         for i in 0..rounds {
             let end = i as i64 + 1;
-            let busy_files = SyncHandle::new(vec![busy.clone()]);
-            journal.append(log(0), end, &chunk, &busy_files, &listener, true);
-            assert_eq!(rx.recv().unwrap().unwrap(), end);
+            append_files_and_wait(&journal, log(0), end, &chunk, &busy_files).unwrap();
             if i % 20 == 0 {
-                let quiet_files = SyncHandle::new(vec![quiet.clone()]);
-                journal.append(log(1), end, b"small", &quiet_files, &listener, true);
-                assert_eq!(rx.recv().unwrap().unwrap(), end);
+                append_files_and_wait(&journal, log(1), end, b"small", &quiet_files).unwrap();
             }
         }
         journal.stop();
