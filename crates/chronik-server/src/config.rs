@@ -76,7 +76,7 @@ pub struct BrokerConfig {
     pub sasl_enabled_mechanisms: String,
     /// Principals that bypass ACLs, `User:admin;User:ops` (Kafka's super.users).
     pub super_users: String,
-    /// A failed authentication is answered, and its connection closed, after this delay
+    /// A failed authentication is answered at once and its connection closed after this delay
     /// (Kafka's connection.failed.authentication.delay.ms).
     pub connection_failed_authentication_delay_ms: u64,
     /// A SASL session lasts this long and must re-authenticate before it ends (KIP-368,

@@ -6,8 +6,8 @@
 //!   the connection.
 //! - A v0 handshake means the tokens that follow are raw (size-prefixed, no request header).
 //! - A failure is answered with SASL_AUTHENTICATION_FAILED and a message that does not say
-//!   whether the user exists, after `connection_failed_authentication_delay_ms`, and the
-//!   connection is closed.
+//!   whether the user exists, and the connection is closed
+//!   `connection_failed_authentication_delay_ms` later (as Kafka: the close is delayed).
 //! - With `connections_max_reauth_ms`, SaslAuthenticate v1+ tells the session lifetime; a
 //!   request after it ends closes the connection unless it re-authenticates (a new handshake
 //!   and authentication on the same connection, as the same principal: KIP-368).
@@ -45,7 +45,7 @@ pub enum Event {
     Continue,
     /// Authenticated (or re-authenticated) as this principal.
     Authenticated(String),
-    /// Failed: answer after the failure delay, then close.
+    /// Failed: answer, then close after the failure delay.
     Failed,
 }
 
