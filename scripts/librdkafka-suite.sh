@@ -577,14 +577,25 @@ collect() {
     done
 }
 
+# Test numbers run with nothing beside them. 0097 reports the broker certificate it rejects as
+# _SSL only if its thread is not descheduled between sending the ClientHello and reading the
+# answer; when it is (a test beside it on the two cores), the answer is already there at its
+# first read and it reports a transport error instead, which 0097 counts as a failure (seen in
+# two CI runs, both attempts each time, with the broker unchanged).
+ALONE=" 0097 "
 for key in "${KEYS[@]}"; do
-    while [[ ${#RUNNING[@]} -ge $JOBS ]]; do wait -n 2>/dev/null; collect; sleep 0.1; done
+    limit=$JOBS
+    [[ $ALONE == *" ${NUMOF[$key]} "* ]] && limit=1
+    while [[ ${#RUNNING[@]} -ge $limit ]]; do wait -n 2>/dev/null; collect; sleep 0.1; done
     if (( $(date +%s) - START > BUDGET )); then
         for n in ${NAMES[$key]}; do emit "FAIL $n (not run: suite time budget of ${BUDGET}s exhausted)"; done
         continue
     fi
     run_one "$key" &
     RUNNING[$key]=$!
+    if [[ $limit -eq 1 ]]; then
+        while [[ ${#RUNNING[@]} -gt 0 ]]; do wait -n 2>/dev/null; collect; sleep 0.1; done
+    fi
 done
 while [[ ${#RUNNING[@]} -gt 0 ]]; do wait -n 2>/dev/null; collect; sleep 0.1; done
 
