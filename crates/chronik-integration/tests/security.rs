@@ -887,43 +887,89 @@ async fn a_cluster_answers_each_client_on_its_listener() {
     assert_eq!(consume_one(&config, "spread"), "spread");
 }
 
-/// Brokers replicate over a SASL_SSL inter-broker listener: each authenticates with SCRAM as
-/// the super user `broker` (created through AlterUserScramCredentials on the clients'
-/// PLAINTEXT listener) and verifies the others' certificates against the CA. acks=all
-/// produces to three-replica partitions finish well before a follower that could not fetch
-/// would leave the ISR (30 s).
-#[tokio::test]
-async fn brokers_replicate_over_a_sasl_ssl_inter_broker_listener() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = ca("chronik test CA");
-    let (cert, key) = leaf(&ca, &["localhost"], "broker", false);
-    write(&dir.path().join("server.pem"), &cert);
-    write(&dir.path().join("server.key"), &key);
-    write(&dir.path().join("ca.pem"), &ca.cert.pem());
+/// Writes `server.pem` and `server.key` (a certificate for localhost and 127.0.0.1 signed by
+/// `ca`) and `ca.pem` into `dir`.
+fn write_broker_tls_files(dir: &Path, ca: &Ca) {
+    let (cert, key) = leaf(ca, &["localhost"], "broker", false);
+    write(&dir.join("server.pem"), &cert);
+    write(&dir.join("server.key"), &key);
+    write(&dir.join("ca.pem"), &ca.cert.pem());
+}
+
+/// Three nodes whose inter-broker listener INTERNAL speaks `protocol` (clients keep
+/// PLAINTEXT), with the TLS files of `write_broker_tls_files` in `dir` and `extra` added to
+/// each node's configuration.
+fn cluster_with_internal_listener(
+    dir: &Path,
+    protocol: &str,
+    extra: &str,
+) -> chronik_integration::Cluster {
     let internal_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let cluster = chronik_integration::Cluster::start_with_node_args(3, &[], |id, port| {
+    chronik_integration::Cluster::start_with_node_args(3, &[], |id, port| {
         let internal = internal_ports[(id - 1) as usize];
-        let config = dir.path().join(format!("node{id}.toml"));
-        let file = |name: &str| format!("{:?}", dir.path().join(name));
+        let config = dir.join(format!("node{id}.toml"));
+        let file = |name: &str| format!("{:?}", dir.join(name));
         write(
             &config,
             &format!(
                 "listeners = \"PLAINTEXT://127.0.0.1:{port},INTERNAL://127.0.0.1:{internal}\"\n\
-                 listener_security_protocol_map = \"INTERNAL:SASL_SSL\"\n\
+                 listener_security_protocol_map = \"INTERNAL:{protocol}\"\n\
                  inter_broker_listener_name = \"INTERNAL\"\n\
-                 inter_broker_sasl_mechanism = \"SCRAM-SHA-256\"\n\
-                 inter_broker_sasl_username = \"broker\"\n\
-                 inter_broker_sasl_password = \"broker-secret\"\n\
-                 super_users = \"User:broker\"\n\
-                 allow_everyone_if_no_acl_found = true\n\
-                 ssl_certificate_file = {}\nssl_key_file = {}\nssl_ca_file = {}\n",
+                 ssl_certificate_file = {}\nssl_key_file = {}\nssl_ca_file = {}\n{extra}",
                 file("server.pem"),
                 file("server.key"),
                 file("ca.pem")
             ),
         );
         vec!["--config".to_string(), config.display().to_string()]
-    });
+    })
+}
+
+/// Sends one acks=all message to each of `topic`'s first `partitions` partitions and fails the
+/// test unless all are acknowledged well before a follower that could not fetch would leave
+/// the ISR (30 s).
+async fn acks_all_to_each_partition(bootstrap: &str, topic: &str, partitions: i32) {
+    let producer: FutureProducer = core_util::config(
+        bootstrap,
+        &[("acks", "all"), ("message.timeout.ms", "15000")],
+    )
+    .create()
+    .unwrap();
+    let started = Instant::now();
+    for partition in 0..partitions {
+        producer
+            .send(
+                FutureRecord::<str, str>::to(topic)
+                    .partition(partition)
+                    .payload("r"),
+                T,
+            )
+            .await
+            .unwrap_or_else(|(e, _)| panic!("{topic} partition {partition}: {e}"));
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "acks=all to {topic} waited {:?}: followers did not fetch",
+        started.elapsed()
+    );
+}
+
+/// Brokers replicate over a SASL_SSL inter-broker listener: each authenticates with SCRAM as
+/// the super user `broker` (created through AlterUserScramCredentials on the clients'
+/// PLAINTEXT listener) and verifies the others' certificates against the CA.
+#[tokio::test]
+async fn brokers_replicate_over_a_sasl_ssl_inter_broker_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    write_broker_tls_files(dir.path(), &ca("chronik test CA"));
+    let cluster = cluster_with_internal_listener(
+        dir.path(),
+        "SASL_SSL",
+        "inter_broker_sasl_mechanism = \"SCRAM-SHA-256\"\n\
+         inter_broker_sasl_username = \"broker\"\n\
+         inter_broker_sasl_password = \"broker-secret\"\n\
+         super_users = \"User:broker\"\n\
+         allow_everyone_if_no_acl_found = true\n",
+    );
     let bootstrap = cluster.bootstrap();
     let mut admin = TcpStream::connect(bootstrap.split(',').next().unwrap()).unwrap();
     alter_users(
@@ -932,32 +978,45 @@ async fn brokers_replicate_over_a_sasl_ssl_inter_broker_listener() {
             .with_upsertions(vec![upsertion("broker", "broker-secret")]),
     );
     core_util::create_replicated_topic(&bootstrap, "replicated", 3, 3, &[]).await;
-
-    let producer: FutureProducer = core_util::config(
-        &bootstrap,
-        &[("acks", "all"), ("message.timeout.ms", "15000")],
-    )
-    .create()
-    .unwrap();
-    let started = Instant::now();
-    for round in 0..3 {
-        for partition in 0..3 {
-            producer
-                .send(
-                    FutureRecord::<str, str>::to("replicated")
-                        .partition(partition)
-                        .payload("r"),
-                    T,
-                )
-                .await
-                .unwrap_or_else(|(e, _)| panic!("round {round} partition {partition}: {e}"));
-        }
+    for _round in 0..3 {
+        acks_all_to_each_partition(&bootstrap, "replicated", 3).await;
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(15),
-        "acks=all waited {:?}: followers did not fetch",
-        started.elapsed()
-    );
+}
+
+/// A rotated certificate and CA reach the replica fetchers without a restart, as they reach
+/// the listeners. Every node's files change to a new CA; node 1, restarted, then serves only
+/// the new certificate, and the other two, still running, must verify it against the new CA
+/// to replicate the partition it leads.
+#[tokio::test]
+async fn replica_fetchers_take_rotated_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    write_broker_tls_files(dir.path(), &ca("chronik test CA"));
+    let mut cluster = cluster_with_internal_listener(dir.path(), "SSL", "");
+    let bootstrap = cluster.bootstrap();
+    core_util::create_replicated_topic(&bootstrap, "before", 3, 3, &[]).await;
+    // The fetchers connect under the first CA.
+    acks_all_to_each_partition(&bootstrap, "before", 3).await;
+
+    write_broker_tls_files(dir.path(), &ca("chronik test CA 2"));
+    cluster.node(1).restart();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while core_util::status_brokers(&bootstrap)
+        .is_none_or(|brokers| brokers.len() != 3 || brokers.values().any(|b| b.state != "alive"))
+    {
+        assert!(Instant::now() < deadline, "node 1 is not back");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    core_util::create_replicated_topic(&bootstrap, "after", 3, 3, &[]).await;
+    let metadata = core_util::consumer(&bootstrap)
+        .fetch_metadata(Some("after"), T)
+        .unwrap();
+    let led_by_1 = metadata.topics()[0]
+        .partitions()
+        .iter()
+        .filter(|p| p.leader() == 1)
+        .count();
+    assert!(led_by_1 > 0, "node 1 leads a partition of the new topic");
+    acks_all_to_each_partition(&bootstrap, "after", 3).await;
 }
 
 /// `ssl_client_auth = "required"`: a client without a certificate from the CA is refused at

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
@@ -709,7 +708,7 @@ impl BrokerConfig {
                 let ca = self.ssl_ca_file.as_ref().context(
                     "a TLS inter-broker listener needs ssl_ca_file to verify the other brokers",
                 )?;
-                Some(Arc::new(tls::client_config(certificate, key, ca)?))
+                Some(tls::ClientTlsSource::new(certificate, key, ca)?)
             }
         };
         let sasl = match listener.protocol.uses_sasl() {

@@ -3,7 +3,6 @@
 //! kafka-protocol encodes and decodes, this only frames and matches correlation ids. On an
 //! inter-broker listener with TLS and/or SASL it connects as `ClientSecurity` says.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -17,6 +16,7 @@ use tokio::net::TcpStream;
 
 use crate::security::sasl::SaslMechanism;
 use crate::security::scram_client::ScramClient;
+use crate::security::tls::ClientTlsSource;
 
 /// The largest response accepted: a fetch response is bounded by its request's max_bytes.
 const MAX_RESPONSE_BYTES: usize = 256 << 20;
@@ -28,7 +28,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 #[derive(Default)]
 pub struct ClientSecurity {
     /// TLS (SSL, SASL_SSL): trusts `ssl_ca_file`, and shows this broker's certificate.
-    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub tls: Option<ClientTlsSource>,
     /// SASL (SASL_PLAINTEXT, SASL_SSL): this broker's user.
     pub sasl: Option<SaslCredentials>,
 }
@@ -60,13 +60,13 @@ impl KafkaClient {
             tcp.set_nodelay(true)?;
             let stream: Box<dyn Stream> = match &security.tls {
                 None => Box::new(tcp),
-                Some(config) => {
+                Some(source) => {
                     let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
                     let name = rustls::pki_types::ServerName::try_from(
                         host.trim_matches(['[', ']']).to_string(),
                     )
                     .with_context(|| format!("{host} is not a TLS server name"))?;
-                    let connector = tokio_rustls::TlsConnector::from(config.clone());
+                    let connector = tokio_rustls::TlsConnector::from(source.config());
                     Box::new(
                         connector
                             .connect(name, tcp)

@@ -1,9 +1,10 @@
 //! TLS for SSL and SASL_SSL listeners: rustls (ring provider; TLS 1.2 and 1.3) from PEM files,
 //! re-read when they change, and the principal of a client certificate (mTLS).
 //!
-//! The files' modification times are checked when a connection arrives: a changed file builds a
-//! new rustls config for the connections that follow (those open keep theirs); a file that does
-//! not load keeps the previous config and is reported once per change.
+//! The files' modification times are checked when a connection arrives (and, for the replica
+//! fetchers' outgoing connections, when one is opened): a changed file builds a new rustls
+//! config for the connections that follow (those open keep theirs); a file that does not load
+//! keeps the previous config and is reported once per change.
 //!
 //! A client certificate's principal is its subject as Kafka prints it (RFC 2253 order:
 //! `CN=alice,OU=eng,O=acme`), mapped by `ssl_principal_mapping_rules` like Kafka's
@@ -46,49 +47,89 @@ pub struct TlsFiles {
     pub client_auth: ClientAuth,
 }
 
-/// Builds TLS acceptors from the current files.
-pub struct TlsSource {
-    files: TlsFiles,
-    rules: PrincipalRules,
-    current: Mutex<Loaded>,
+/// A value built from files and built again when one of them changes, checked at each use: a
+/// file that does not load keeps the previous value and is reported once per change.
+struct Reloading<T> {
+    /// What the files are, for the log.
+    what: &'static str,
+    paths: Vec<PathBuf>,
+    build: Box<dyn Fn() -> anyhow::Result<T> + Send + Sync>,
+    current: Mutex<(Vec<Option<SystemTime>>, T)>,
 }
 
-struct Loaded {
-    stamps: Vec<Option<SystemTime>>,
-    acceptor: TlsAcceptor,
+impl<T: Clone> Reloading<T> {
+    /// Builds the value now: a broker does not start with TLS files it cannot use.
+    fn new(
+        what: &'static str,
+        paths: Vec<PathBuf>,
+        build: impl Fn() -> anyhow::Result<T> + Send + Sync + 'static,
+    ) -> anyhow::Result<Reloading<T>> {
+        let stamps = stamps(&paths);
+        let value = build()?;
+        Ok(Reloading {
+            what,
+            paths,
+            build: Box::new(build),
+            current: Mutex::new((stamps, value)),
+        })
+    }
+
+    /// The value, built again first if a file changed since the last call.
+    fn get(&self) -> T {
+        let stamps = stamps(&self.paths);
+        let mut current = self.current.lock();
+        if stamps != current.0 {
+            // Remembered either way: a broken file is reported once, not per connection.
+            current.0 = stamps;
+            match (self.build)() {
+                Ok(value) => {
+                    current.1 = value;
+                    info!(files = self.what, "TLS files changed: reloaded");
+                }
+                Err(e) => {
+                    warn!(files = self.what, error = %format!("{e:#}"), "TLS files changed but do not load; keeping the previous ones")
+                }
+            }
+        }
+        current.1.clone()
+    }
+}
+
+fn stamps(paths: &[PathBuf]) -> Vec<Option<SystemTime>> {
+    paths
+        .iter()
+        .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .collect()
+}
+
+/// Builds TLS acceptors from the current files.
+pub struct TlsSource {
+    rules: PrincipalRules,
+    acceptor: Reloading<TlsAcceptor>,
 }
 
 impl TlsSource {
     /// Loads the files now: a broker does not start with TLS files it cannot use.
     pub fn new(files: TlsFiles, rules: &str) -> anyhow::Result<TlsSource> {
         let rules = PrincipalRules::parse(rules)?;
-        let stamps = stamps(&files);
-        let acceptor = TlsAcceptor::from(Arc::new(server_config(&files)?));
-        Ok(TlsSource {
-            files,
-            rules,
-            current: Mutex::new(Loaded { stamps, acceptor }),
-        })
+        let paths = [
+            Some(&files.certificate),
+            Some(&files.key),
+            files.ca.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+        let acceptor = Reloading::new("listener certificate", paths, move || {
+            Ok(TlsAcceptor::from(Arc::new(server_config(&files)?)))
+        })?;
+        Ok(TlsSource { rules, acceptor })
     }
 
     /// The acceptor for a new connection, rebuilt first if a file changed since.
     pub fn acceptor(&self) -> TlsAcceptor {
-        let stamps = stamps(&self.files);
-        let mut current = self.current.lock();
-        if stamps != current.stamps {
-            // Remembered either way: a broken file is reported once, not per connection.
-            current.stamps = stamps;
-            match server_config(&self.files) {
-                Ok(config) => {
-                    current.acceptor = TlsAcceptor::from(Arc::new(config));
-                    info!("TLS certificate files changed: reloaded");
-                }
-                Err(e) => {
-                    warn!(error = %format!("{e:#}"), "TLS files changed but do not load; keeping the previous ones")
-                }
-            }
-        }
-        current.acceptor.clone()
+        self.acceptor.get()
     }
 
     /// The principal of a verified client certificate chain (its first certificate).
@@ -98,16 +139,31 @@ impl TlsSource {
     }
 }
 
-fn stamps(files: &TlsFiles) -> Vec<Option<SystemTime>> {
-    [
-        Some(&files.certificate),
-        Some(&files.key),
-        files.ca.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
-    .collect()
+/// What this broker's replica fetchers use on a TLS inter-broker listener: the other brokers
+/// are verified against `ca`, and this broker shows its own certificate (for mTLS). Rebuilt
+/// when a file changes, as the listeners' are, so a rotated certificate or CA reaches the
+/// connections the fetchers open next without a restart.
+pub struct ClientTlsSource(Reloading<Arc<rustls::ClientConfig>>);
+
+impl ClientTlsSource {
+    /// Loads the files now: a broker does not start with TLS files it cannot use.
+    pub fn new(certificate: &Path, key: &Path, ca: &Path) -> anyhow::Result<ClientTlsSource> {
+        let paths = vec![
+            certificate.to_path_buf(),
+            key.to_path_buf(),
+            ca.to_path_buf(),
+        ];
+        let files = paths.clone();
+        let config = Reloading::new("inter-broker client certificate", paths, move || {
+            client_config(&files[0], &files[1], &files[2])
+        })?;
+        Ok(ClientTlsSource(config))
+    }
+
+    /// The config for a new connection, rebuilt first if a file changed since.
+    pub fn config(&self) -> Arc<rustls::ClientConfig> {
+        self.0.get()
+    }
 }
 
 /// ring, to avoid aws-lc's C build; rustls deprecates it only for its lack of post-quantum
@@ -147,14 +203,11 @@ fn server_config(files: &TlsFiles) -> anyhow::Result<ServerConfig> {
         .context("the certificate does not go with the key")
 }
 
-/// What this broker's replica fetchers use on a TLS inter-broker listener: the other brokers
-/// are verified against `ca`, and this broker shows its own certificate (for mTLS). Read once,
-/// at start.
-pub fn client_config(
+fn client_config(
     certificate: &Path,
     key: &Path,
     ca: &Path,
-) -> anyhow::Result<rustls::ClientConfig> {
+) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     let mut roots = RootCertStore::empty();
     for cert in read_certificates(ca)? {
         roots
@@ -168,6 +221,7 @@ pub fn client_config(
         .context("TLS protocol versions")?
         .with_root_certificates(roots)
         .with_client_auth_cert(read_certificates(certificate)?, key)
+        .map(Arc::new)
         .context("the certificate does not go with the key")
 }
 
@@ -353,30 +407,16 @@ mod tests {
         let cert = params.self_signed(&key).unwrap();
         let der = CertificateDer::from(cert.der().to_vec());
         assert_eq!(subject_dn(&der).unwrap(), "CN=alice,O=acme");
+        let dir = tempfile::tempdir().unwrap();
         let files = TlsFiles {
-            certificate: PathBuf::new(),
-            key: PathBuf::new(),
+            certificate: dir.path().join("cert.pem"),
+            key: dir.path().join("key.pem"),
             ca: None,
             client_auth: ClientAuth::None,
         };
-        let source = TlsSource {
-            files,
-            rules: PrincipalRules::parse("RULE:^CN=(.*?),.*$/$1/,DEFAULT").unwrap(),
-            current: Mutex::new(Loaded {
-                stamps: Vec::new(),
-                acceptor: TlsAcceptor::from(Arc::new(
-                    ServerConfig::builder_with_provider(provider())
-                        .with_safe_default_protocol_versions()
-                        .unwrap()
-                        .with_no_client_auth()
-                        .with_single_cert(
-                            vec![der.clone()],
-                            PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
-                        )
-                        .unwrap(),
-                )),
-            }),
-        };
+        std::fs::write(&files.certificate, cert.pem()).unwrap();
+        std::fs::write(&files.key, key.serialize_pem()).unwrap();
+        let source = TlsSource::new(files, "RULE:^CN=(.*?),.*$/$1/,DEFAULT").unwrap();
         assert_eq!(source.principal(&[der]).as_deref(), Some("User:alice"));
     }
 
