@@ -7,11 +7,15 @@
 #
 # Usage: scripts/bench-founding.sh [--nodes 1|3] [--port 19092] [--duration 15s]
 #            [--warmup 2s] [--concurrency 128] [--size 256] [--partitions 1]
-#            [--bin-dir target/release] [--build] [--keep-data]
+#            [--bin-dir target/release] [--build] [--keep-data] [--memory-limit 2G]
 #
 # --nodes 3 starts three nodes on 127.0.0.1 (Kafka ports PORT..PORT+2, controller ports
 # PORT+100..PORT+102, one metadata quorum) and runs with replication factor 3 and
 # min.insync.replicas 2.
+#
+# --memory-limit runs the brokers in a memory cgroup of that size (root): their page cache is
+# recycled as on a long-running broker instead of growing into memory the VM's host took back
+# (see scripts/lib/bench-common.sh). Figures with and without it are not comparable.
 #
 # The binaries must be built first (`cargo build --release -p chronik-server
 # -p chronik-bench`), or pass --build to have this script do it.
@@ -28,6 +32,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin_dir="$root/target/release"
 build=0
 keep_data=0
+memory_limit=""
 
 die() { echo "bench-founding: $*" >&2; exit 2; }
 
@@ -43,7 +48,8 @@ while [[ $# -gt 0 ]]; do
     --bin-dir) bin_dir="${2:?}"; shift 2 ;;
     --build) build=1; shift ;;
     --keep-data) keep_data=1; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    --memory-limit) memory_limit="${2:?}"; shift 2 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
 done
@@ -58,12 +64,14 @@ command -v jq >/dev/null || die "jq is needed to print the table (apt-get instal
 # shellcheck source=lib/bench-common.sh
 source "$root/scripts/lib/bench-common.sh"
 find_binaries "$root" "$bin_dir" "$build"
+[[ -z $memory_limit ]] || memory_budget "$memory_limit"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/chronik-founding.XXXXXX")"
 server_pid=""
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do server_pid=$pid; stop_broker; done
+  release_memory_budget
   if [[ $keep_data -eq 1 ]]; then
     echo "bench-founding: data and logs kept in $work" >&2
   else
@@ -148,5 +156,5 @@ for name in "${runs[@]}"; do
     ] | @tsv' "$f" |
     awk -F'\t' '{ printf "%-9s %10s %8s %10s %8s %9s %9s %9s %10s %9s %8s %8s %8s %s\n", $1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14 }'
 done
-echo "($nodes node(s), replication factor $nodes, $concurrency producers x in-flight 1, $size B, $duration after $warmup warm-up; figures count acknowledged messages that were read back)"
+echo "($nodes node(s), replication factor $nodes, $concurrency producers x in-flight 1, $size B, $duration after $warmup warm-up${memory_limit:+, brokers in $memory_limit of memory}; figures count acknowledged messages that were read back)"
 exit $status

@@ -10,6 +10,10 @@
 #
 # Usage: scripts/bench-partitions.sh [--partitions "1 10 100 1000"] [--duration 10s]
 #            [--port 19092] [--bin-dir target/release] [--build] [--keep-data]
+#            [--memory-limit 2G]
+#
+# --memory-limit runs the broker in a memory cgroup of that size (root), so its page cache is
+# recycled as on a long-running broker (see scripts/lib/bench-common.sh).
 #
 # The binaries must be built first (`cargo build --release -p chronik-server -p chronik-bench`),
 # or pass --build.
@@ -22,6 +26,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin_dir="$root/target/release"
 build=0
 keep_data=0
+memory_limit=""
 
 die() { echo "bench-partitions: $*" >&2; exit 2; }
 
@@ -33,7 +38,8 @@ while [[ $# -gt 0 ]]; do
     --bin-dir) bin_dir="${2:?}"; shift 2 ;;
     --build) build=1; shift ;;
     --keep-data) keep_data=1; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    --memory-limit) memory_limit="${2:?}"; shift 2 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
 done
@@ -42,11 +48,13 @@ command -v jq >/dev/null || die "jq is needed to print the table (apt-get instal
 # shellcheck source=lib/bench-common.sh
 source "$root/scripts/lib/bench-common.sh"
 find_binaries "$root" "$bin_dir" "$build"
+[[ -z $memory_limit ]] || memory_budget "$memory_limit"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/chronik-partitions.XXXXXX")"
 server_pid=""
 cleanup() {
   stop_broker
+  release_memory_budget
   if [[ $keep_data -eq 1 ]]; then echo "bench-partitions: data kept in $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -120,7 +128,7 @@ for partitions in $partition_counts; do
   printf '%-10s %14s %8s %9s %14s %8s %9s %9s\n' "$partitions" "$gc_rate" "$gc_cpu" "$gc_verdict" \
     "$os_rate" "$os_cpu" "$os_verdict" "$share"
 done
-echo "(msg/s = acknowledged and read back; cpu_us = broker CPU per message; 128 producers x in-flight 1, 256 B, acks=1, $duration per point)"
+echo "(msg/s = acknowledged and read back; cpu_us = broker CPU per message; 128 producers x in-flight 1, 256 B, acks=1, $duration per point${memory_limit:+, broker in $memory_limit of memory})"
 for name in "${points[@]}"; do
   jq -e '(.failures|length) == 0' "$work/$name.json" >/dev/null 2>&1 || exit 1
 done
