@@ -148,14 +148,14 @@ pub struct ClientTlsSource(Reloading<Arc<rustls::ClientConfig>>);
 impl ClientTlsSource {
     /// Loads the files now: a broker does not start with TLS files it cannot use.
     pub fn new(certificate: &Path, key: &Path, ca: &Path) -> anyhow::Result<ClientTlsSource> {
-        let paths = vec![
+        let (certificate, key, ca) = (
             certificate.to_path_buf(),
             key.to_path_buf(),
             ca.to_path_buf(),
-        ];
-        let files = paths.clone();
+        );
+        let paths = vec![certificate.clone(), key.clone(), ca.clone()];
         let config = Reloading::new("inter-broker client certificate", paths, move || {
-            client_config(&files[0], &files[1], &files[2])
+            client_config(&certificate, &key, &ca)
         })?;
         Ok(ClientTlsSource(config))
     }
