@@ -393,6 +393,48 @@ fn pipelined_requests_are_answered_in_order() {
 
 /// Sends raw bytes on a fresh connection and expects the broker to close it, then checks a new
 /// connection is still served.
+/// Responses ready together go out in one write (here: the ApiVersions answers wait behind an
+/// acks=1 produce until its journal round); a request that closes the connection among them
+/// must still let the responses before it out first.
+#[test]
+fn responses_before_a_closing_request_are_still_written() {
+    let broker = Broker::start();
+    let mut stream = connect(&broker);
+    let topic = "closes-after-answers";
+    assert_eq!(metadata(&mut stream, &[topic], 1).topics[0].error_code, 0);
+    let mut batch = record_batch(&["corrupt"]);
+    let last = batch.len() - 1;
+    batch[last] ^= 0xff;
+    let versions = ApiVersionsRequest::default()
+        .with_client_software_name(StrBytes::from_static_str("t"))
+        .with_client_software_version(StrBytes::from_static_str("1"));
+    let mut bytes = BytesMut::new();
+    let stored = record_batch(&["stored"]).freeze();
+    bytes.put_slice(&request_frame(
+        ApiKey::Produce,
+        9,
+        199,
+        &produce_request(topic, 1, stored),
+    ));
+    bytes.put_slice(&request_frame(ApiKey::ApiVersions, 3, 200, &versions));
+    bytes.put_slice(&request_frame(ApiKey::ApiVersions, 3, 201, &versions));
+    bytes.put_slice(&request_frame(
+        ApiKey::Produce,
+        9,
+        202,
+        &produce_request(topic, 0, batch.freeze()),
+    ));
+    stream.write_all(&bytes).unwrap();
+    let r: ProduceResponse = read_response(&mut stream, ApiKey::Produce, 9, 199);
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    for correlation_id in [200, 201] {
+        let r: ApiVersionsResponse =
+            read_response(&mut stream, ApiKey::ApiVersions, 3, correlation_id);
+        assert_eq!(r.error_code, 0);
+    }
+    assert_closed(stream, "a failed acks=0 produce after two requests");
+}
+
 fn bad_input_closes_only_its_connection(broker: &Broker, what: &str, bytes: &[u8]) {
     let mut stream = connect(broker);
     stream.write_all(bytes).unwrap();

@@ -5,7 +5,8 @@
 //! Two halves: a reader task that frames the socket's bytes (`FrameReader`: bounded memory, a
 //! deadline per frame) and queues one handling future per request, and the writer loop here
 //! that drives those futures concurrently in a `FuturesOrdered` and writes each response as its
-//! turn comes. What a connection may hold is bounded:
+//! turn comes (responses ready together, such as the produce requests one journal round
+//! completed, in one write). What a connection may hold is bounded:
 //! - at most `queued_max_requests_per_connection` requests read and not yet answered; past it
 //!   the reader stops reading, so a client that does not read its responses stops being read;
 //! - at most one Fetch handled or waiting to be written, so responses held for a client that
@@ -30,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, FutureExt};
 use futures::stream::{FuturesOrdered, StreamExt};
 use kafka_protocol::messages::ApiKey;
 use parking_lot::Mutex;
@@ -60,6 +61,81 @@ struct Held {
     _memory: Reservation,
     _slot: OwnedSemaphorePermit,
     _fetch: Option<OwnedSemaphorePermit>,
+}
+
+/// At most this many answered requests are written together.
+const MAX_COALESCED: usize = 64;
+/// Responses are copied together up to this size; a larger one (a fetch) is written alone.
+const COALESCE_BYTES: usize = 64 * 1024;
+
+/// Writes the responses of `answers` in order, as few writes as their sizes allow. Err (why)
+/// when the connection must close: a write failed or timed out, or a request was refused.
+async fn write_answers<W: AsyncWrite + Unpin>(
+    answers: &[Answered],
+    out: &mut W,
+    idle: Duration,
+    muted_until: &Mutex<Instant>,
+) -> Result<(), &'static str> {
+    let mut buf = Vec::new();
+    for answered in answers {
+        let frame = match &answered.outcome {
+            Outcome::Respond(frame) => frame,
+            Outcome::NoResponse => continue,
+            Outcome::Throttled(frame, delay) => {
+                // Over a quota: what came before goes out now; this response waits, and so
+                // does the next request.
+                write_buffered(out, &mut buf, idle).await?;
+                *muted_until.lock() = Instant::now() + *delay;
+                tokio::time::sleep(*delay).await;
+                let Some(frame) = frame else { continue };
+                frame
+            }
+            Outcome::Close(reason) => {
+                write_buffered(out, &mut buf, idle).await?;
+                return Err(reason);
+            }
+        };
+        if buf.len() + frame.len() > COALESCE_BYTES {
+            write_buffered(out, &mut buf, idle).await?;
+        }
+        if frame.len() > COALESCE_BYTES {
+            write_flushed(out, frame, idle).await?;
+        } else {
+            buf.extend_from_slice(frame);
+        }
+    }
+    write_buffered(out, &mut buf, idle).await
+}
+
+async fn write_buffered<W: AsyncWrite + Unpin>(
+    out: &mut W,
+    buf: &mut Vec<u8>,
+    idle: Duration,
+) -> Result<(), &'static str> {
+    if buf.is_empty() {
+        return Ok(());
+    }
+    let written = write_flushed(out, buf, idle).await;
+    buf.clear();
+    written
+}
+
+/// Writes and flushes (a TLS stream may keep what the socket did not take yet; a plain
+/// socket's flush does nothing), within `idle`.
+async fn write_flushed<W: AsyncWrite + Unpin>(
+    out: &mut W,
+    bytes: &[u8],
+    idle: Duration,
+) -> Result<(), &'static str> {
+    let written = async {
+        out.write_all(bytes).await?;
+        out.flush().await
+    };
+    match tokio::time::timeout(idle, written).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err("write failed"),
+        Err(_) => Err("client does not read its responses"),
+    }
 }
 
 /// The listener a connection came in on.
@@ -127,42 +203,24 @@ pub async fn run<R: FrameSource, W: AsyncWrite + Unpin>(
         }
         tokio::select! {
             Some(answered) = in_flight.next(), if !in_flight.is_empty() => {
-                let Answered { outcome, timing, _held } = answered;
-                let (frame, delay) = match outcome {
-                    Outcome::Respond(frame) => (Some(frame), Duration::ZERO),
-                    Outcome::NoResponse => (None, Duration::ZERO),
-                    Outcome::Throttled(frame, delay) => (frame, delay),
-                    Outcome::Close(reason) => {
-                        debug!(?peer, reason, "closing connection");
-                        break;
-                    }
-                };
-                if !delay.is_zero() {
-                    // Over a quota: the response waits, and so does the next request.
-                    *muted_until.lock() = Instant::now() + delay;
-                    tokio::time::sleep(delay).await;
-                }
-                if let Some(frame) = frame {
-                    // Flushed: a TLS stream may keep what the socket did not take yet (a
-                    // plain socket's flush does nothing).
-                    let written = async {
-                        write_half.write_all(&frame).await?;
-                        write_half.flush().await
-                    };
-                    match tokio::time::timeout(idle, written).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => {
-                            debug!(?peer, error = %e, "write failed; closing");
-                            break;
-                        }
-                        Err(_) => {
-                            debug!(?peer, "client does not read its responses; closing");
-                            break;
-                        }
+                // The answers already done behind this one go out in the same write: a
+                // journal round completes many produce requests at once, and a write per
+                // response cost a send and a wake-up of the client each.
+                let mut answers = vec![answered];
+                while answers.len() < MAX_COALESCED {
+                    match in_flight.next().now_or_never() {
+                        Some(Some(answered)) => answers.push(answered),
+                        _ => break,
                     }
                 }
-                if let Some(timing) = timing {
-                    metrics.requests.record(&timing, std::time::Instant::now());
+                let written = write_answers(&answers, &mut write_half, idle, &muted_until).await;
+                let now = std::time::Instant::now();
+                for timing in answers.into_iter().filter_map(|a| a.timing) {
+                    metrics.requests.record(&timing, now);
+                }
+                if let Err(reason) = written {
+                    debug!(?peer, reason, "closing connection");
+                    break;
                 }
                 idle_timer.as_mut().reset(Instant::now() + idle);
             },
