@@ -143,6 +143,15 @@ fn record_batch(values: &[&str]) -> BytesMut {
     chronik_integration::raw::record_batch(&values)
 }
 
+/// A batch of `values` whose CRC no longer matches (a bit of its last byte, record data,
+/// flipped): CORRUPT_MESSAGE.
+fn corrupt_batch(values: &[&str]) -> Bytes {
+    let mut batch = record_batch(values);
+    let last = batch.len() - 1;
+    batch[last] ^= 0x01;
+    batch.freeze()
+}
+
 fn produce_request(topic: &str, acks: i16, records: Bytes) -> ProduceRequest {
     ProduceRequest::default()
         .with_acks(acks)
@@ -303,15 +312,12 @@ fn a_failed_acks_zero_produce_closes_the_connection() {
     let mut stream = connect(&broker);
     let topic = "acks-zero-fails";
     assert_eq!(metadata(&mut stream, &[topic], 1).topics[0].error_code, 0);
-    let mut batch = record_batch(&["corrupt"]);
-    let last = batch.len() - 1;
-    batch[last] ^= 0xff; // the CRC no longer matches: CORRUPT_MESSAGE
     stream
         .write_all(&request_frame(
             ApiKey::Produce,
             9,
             100,
-            &produce_request(topic, 0, batch.freeze()),
+            &produce_request(topic, 0, corrupt_batch(&["corrupt"])),
         ))
         .unwrap();
     assert_closed(stream, "a failed acks=0 produce");
@@ -391,8 +397,6 @@ fn pipelined_requests_are_answered_in_order() {
     assert_eq!(produced_offsets, (0..n).collect::<Vec<_>>());
 }
 
-/// Sends raw bytes on a fresh connection and expects the broker to close it, then checks a new
-/// connection is still served.
 /// Responses ready together go out in one write (here: the ApiVersions answers wait behind an
 /// acks=1 produce until its journal round); a request that closes the connection among them
 /// must still let the responses before it out first.
@@ -402,9 +406,6 @@ fn responses_before_a_closing_request_are_still_written() {
     let mut stream = connect(&broker);
     let topic = "closes-after-answers";
     assert_eq!(metadata(&mut stream, &[topic], 1).topics[0].error_code, 0);
-    let mut batch = record_batch(&["corrupt"]);
-    let last = batch.len() - 1;
-    batch[last] ^= 0xff;
     let versions = ApiVersionsRequest::default()
         .with_client_software_name(StrBytes::from_static_str("t"))
         .with_client_software_version(StrBytes::from_static_str("1"));
@@ -422,7 +423,7 @@ fn responses_before_a_closing_request_are_still_written() {
         ApiKey::Produce,
         9,
         202,
-        &produce_request(topic, 0, batch.freeze()),
+        &produce_request(topic, 0, corrupt_batch(&["corrupt"])),
     ));
     stream.write_all(&bytes).unwrap();
     let r: ProduceResponse = read_response(&mut stream, ApiKey::Produce, 9, 199);
@@ -435,6 +436,8 @@ fn responses_before_a_closing_request_are_still_written() {
     assert_closed(stream, "a failed acks=0 produce after two requests");
 }
 
+/// Sends raw bytes on a fresh connection and expects the broker to close it, then checks a new
+/// connection is still served.
 fn bad_input_closes_only_its_connection(broker: &Broker, what: &str, bytes: &[u8]) {
     let mut stream = connect(broker);
     stream.write_all(bytes).unwrap();
@@ -498,16 +501,12 @@ fn produce_with_a_corrupt_crc_is_refused_and_not_stored() {
     let mut stream = connect(&broker);
     let topic = "corrupt-crc";
     assert_eq!(metadata(&mut stream, &[topic], 1).topics[0].error_code, 0);
-    let mut batch = record_batch(&["bad"]);
-    // Flip a bit in the last byte (record data, covered by the CRC).
-    let last = batch.len() - 1;
-    batch[last] ^= 0x01;
     stream
         .write_all(&request_frame(
             ApiKey::Produce,
             9,
             2,
-            &produce_request(topic, 1, batch.freeze()),
+            &produce_request(topic, 1, corrupt_batch(&["bad"])),
         ))
         .unwrap();
     let response: ProduceResponse = read_response(&mut stream, ApiKey::Produce, 9, 2);
