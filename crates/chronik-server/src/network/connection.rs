@@ -65,7 +65,7 @@ struct Held {
 
 /// At most this many answered requests are written together.
 const MAX_COALESCED: usize = 64;
-/// Responses are copied together up to this size; a larger one (a fetch) is written alone.
+/// Responses are copied together up to this size; a larger one (a fetch) goes out alone.
 const COALESCE_BYTES: usize = 64 * 1024;
 
 /// Writes the responses of `answers` in order, as few writes as their sizes allow. Err (why)
@@ -76,7 +76,7 @@ async fn write_answers<W: AsyncWrite + Unpin>(
     idle: Duration,
     muted_until: &Mutex<Instant>,
 ) -> Result<(), &'static str> {
-    let mut buf = Vec::new();
+    let mut pending = Pending::default();
     for answered in answers {
         let frame = match &answered.outcome {
             Outcome::Respond(frame) => frame,
@@ -84,40 +84,55 @@ async fn write_answers<W: AsyncWrite + Unpin>(
             Outcome::Throttled(frame, delay) => {
                 // Over a quota: what came before goes out now; this response waits, and so
                 // does the next request.
-                write_buffered(out, &mut buf, idle).await?;
+                pending.write(out, idle).await?;
                 *muted_until.lock() = Instant::now() + *delay;
                 tokio::time::sleep(*delay).await;
                 let Some(frame) = frame else { continue };
                 frame
             }
             Outcome::Close(reason) => {
-                write_buffered(out, &mut buf, idle).await?;
+                pending.write(out, idle).await?;
                 return Err(reason);
             }
         };
-        if buf.len() + frame.len() > COALESCE_BYTES {
-            write_buffered(out, &mut buf, idle).await?;
+        if pending.bytes + frame.len() > COALESCE_BYTES {
+            pending.write(out, idle).await?;
         }
-        if frame.len() > COALESCE_BYTES {
-            write_flushed(out, frame, idle).await?;
-        } else {
-            buf.extend_from_slice(frame);
-        }
+        pending.bytes += frame.len();
+        pending.frames.push(frame);
     }
-    write_buffered(out, &mut buf, idle).await
+    pending.write(out, idle).await
 }
 
-async fn write_buffered<W: AsyncWrite + Unpin>(
-    out: &mut W,
-    buf: &mut Vec<u8>,
-    idle: Duration,
-) -> Result<(), &'static str> {
-    if buf.is_empty() {
-        return Ok(());
+/// Responses not written yet.
+#[derive(Default)]
+struct Pending<'a> {
+    frames: Vec<&'a Bytes>,
+    bytes: usize,
+}
+
+impl Pending<'_> {
+    /// One write: a single frame as it is (no copy), several copied together.
+    async fn write<W: AsyncWrite + Unpin>(
+        &mut self,
+        out: &mut W,
+        idle: Duration,
+    ) -> Result<(), &'static str> {
+        let written = match self.frames.as_slice() {
+            [] => return Ok(()),
+            [frame] => write_flushed(out, frame, idle).await,
+            frames => {
+                let mut together = Vec::with_capacity(self.bytes);
+                for frame in frames {
+                    together.extend_from_slice(frame);
+                }
+                write_flushed(out, &together, idle).await
+            }
+        };
+        self.frames.clear();
+        self.bytes = 0;
+        written
     }
-    let written = write_flushed(out, buf, idle).await;
-    buf.clear();
-    written
 }
 
 /// Writes and flushes (a TLS stream may keep what the socket did not take yet; a plain
