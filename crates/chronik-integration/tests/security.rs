@@ -338,6 +338,16 @@ fn alter_users(stream: &mut TcpStream, request: AlterUserScramCredentialsRequest
     );
 }
 
+/// Creates SCRAM user `user` through the first broker of `bootstrap` (a PLAINTEXT listener).
+fn add_user_through_first_broker(bootstrap: &str, user: &str, password: &str) {
+    let mut admin = TcpStream::connect(bootstrap.split(',').next().unwrap()).unwrap();
+    alter_users(
+        &mut admin,
+        AlterUserScramCredentialsRequest::default()
+            .with_upsertions(vec![upsertion(user, password)]),
+    );
+}
+
 /// A SCRAM-SHA-256 upsertion as a client computes it (the password never leaves it).
 fn upsertion(user: &str, password: &str) -> ScramCredentialUpsertion {
     let salt: [u8; 16] = *b"0123456789abcdef";
@@ -854,12 +864,7 @@ async fn a_cluster_answers_each_client_on_its_listener() {
         .to_vec()
     });
     let internal = cluster.bootstrap();
-    let mut admin = TcpStream::connect(internal.split(',').next().unwrap()).unwrap();
-    alter_users(
-        &mut admin,
-        AlterUserScramCredentialsRequest::default()
-            .with_upsertions(vec![upsertion("alice", "alice-secret")]),
-    );
+    add_user_through_first_broker(&internal, "alice", "alice-secret");
     core_util::create_replicated_topic(&internal, "spread", 3, 3, &[]).await;
 
     let addr = format!("127.0.0.1:{}", sasl_ports[0]);
@@ -971,12 +976,7 @@ async fn brokers_replicate_over_a_sasl_ssl_inter_broker_listener() {
          allow_everyone_if_no_acl_found = true\n",
     );
     let bootstrap = cluster.bootstrap();
-    let mut admin = TcpStream::connect(bootstrap.split(',').next().unwrap()).unwrap();
-    alter_users(
-        &mut admin,
-        AlterUserScramCredentialsRequest::default()
-            .with_upsertions(vec![upsertion("broker", "broker-secret")]),
-    );
+    add_user_through_first_broker(&bootstrap, "broker", "broker-secret");
     core_util::create_replicated_topic(&bootstrap, "replicated", 3, 3, &[]).await;
     for _round in 0..3 {
         acks_all_to_each_partition(&bootstrap, "replicated", 3).await;

@@ -148,7 +148,10 @@ async fn write_flushed<W: AsyncWrite + Unpin>(
     };
     match tokio::time::timeout(idle, written).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err("write failed"),
+        Ok(Err(e)) => {
+            debug!(error = %e, "response write failed");
+            Err("write failed")
+        }
         Err(_) => Err("client does not read its responses"),
     }
 }
