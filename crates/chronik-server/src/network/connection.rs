@@ -6,7 +6,7 @@
 //! deadline per frame) and queues one handling future per request, and the writer loop here
 //! that drives those futures concurrently in a `FuturesOrdered` and writes each response as its
 //! turn comes (responses ready together, such as the produce requests one journal round
-//! completed, in one write). What a connection may hold is bounded:
+//! completed or the requests read in one pass, in one write). What a connection may hold is bounded:
 //! - at most `queued_max_requests_per_connection` requests read and not yet answered; past it
 //!   the reader stops reading, so a client that does not read its responses stops being read;
 //! - at most one Fetch handled or waiting to be written, so responses held for a client that
@@ -244,7 +244,13 @@ pub async fn run<R: FrameSource, W: AsyncWrite + Unpin>(
             },
             request = requests.recv(), if !reader_done => match request {
                 Some(future) => {
+                    // Every request the reader has queued joins at once: their handlers then
+                    // run in one pass and the responses done together go out in one write
+                    // (taken one per turn, each request cost a turn and a send of its own).
                     in_flight.push_back(future);
+                    while let Ok(future) = requests.try_recv() {
+                        in_flight.push_back(future);
+                    }
                     idle_timer.as_mut().reset(Instant::now() + idle);
                 }
                 None => reader_done = true,
