@@ -6,7 +6,8 @@
 //! deadline per frame) and queues one handling future per request, and the writer loop here
 //! that drives those futures concurrently in a `FuturesOrdered` and writes each response as its
 //! turn comes (responses ready together, such as the produce requests one journal round
-//! completed or the requests read in one pass, in one write). What a connection may hold is bounded:
+//! completed or those of the requests taken from the reader together, in one write). What a
+//! connection may hold is bounded:
 //! - at most `queued_max_requests_per_connection` requests read and not yet answered; past it
 //!   the reader stops reading, so a client that does not read its responses stops being read;
 //! - at most one Fetch handled or waiting to be written, so responses held for a client that
