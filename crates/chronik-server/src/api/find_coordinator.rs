@@ -20,15 +20,19 @@ use crate::security::{AclOperation, ResourceType, Session};
 const GROUP: i8 = 0;
 const TRANSACTION: i8 = 1;
 
-/// The coordinator of `key`: (node id, host, port), or (error code, message).
+/// The coordinator of `key`: (node id, host, port), or (error code, message). Only an
+/// authorized key is looked up (an unauthorized session must not get the offsets topic
+/// created).
 async fn lookup(
     metadata: &MetadataView,
     groups: &GroupCoordinator,
     controller: &Controller,
-    listener: &str,
+    authorizer: &Authorizer,
+    session: &Session,
     key_type: i8,
     key: &str,
 ) -> Result<(i32, String, i32), (i16, &'static str)> {
+    authorize(authorizer, session, key_type, key)?;
     match key_type {
         GROUP => {
             groups
@@ -42,7 +46,7 @@ async fn lookup(
                 .and_then(|p| image.brokers.get(&p.leader))
                 .filter(|b| !b.fenced)
                 .and_then(|b| {
-                    let (host, port) = b.endpoint(listener)?;
+                    let (host, port) = b.endpoint(&session.listener)?;
                     Some((b.id, host.to_string(), port))
                 })
                 .ok_or((
@@ -89,25 +93,19 @@ pub async fn handle(
     request: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    // Only an authorized key is looked up (an unauthorized session must not get the offsets
-    // topic created).
     if version >= 4 {
         let mut coordinators = Vec::with_capacity(request.coordinator_keys.len());
         for key in request.coordinator_keys {
-            let result = match authorize(authorizer, session, request.key_type, key.as_str()) {
-                Ok(()) => {
-                    lookup(
-                        metadata,
-                        groups,
-                        controller,
-                        &session.listener,
-                        request.key_type,
-                        key.as_str(),
-                    )
-                    .await
-                }
-                Err(e) => Err(e),
-            };
+            let result = lookup(
+                metadata,
+                groups,
+                controller,
+                authorizer,
+                session,
+                request.key_type,
+                key.as_str(),
+            )
+            .await;
             let c = Coordinator::default().with_key(key);
             coordinators.push(match result {
                 Ok((node, host, port)) => c
@@ -125,20 +123,16 @@ pub async fn handle(
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
     let response = FindCoordinatorResponse::default();
-    let result = match authorize(authorizer, session, request.key_type, request.key.as_str()) {
-        Ok(()) => {
-            lookup(
-                metadata,
-                groups,
-                controller,
-                &session.listener,
-                request.key_type,
-                request.key.as_str(),
-            )
-            .await
-        }
-        Err(e) => Err(e),
-    };
+    let result = lookup(
+        metadata,
+        groups,
+        controller,
+        authorizer,
+        session,
+        request.key_type,
+        request.key.as_str(),
+    )
+    .await;
     match result {
         Ok((node, host, port)) => response
             .with_node_id(BrokerId(node))
