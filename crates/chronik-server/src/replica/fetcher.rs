@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::partition::Partition;
+use super::partition::{Partition, PartitionError};
 use super::ReplicaManager;
 use crate::config::BrokerConfig;
 use crate::metadata::MetadataImage;
@@ -49,7 +49,20 @@ type FetcherId = (i32, usize);
 struct Followed {
     partition: Arc<Partition>,
     leader_epoch: i32,
+    /// Set while the partition's last answer could not be applied: when to fetch it again.
     retry_at: Option<Instant>,
+    /// The last answer could not be stored here.
+    store_failing: bool,
+}
+
+/// Why a partition's answer was not applied; either way it is fetched again after
+/// `RETRY_BACKOFF`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NotApplied {
+    /// The leader refused the partition's fetch with an error code.
+    Refused,
+    /// This replica could not store what the leader sent (its disk, typically, is full).
+    StoreFailed,
 }
 
 /// One leader's fetcher: the partitions followed from it and the task pulling them.
@@ -160,6 +173,7 @@ impl ReplicaFetchers {
                                 partition,
                                 leader_epoch: epoch,
                                 retry_at: None,
+                                store_failing: false,
                             },
                         );
                     }
@@ -278,15 +292,18 @@ async fn run_fetcher(
                         Arc::as_ptr(&f.partition) as usize == partition_ptr
                             && f.leader_epoch == epoch
                     })
-                    .map(|f| f.partition.clone());
+                    .map(|f| (f.partition.clone(), f.store_failing));
                 // Moved to another leader or epoch while the fetch was out: not ours to apply.
-                let Some(partition) = followed else {
+                let Some((partition, store_failing)) = followed else {
                     continue;
                 };
-                if let Err(retry) = apply(&partition, data, leader).await {
-                    if let Some(f) = partitions.lock().get_mut(&key) {
-                        f.retry_at = Some(Instant::now() + retry);
-                    }
+                let applied = apply(&partition, data, leader, store_failing).await;
+                if store_failing && applied.is_ok() {
+                    info!(topic = %partition.topic, partition = partition.index, leader, "follower stores its leader's data again");
+                }
+                if let Some(f) = partitions.lock().get_mut(&key) {
+                    f.retry_at = applied.err().map(|_| Instant::now() + RETRY_BACKOFF);
+                    f.store_failing = applied == Err(NotApplied::StoreFailed);
                 }
             }
         }
@@ -343,13 +360,32 @@ fn build_request(
     (request, sent)
 }
 
-/// The follower's side of one partition's answer. `Err` carries how long to wait before
-/// fetching the partition again.
+/// Logs a failure to store the leader's data: at warn when a run of them starts, at debug
+/// while it lasts (a full disk fails every retry, ten times a second per partition).
+fn store_failed(
+    partition: &Partition,
+    leader: i32,
+    repeated: bool,
+    what: &str,
+    error: &PartitionError,
+) -> NotApplied {
+    let (topic, index) = (&partition.topic, partition.index);
+    if repeated {
+        debug!(topic, partition = index, leader, error = %error, "{what} failed");
+    } else {
+        warn!(topic, partition = index, leader, error = %error, "{what} failed");
+    }
+    NotApplied::StoreFailed
+}
+
+/// The follower's side of one partition's answer; `store_failing` says the last one could
+/// not be stored either.
 async fn apply(
     partition: &Arc<Partition>,
     data: PartitionData,
     leader: i32,
-) -> Result<(), Duration> {
+    store_failing: bool,
+) -> Result<(), NotApplied> {
     let (topic, index) = (&partition.topic, partition.index);
     match ResponseError::try_from_code(data.error_code) {
         None => {}
@@ -358,21 +394,28 @@ async fn apply(
         {
             // The leader no longer has what this follower needs next.
             wait_all_durable(partition).await;
-            warn!(
-                topic,
-                partition = index,
-                leader,
-                start = data.log_start_offset,
-                "follower is behind the leader's log start: starting afresh there"
-            );
+            if !store_failing {
+                warn!(
+                    topic,
+                    partition = index,
+                    leader,
+                    start = data.log_start_offset,
+                    "follower is behind the leader's log start: starting afresh there"
+                );
+            }
             return partition.restart_at(data.log_start_offset).map_err(|e| {
-                warn!(topic, partition = index, error = %e, "starting the log afresh failed");
-                RETRY_BACKOFF
+                store_failed(
+                    partition,
+                    leader,
+                    store_failing,
+                    "starting the log afresh",
+                    &e,
+                )
             });
         }
         Some(e) => {
             debug!(topic, partition = index, leader, error = ?e, "replica fetch refused for a partition");
-            return Err(RETRY_BACKOFF);
+            return Err(NotApplied::Refused);
         }
     }
     if data.diverging_epoch.epoch >= 0 {
@@ -387,15 +430,25 @@ async fn apply(
         };
         wait_all_durable(partition).await;
         return partition.truncate_to(cut).map_err(|e| {
-            warn!(topic, partition = index, error = %e, "truncating to the leader's log failed");
-            RETRY_BACKOFF
+            store_failed(
+                partition,
+                leader,
+                store_failing,
+                "truncating to the leader's log",
+                &e,
+            )
         });
     }
     let records = data.records.unwrap_or_default();
     if !records.is_empty() {
         if let Err(e) = partition.append_replicated(&records) {
-            warn!(topic, partition = index, leader, error = %e, "appending the leader's batches failed");
-            return Err(RETRY_BACKOFF);
+            return Err(store_failed(
+                partition,
+                leader,
+                store_failing,
+                "appending the leader's batches",
+                &e,
+            ));
         }
     }
     partition.follow_high_watermark(data.high_watermark);
