@@ -299,7 +299,7 @@ async fn run_fetcher(
                 };
                 let applied = apply(&partition, data, leader, store_failing).await;
                 if store_failing && applied.is_ok() {
-                    info!(topic = %partition.topic, partition = partition.index, leader, "follower stores its leader's data again");
+                    info!(topic = %partition.topic, partition = partition.index, leader, "follower applies its leader's answers again");
                 }
                 if let Some(f) = partitions.lock().get_mut(&key) {
                     f.retry_at = applied.err().map(|_| Instant::now() + RETRY_BACKOFF);
